@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "tensorflow-probability==0.25.0",
     "tf-keras==2.21.*",
     "tensorflow-hub==0.16.1",
+    "tensorflow-text==2.21.*",  # in-graph SentencePiece for the DSC serving signature
     "tensorboard==2.21.*",
     "numpy==2.4.*",
     "scipy==1.17.*",
