@@ -1,0 +1,175 @@
+"""manifest.json: what a dataset directory holds, written last by the build.
+
+A dataset directory without a manifest is an incomplete build. The format:
+
+  {"format_version": 1, "source": "synthcmp" | "cmplaces",
+   "categories": [names in label order], "heldout_categories": [subset],
+   "seed": int, "image_size": int, "sentence_encoder": {"name": str, "dim": int},
+   "vector_dim": int,
+   "modalities": {"nat": {"train": {"count": int, "shards": ["nat/train-00000-of-00004.tfrecord"],
+                                    "label_counts": [int per category]}, "val": {...}}, ...},
+   "skipped": {"<modality>/<split>": {"<reason>": count}},
+   "build": {"wall_time_s": float, "created": iso time, "argv": [...]}}
+
+Shard paths are relative to the dataset directory; labels index "categories".
+"""
+
+import json
+import os
+import tempfile
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf.data.errors import DataError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+SOURCES = ("synthcmp", "cmplaces")
+BUILD_COMMAND = ("python -m cmp_tf.data.build --flagfile=configs/data_default.flags "
+                 "--data_dir={data_dir}")
+
+
+def manifest_path(data_dir):
+  return os.path.join(os.fspath(data_dir), MANIFEST_NAME)
+
+
+def write_json_atomic(path, obj):
+  """Writes `obj` as indented JSON to `path` via a temp file in the same directory."""
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      json.dump(obj, f, indent=1, sort_keys=False)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_manifest(data_dir, manifest):
+  """Validates `manifest` and writes it atomically as DIR/manifest.json."""
+  validate(manifest, where="write_manifest", data_dir=None)
+  write_json_atomic(manifest_path(data_dir), manifest)
+
+
+def read_manifest(data_dir, check_files=True):
+  """Reads and validates DIR/manifest.json; errors say how to build a missing dataset."""
+  data_dir = os.fspath(data_dir)
+  build_hint = "build it with: " + BUILD_COMMAND.format(data_dir=data_dir)
+  if not os.path.isdir(data_dir):
+    raise DataError(f"dataset directory does not exist; {build_hint}", path=data_dir)
+  path = manifest_path(data_dir)
+  if not os.path.isfile(path):
+    state = "is empty" if not os.listdir(data_dir) else "has no manifest (an incomplete build)"
+    raise DataError(f"dataset directory {state}; {build_hint}", path=data_dir)
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  try:
+    manifest = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise DataError(f"not valid JSON ({e.msg}); {build_hint} --overwrite", path=path,
+                    line=e.lineno) from None
+  validate(manifest, where=path, data_dir=data_dir if check_files else None)
+  return manifest
+
+
+def _fail(where, message):
+  raise DataError(message, path=where)
+
+
+def validate(manifest, where, data_dir=None):
+  """Checks the manifest's structure; with `data_dir`, also that every shard exists."""
+  if not isinstance(manifest, dict):
+    _fail(where, "manifest must be a JSON object")
+  for key in ("format_version", "source", "categories", "heldout_categories", "seed",
+              "image_size", "sentence_encoder", "vector_dim", "modalities"):
+    if key not in manifest:
+      _fail(where, f"manifest has no {key!r}")
+  if manifest["format_version"] != FORMAT_VERSION:
+    _fail(where, f"format_version {manifest['format_version']!r} is not supported "
+          f"(expected {FORMAT_VERSION}); rebuild the dataset")
+  if manifest["source"] not in SOURCES:
+    _fail(where, f"unknown source {manifest['source']!r}; expected one of {SOURCES}")
+  categories = manifest["categories"]
+  if (not isinstance(categories, list) or not categories
+      or not all(isinstance(c, str) and c for c in categories)):
+    _fail(where, "'categories' must be a non-empty list of names")
+  if len(set(categories)) != len(categories):
+    dup = sorted({c for c in categories if categories.count(c) > 1})
+    _fail(where, f"'categories' lists {dup} more than once")
+  unknown = [c for c in manifest["heldout_categories"] if c not in categories]
+  if unknown:
+    _fail(where, f"'heldout_categories' names {unknown}, which are not in 'categories'")
+  for key in ("seed", "image_size", "vector_dim"):
+    if not isinstance(manifest[key], int) or isinstance(manifest[key], bool):
+      _fail(where, f"{key!r} must be an integer")
+  encoder = manifest["sentence_encoder"]
+  if not isinstance(encoder, dict) or "name" not in encoder or "dim" not in encoder:
+    _fail(where, "'sentence_encoder' must be {\"name\": ..., \"dim\": ...}")
+  mods = manifest["modalities"]
+  if not isinstance(mods, dict) or not mods:
+    _fail(where, "'modalities' must be a non-empty object")
+  for modality, splits in mods.items():
+    if modality not in mod_lib.ALL_MODALITIES:
+      _fail(where, f"unknown modality {modality!r} in 'modalities'")
+    for split, entry in splits.items():
+      if split not in mod_lib.SPLITS:
+        _fail(where, f"unknown split {split!r} of {modality!r}")
+      _validate_split(where, f"{modality}/{split}", entry, len(categories), data_dir)
+
+
+def _validate_split(where, name, entry, num_categories, data_dir):
+  if not isinstance(entry, dict) or "count" not in entry or "shards" not in entry:
+    _fail(where, f"{name} needs 'count' and 'shards'")
+  if not isinstance(entry["count"], int) or entry["count"] < 0:
+    _fail(where, f"{name}: 'count' must be a non-negative integer")
+  if not isinstance(entry["shards"], list) or not entry["shards"]:
+    _fail(where, f"{name}: 'shards' must be a non-empty list")
+  counts = entry.get("label_counts")
+  if counts is not None:
+    if len(counts) != num_categories or sum(counts) != entry["count"]:
+      _fail(where, f"{name}: 'label_counts' must have one count per category summing to "
+            f"'count' ({entry['count']})")
+  for shard in entry["shards"]:
+    if os.path.isabs(shard) or ".." in shard.split("/"):
+      _fail(where, f"{name}: shard path {shard!r} must be relative to the dataset directory")
+    if data_dir is not None and not os.path.isfile(os.path.join(data_dir, shard)):
+      raise DataError(f"shard listed in {MANIFEST_NAME} for {name} is missing; rebuild the "
+                      "dataset", path=os.path.join(data_dir, shard))
+
+
+def label_names(manifest):
+  """Category names in label order."""
+  return list(manifest["categories"])
+
+
+def split_entry(manifest, modality, split):
+  """The manifest entry of one modality and split; a clear error if it was not built."""
+  modality = mod_lib.parse_modality(modality)
+  if split not in mod_lib.SPLITS:
+    raise ValueError(f"unknown split {split!r}; expected one of {mod_lib.SPLITS}")
+  mods = manifest["modalities"]
+  if modality not in mods:
+    raise DataError(f"dataset has no modality {modality!r} (built: {', '.join(mods)})")
+  if split not in mods[modality]:
+    raise DataError(f"dataset has no {split!r} split for {modality!r}")
+  return mods[modality][split]
+
+
+def shard_paths(manifest, data_dir, modality, split):
+  """Absolute paths of the shards of one modality and split, in manifest order."""
+  entry = split_entry(manifest, modality, split)
+  return [os.path.join(os.path.abspath(os.fspath(data_dir)), s) for s in entry["shards"]]
+
+
+def label_ids(manifest, names, where="exclude_categories"):
+  """Label indices of category `names`; an unknown name is an error naming `where`."""
+  categories = manifest["categories"]
+  unknown = [n for n in names if n not in categories]
+  if unknown:
+    raise ValueError(f"{where}: unknown categories {unknown}; the dataset has "
+                     f"{len(categories)} categories, e.g. {categories[:5]}")
+  return sorted(categories.index(n) for n in names)
