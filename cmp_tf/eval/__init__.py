@@ -1,0 +1,1 @@
+"""Evaluation as pure functions: retrieval and zero-shot metrics, subspace alignment, tables."""

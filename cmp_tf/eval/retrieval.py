@@ -1,0 +1,292 @@
+"""Cross-modal retrieval metrics: cosine similarity, average precision, precision@k.
+
+Definitions used everywhere in cmp_tf (the paper's section 5.1):
+- Similarity is cosine similarity, computed in float32 by default; a zero vector has similarity
+  0 to everything (never NaN).
+- Average precision is the non-interpolated AP of scikit-learn's `average_precision_score`
+  applied to one query's row: the mean, over the relevant targets, of the precision at each
+  relevant target's rank. A target is relevant when its label equals the query's label.
+- Ties are broken pessimistically: among targets with equal similarity, the non-relevant ones
+  rank first. (scikit-learn instead treats a tie group as one threshold, which lies between the
+  pessimistic and the optimistic order.) A tie can only lower a score, so a constant similarity
+  never looks better than chance.
+- precision@k counts relevant targets among the first k ranks, pessimistically, and divides by
+  k even when fewer than k targets exist (as trec_eval does).
+- A query whose label no target shares has no defined AP: a ValueError names those labels.
+
+Every ranking needs one argsort per row; ties are resolved from the sorted scores with
+cumulative sums, so ties cost no second sort. Queries are processed in chunks so memory stays
+bounded whatever the number of queries.
+"""
+
+import numpy as np
+
+# Elements per chunk of the [queries, targets] working arrays (~32 MB per int64 array).
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def check_features(features, name):
+  """Returns `features` as a non-empty, finite [N, D] array; `name` is named in errors."""
+  features = np.asarray(features)
+  if features.ndim != 2:
+    raise ValueError(f"{name}: expected a 2-D array [N, D], got shape {features.shape}")
+  if features.shape[0] == 0 or features.shape[1] == 0:
+    raise ValueError(f"{name}: empty array of shape {features.shape}")
+  if not np.issubdtype(features.dtype, np.number) or np.issubdtype(features.dtype,
+                                                                    np.complexfloating):
+    raise ValueError(f"{name}: expected real numbers, got dtype {features.dtype}")
+  if not np.all(np.isfinite(features)):
+    bad = np.flatnonzero(~np.all(np.isfinite(features), axis=1))
+    raise ValueError(f"{name}: {bad.size} rows hold NaN or infinite values (first row {bad[0]})")
+  return features
+
+
+def check_labels(labels, length, name, length_name):
+  """Returns `labels` as [length] integers; errors name `name` and what they should match."""
+  labels = np.asarray(labels)
+  if labels.ndim != 1:
+    raise ValueError(f"{name}: expected a 1-D array of labels, got shape {labels.shape}")
+  if labels.size == 0:
+    raise ValueError(f"{name}: no labels")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{name}: expected integer labels, got dtype {labels.dtype}")
+  if labels.shape[0] != length:
+    raise ValueError(f"{name}: {labels.shape[0]} labels for {length} rows of {length_name}")
+  return labels
+
+
+def _check_k(k):
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    raise ValueError(f"k: expected a positive integer, got {k!r}")
+  return int(k)
+
+
+def _check_every_query_has_a_match(query_labels, target_labels, name="query_labels"):
+  missing = np.setdiff1d(query_labels, target_labels)
+  if missing.size:
+    count = int(np.isin(query_labels, missing).sum())
+    shown = ", ".join(str(v) for v in missing[:10]) + (" ..." if missing.size > 10 else "")
+    raise ValueError(
+        f"{name}: {count} queries have labels that no target has ({shown}); "
+        "their average precision is undefined")
+
+
+def cosine_similarity(queries, targets, dtype=np.float32):
+  """Returns the [Q, T] cosine similarities of two feature sets, in `dtype` (float32 default).
+
+  Rows of zeros have similarity 0 to everything.
+  """
+  queries = check_features(queries, "queries")
+  targets = check_features(targets, "targets")
+  if queries.shape[1] != targets.shape[1]:
+    raise ValueError(
+        f"targets: feature size {targets.shape[1]} differs from queries' {queries.shape[1]}")
+  return _normalize(queries, dtype) @ _normalize(targets, dtype).T
+
+
+def _normalize(features, dtype):
+  features = np.asarray(features, dtype=dtype)
+  norms = np.linalg.norm(features, axis=1, keepdims=True)
+  return features / np.where(norms > 0, norms, 1).astype(dtype)
+
+
+def _ranked(similarity, query_labels, target_labels):
+  """Sorts each row by descending similarity; returns its relevance and tie-group bounds.
+
+  Returns (relevant, cum, first, last), each [Q, T] in rank order: whether the target at that
+  rank is relevant, the running count of relevant targets, and the first and last rank of the
+  tie group that rank belongs to (the order inside a tie group is arbitrary).
+  """
+  order = np.argsort(-similarity, axis=1)
+  scores = np.take_along_axis(similarity, order, axis=1)
+  relevant = target_labels[order] == query_labels[:, None]
+  cum = np.cumsum(relevant, axis=1)
+  num_targets = similarity.shape[1]
+  ranks = np.broadcast_to(np.arange(num_targets), scores.shape)
+  starts = np.ones(scores.shape, dtype=bool)
+  starts[:, 1:] = scores[:, 1:] != scores[:, :-1]
+  first = np.maximum.accumulate(np.where(starts, ranks, 0), axis=1)
+  ends = np.ones(scores.shape, dtype=bool)
+  ends[:, :-1] = starts[:, 1:]
+  last = np.minimum.accumulate(np.where(ends, ranks, num_targets - 1)[:, ::-1], axis=1)[:, ::-1]
+  return relevant, cum, first, last
+
+
+def _relevant_before_group(relevant, cum, first):
+  cum_before = cum - relevant  # relevant targets strictly before each rank
+  return np.take_along_axis(cum_before, first, axis=1)
+
+
+def _average_precision_rows(similarity, query_labels, target_labels):
+  relevant, cum, first, last = _ranked(similarity, query_labels, target_labels)
+  before = _relevant_before_group(relevant, cum, first)
+  in_group = np.take_along_axis(cum, last, axis=1) - before
+  # Pessimistic: a group's relevant targets take its last ranks, in_group of them, so the
+  # relevant target counted cum-th overall sits at 1-based rank last + 1 - (in_group - j),
+  # where j = cum - before is its place among the group's relevant targets.
+  rank = last + 1 - in_group + (cum - before)
+  precision = np.where(relevant, cum / rank, 0.0)
+  return precision.sum(axis=1) / cum[:, -1]
+
+
+def _precision_at_k_rows(similarity, query_labels, target_labels, k):
+  relevant, cum, first, last = _ranked(similarity, query_labels, target_labels)
+  if k >= similarity.shape[1]:
+    return cum[:, -1] / k
+  column = slice(k - 1, k)
+  before = _relevant_before_group(relevant, cum, first)[:, column]
+  group_last = last[:, column]
+  in_group = np.take_along_axis(cum, group_last, axis=1) - before
+  after_k = group_last - (k - 1)  # group ranks past the k-th, filled by relevant ones first
+  return (before + np.maximum(in_group - after_k, 0))[:, 0] / k
+
+
+def _chunks(num_rows, num_columns):
+  size = max(1, _CHUNK_ELEMENTS // max(1, num_columns))
+  for start in range(0, num_rows, size):
+    yield slice(start, min(num_rows, start + size))
+
+
+def _check_similarity(similarity, query_labels, target_labels):
+  similarity = check_features(similarity, "similarity")
+  if not np.issubdtype(similarity.dtype, np.floating):
+    similarity = similarity.astype(np.float64)  # negating unsigned integers would wrap
+  query_labels = check_labels(query_labels, similarity.shape[0], "query_labels",
+                               "similarity")
+  target_labels = check_labels(target_labels, similarity.shape[1], "target_labels",
+                                "similarity's columns")
+  return similarity, query_labels, target_labels
+
+
+def average_precision(similarity, query_labels, target_labels):
+  """Returns the [Q] non-interpolated average precision of each query's row (ties pessimistic)."""
+  similarity, query_labels, target_labels = _check_similarity(similarity, query_labels,
+                                                              target_labels)
+  _check_every_query_has_a_match(query_labels, target_labels)
+  return np.concatenate([
+      _average_precision_rows(similarity[rows], query_labels[rows], target_labels)
+      for rows in _chunks(*similarity.shape)
+  ])
+
+
+def precision_at_k(similarity, query_labels, target_labels, k=10):
+  """Returns the [Q] fraction of relevant targets among each query's top k (ties pessimistic)."""
+  similarity, query_labels, target_labels = _check_similarity(similarity, query_labels,
+                                                              target_labels)
+  k = _check_k(k)
+  return np.concatenate([
+      _precision_at_k_rows(similarity[rows], query_labels[rows], target_labels, k)
+      for rows in _chunks(*similarity.shape)
+  ])
+
+
+def _sample_queries(num_available, num_queries, seed):
+  """All query indices, or `num_queries` drawn uniformly with replacement (seeded)."""
+  if num_queries is None:
+    return np.arange(num_available)
+  if isinstance(num_queries, bool) or not isinstance(num_queries, (int, np.integer)):
+    raise ValueError(f"num_queries: expected a positive integer or None, got {num_queries!r}")
+  if num_queries < 1:
+    raise ValueError(f"num_queries: expected a positive integer or None, got {num_queries}")
+  return np.random.default_rng(seed).integers(0, num_available, size=int(num_queries))
+
+
+def _scores_from_rows(row_similarity, query_labels, target_labels, k):
+  """Accumulates AP and P@k over chunks produced by `row_similarity(rows)`."""
+  ap_sum = 0.0
+  pk_sum = 0.0
+  for rows in _chunks(len(query_labels), len(target_labels)):
+    similarity = row_similarity(rows)
+    ap_sum += _average_precision_rows(similarity, query_labels[rows], target_labels).sum()
+    pk_sum += _precision_at_k_rows(similarity, query_labels[rows], target_labels, k).sum()
+  count = len(query_labels)
+  return {"map": float(ap_sum / count), f"p@{k}": float(pk_sum / count), "num_queries": count}
+
+
+def similarity_scores(similarity, query_labels, target_labels, *, num_queries=None, seed=0,
+                      k=10):
+  """mAP and precision@k of a precomputed [Q, T] similarity matrix.
+
+  Exact over all queries by default; `num_queries=1000` follows the paper's protocol of
+  queries drawn at random (uniformly, with replacement, from `seed`).
+  Returns {"map": float, "p@<k>": float, "num_queries": int}, scores as fractions in [0, 1].
+  """
+  similarity, query_labels, target_labels = _check_similarity(similarity, query_labels,
+                                                              target_labels)
+  k = _check_k(k)
+  chosen = _sample_queries(len(query_labels), num_queries, seed)
+  query_labels = query_labels[chosen]
+  _check_every_query_has_a_match(query_labels, target_labels)
+  return _scores_from_rows(lambda rows: similarity[chosen[rows]], query_labels, target_labels,
+                           k)
+
+
+def retrieval_scores(query_feats, query_labels, target_feats, target_labels, *,
+                     num_queries=None, seed=0, k=10, dtype=np.float32):
+  """mAP and precision@k of retrieving `target_feats` with `query_feats` by cosine similarity.
+
+  Exact over all queries by default; `num_queries=1000` follows the paper's protocol of
+  queries drawn at random (uniformly, with replacement, from `seed`). Similarities are
+  computed chunk by chunk, so memory stays bounded for any number of queries.
+  Returns {"map": float, "p@<k>": float, "num_queries": int}, scores as fractions in [0, 1].
+  """
+  query_feats = check_features(query_feats, "query_feats")
+  target_feats = check_features(target_feats, "target_feats")
+  if query_feats.shape[1] != target_feats.shape[1]:
+    raise ValueError(f"target_feats: feature size {target_feats.shape[1]} differs from "
+                     f"query_feats' {query_feats.shape[1]}")
+  query_labels = check_labels(query_labels, len(query_feats), "query_labels", "query_feats")
+  target_labels = check_labels(target_labels, len(target_feats), "target_labels",
+                                "target_feats")
+  k = _check_k(k)
+  chosen = _sample_queries(len(query_labels), num_queries, seed)
+  query_labels = query_labels[chosen]
+  _check_every_query_has_a_match(query_labels, target_labels)
+  queries = _normalize(query_feats, dtype)
+  targets_t = _normalize(target_feats, dtype).T
+  return _scores_from_rows(lambda rows: queries[chosen[rows]] @ targets_t, query_labels,
+                           target_labels, k)
+
+
+def default_pairs(modalities):
+  """All ordered (query, target) pairs of distinct modalities, grouped by query."""
+  return [(q, t) for q in modalities for t in modalities if q != t]
+
+
+def cross_modal_retrieval(features, labels, *, pairs=None, num_queries=None, seed=0, k=10,
+                          dtype=np.float32):
+  """Retrieval scores for each (query, target) modality pair.
+
+  Args:
+    features: {modality: [N_m, D]} features of each modality (e.g. validation fc7).
+    labels: {modality: [N_m]} integer scene labels, same keys as `features`.
+    pairs: (query, target) modality pairs; default: every ordered pair of distinct modalities
+      in `features`, in its key order (all 20 for the five modalities).
+    num_queries, seed, k, dtype: as in `retrieval_scores`; each pair draws its queries from the
+      same seed, so pairs sharing a query modality share the sampled queries.
+
+  Returns:
+    {(query, target): {"map": float, "p@<k>": float, "num_queries": int}}.
+  """
+  if not isinstance(features, dict) or not features:
+    raise ValueError("features: expected a non-empty dict {modality: [N, D] array}")
+  if not isinstance(labels, dict) or set(labels) != set(features):
+    got = sorted(labels) if isinstance(labels, dict) else type(labels).__name__
+    raise ValueError(f"labels: expected a dict with the same modalities as features "
+                     f"({sorted(features)}), got {got}")
+  pairs = default_pairs(list(features)) if pairs is None else [tuple(p) for p in pairs]
+  if not pairs:
+    raise ValueError("pairs: no (query, target) pair to evaluate")
+  for pair in pairs:
+    if len(pair) != 2 or any(m not in features for m in pair):
+      raise ValueError(f"pairs: {pair!r} is not a (query, target) pair of modalities in "
+                       f"features ({sorted(features)})")
+  results = {}
+  for query, target in pairs:
+    try:
+      results[(query, target)] = retrieval_scores(
+          features[query], labels[query], features[target], labels[target],
+          num_queries=num_queries, seed=seed, k=k, dtype=dtype)
+    except ValueError as e:
+      raise ValueError(f"retrieval {query}->{target}: {e}") from e
+  return results
