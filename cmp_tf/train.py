@@ -1,0 +1,107 @@
+"""Trains one method of the paper end to end.
+
+  python -m cmp_tf.train --flagfile=configs/c.flags [--run_dir=DIR] [--data_dir=DIR]
+
+Builds the default dataset if it is missing, trains (or loads) and caches the
+source network and its activation priors, runs every stage of the method's
+recipe with checkpoints (run the same command again to resume after an
+interruption), then evaluates and exports the run when cmp_tf.evaluate and
+cmp_tf.export are installed. Every flag is a field of
+cmp_tf.training.config.TrainConfig; `--helpfull` lists them.
+"""
+
+import importlib
+import importlib.util
+import sys
+
+from absl import app, flags
+
+from cmp_tf.training import config as config_lib
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  for name, default, help_text, choices in config_lib.config_fields():
+    if choices is not None:
+      flags.DEFINE_enum(name, default, list(choices), help_text)
+    elif isinstance(default, bool):
+      flags.DEFINE_boolean(name, default, help_text)
+    elif isinstance(default, int):
+      flags.DEFINE_integer(name, default, help_text)
+    elif isinstance(default, float):
+      flags.DEFINE_float(name, default, help_text)
+    elif isinstance(default, list):
+      flags.DEFINE_list(name, default, help_text)
+    else:
+      flags.DEFINE_string(name, default, help_text)
+
+
+_define_flags()
+
+
+def config_from_flags(flag_values=FLAGS):
+  """TrainConfig of the parsed flags (not yet validated)."""
+  values = {name: flag_values[name].value for name, *_ in config_lib.config_fields()}
+  return config_lib.TrainConfig(**values)
+
+
+def effective_flags(config):
+  """The flags of `config` as a flagfile: paths resolved, so rerunning it resumes the run."""
+  lines = ["# Effective flags of this run. Resume or repeat it with",
+           "#   python -m cmp_tf.train --flagfile=<this file>"]
+  values = config.to_dict()
+  values["run_dir"] = str(config.resolved_run_dir())
+  if config.data_dir:
+    values["data_dir"] = str(config.resolved_data_dir())
+  for name, value in values.items():
+    if isinstance(value, bool):
+      lines.append(f"--{name}" if value else f"--no{name}")
+    elif isinstance(value, (list, tuple)):
+      lines.append(f"--{name}={','.join(str(v) for v in value)}")
+    else:
+      lines.append(f"--{name}={value}")
+  return "\n".join(lines) + "\n"
+
+
+def run_post_hooks(run_dir, *, evaluate=True, export=True):
+  """Evaluation and export of the finished run, by the modules that exist."""
+  done = {}
+  for enabled, module_name, function in ((evaluate, "cmp_tf.evaluate", "evaluate_run"),
+                                         (export, "cmp_tf.export", "export_run")):
+    if not enabled:
+      continue
+    if importlib.util.find_spec(module_name) is None:
+      print(f"({module_name} is not installed: skipped)", flush=True)
+      continue
+    module = importlib.import_module(module_name)
+    done[module_name] = getattr(module, function)(run_dir)
+  return done
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = config_from_flags()
+  try:
+    config.validate()
+  except config_lib.ConfigError as e:
+    print(f"cmp_tf.train: error: {e}", file=sys.stderr)
+    return 2
+  from cmp_tf.training import runner, trainer  # TensorFlow is imported only now
+
+  try:
+    run_dir = runner.run_training(config, flags_text=effective_flags(config))
+  except (config_lib.ConfigError, runner.RunMismatchError) as e:
+    print(f"cmp_tf.train: error: {e}", file=sys.stderr)
+    return 2
+  except trainer.NonFiniteLossError as e:
+    print(f"cmp_tf.train: training diverged: {e}", file=sys.stderr)
+    return 3
+  run_post_hooks(run_dir, evaluate=config.evaluate, export=config.export)
+  print(f"run finished: {run_dir}", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

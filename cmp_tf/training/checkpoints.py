@@ -1,0 +1,91 @@
+"""Atomic files and per-stage checkpoints that make kill -9 + rerun land on the same weights.
+
+A stage checkpoint holds every model variable (weights and the dropout seed
+generators' states), every optimizer variable (momentum, iteration count) and the
+stage's step. Variables are listed explicitly: tf.train.Checkpoint does not follow
+the layers of a Keras 3 functional model on its own.
+"""
+
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+
+def _temp_path(path, suffix=""):
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp",
+                             dir=directory)
+  os.close(fd)
+  return tmp
+
+
+def write_text_atomic(path, text):
+  """Writes `text` to `path` through a temp file in the same directory."""
+  tmp = _temp_path(path)
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_json_atomic(path, obj):
+  write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
+
+
+def read_json(path, default=None):
+  if not os.path.exists(path):
+    return default
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def save_weights_atomic(model, path):
+  """model.save_weights to `path` (must end in .weights.h5) through a temp file."""
+  path = os.fspath(path)
+  if not path.endswith(".weights.h5"):
+    raise ValueError(f"{path}: a Keras weights file must end in .weights.h5")
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=directory)
+  os.close(fd)
+  try:
+    model.save_weights(tmp, overwrite=True)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+class StageCheckpoint:
+  """tf.train.CheckpointManager over a model, its optimizer and the step of one stage."""
+
+  def __init__(self, directory, model, optimizer, *, max_to_keep=2):
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
+    self._checkpoint = tf.train.Checkpoint(
+        model_variables=list(model.variables),
+        optimizer_variables=list(optimizer.variables),
+        step=self.step)
+    self._manager = tf.train.CheckpointManager(
+        self._checkpoint, os.fspath(directory), max_to_keep=max_to_keep)
+
+  @property
+  def latest(self):
+    return self._manager.latest_checkpoint
+
+  def restore_latest(self):
+    """Restores the newest checkpoint if there is one; returns the step it reached."""
+    latest = self._manager.latest_checkpoint
+    if latest is None:
+      return 0
+    self._checkpoint.restore(latest).assert_consumed()
+    return int(self.step.numpy())
+
+  def save(self, step):
+    self.step.assign(step)
+    return self._manager.save(checkpoint_number=step)

@@ -1,0 +1,207 @@
+"""Every setting of a training run, with its flag help, checked before any work.
+
+`cmp_tf.train` turns each field of TrainConfig into an absl flag of the same name
+(help text from the field's metadata), so the flag list, the defaults and the
+validation live in one place and error messages name the flag (`--lambda_fc6: ...`).
+No TensorFlow here.
+"""
+
+import dataclasses
+import os
+import pathlib
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf import paths
+from cmp_tf.training import recipes
+
+# Image variants of cmp_tf.models and their input resolution.
+IMAGE_VARIANTS = {"alexnet": 227, "alexnet_small": 64, "alexnet_tiny": 32}
+STRATEGIES = ("mirrored", "default", "multiworker")
+DEFAULT_DATA_CONFIG = "configs/data_default.flags"
+
+
+class ConfigError(ValueError):
+  """A bad setting; the message starts with the flag's name."""
+
+  def __init__(self, flag, message):
+    super().__init__(f"--{flag}: {message}")
+    self.flag = flag
+
+
+def _field(default, help_text, choices=None):
+  meta = {"help": help_text}
+  if choices is not None:
+    meta["choices"] = tuple(choices)
+  if isinstance(default, (list, tuple)):
+    return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+  return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """The settings of `python -m cmp_tf.train`; see each field's help."""
+  # What to train.
+  method: str = _field("c_tune_statreg_gmm", "Method (paper table row) to train.",
+                       recipes.METHOD_NAMES)
+  zero_shot: bool = _field(False, "Drop the manifest's heldout_categories from the "
+                           "training data of every modality except NAT (paper 5.2).")
+  modalities: list = _field(list(mod_lib.ALL_MODALITIES), "Modalities to train.")
+  # Where.
+  data_dir: str = _field("", "Dataset directory (manifest.json + TFRecords). Empty: "
+                         "<cache_dir>/data/<name of --data_config>, built if missing.")
+  data_config: str = _field(DEFAULT_DATA_CONFIG, "Flagfile of cmp_tf.data.build used to "
+                            "build the default dataset when --data_dir is empty.")
+  run_dir: str = _field("", "Run directory. Empty: runs/<method>[_zeroshot] in the checkout.")
+  cache_dir: str = _field(str(paths.DEFAULT_CACHE_DIR), "Cache of the source network, "
+                          "its activation priors and default datasets.")
+  source_weights: str = _field("", "Weights file (.weights.h5) of a NAT-only source "
+                               "network of the same variant; empty: train one and cache it.")
+  # Model.
+  image_variant: str = _field("alexnet_small", "Image branch architecture.",
+                              tuple(IMAGE_VARIANTS))
+  image_size: int = _field(0, "Input resolution; 0: the variant's own.")
+  dropout: float = _field(0.5, "Dropout after fc6 and fc7.")
+  # Optimisation (SGD with momentum; paper 4.5).
+  batch_size: int = _field(16, "Examples per modality per replica; the global batch is "
+                           "batch_size x number of replicas.")
+  learning_rate: float = _field(1e-3, "SGD learning rate of stages that start from the "
+                                "source network (paper: 1e-3).")
+  scratch_learning_rate: float = _field(1e-2, "SGD learning rate of stages from scratch.")
+  momentum: float = _field(0.9, "SGD momentum.")
+  weight_decay: float = _field(5e-4, "L2 weight decay on kernels (Caffe-style, in the loss).")
+  frozen_steps: int = _field(300, "Steps of a stage with the shared upper frozen (A, C).")
+  steps: int = _field(300, "Steps of a stage with every layer trainable.")
+  seed: int = _field(0, "Seed of initialisation, dropout and input order.")
+  # Activation priors (method B and C).
+  lambda_pool5: float = _field(1e-4, "Weight of the pool5 prior NLL (0: no prior there).")
+  lambda_fc6: float = _field(1e-4, "Weight of the fc6 prior NLL (0: no prior there).")
+  lambda_fc7: float = _field(1e-4, "Weight of the fc7 prior NLL (0: no prior there).")
+  gmm_components: int = _field(100, "GMM components K (paper: 100).")
+  gmm_max_iter: int = _field(100, "EM iterations of the GMM fit.")
+  prior_samples: int = _field(4000, "NAT training examples whose source activations "
+                              "the priors are fitted on.")
+  # Source network ("Places-CNN" stand-in).
+  source_steps: int = _field(1500, "Steps of training the source network on NAT.")
+  source_learning_rate: float = _field(0.01, "SGD learning rate of the source network.")
+  source_batch_size: int = _field(64, "NAT examples per replica per source step.")
+  # Running.
+  strategy: str = _field("mirrored", "Distribution strategy: mirrored (all local "
+                         "devices), default (one device), multiworker (TF_CONFIG).",
+                         STRATEGIES)
+  cpu_replicas: int = _field(0, "Split the CPU into this many logical devices (0: no split).")
+  checkpoint_every: int = _field(100, "Steps between checkpoints (also the input chunk size).")
+  keep_checkpoints: int = _field(2, "Checkpoints kept per stage.")
+  log_every: int = _field(20, "Steps between TensorBoard summaries.")
+  jit_compile: bool = _field(True, "Compile the train step with XLA.")
+  deterministic: bool = _field(True, "tf.config.experimental.enable_op_determinism().")
+  evaluate: bool = _field(True, "Run cmp_tf.evaluate.evaluate_run at the end, if present.")
+  export: bool = _field(True, "Run cmp_tf.export.export_run at the end, if present.")
+
+  # === Derived values ===
+
+  @property
+  def resolved_image_size(self):
+    return self.image_size or IMAGE_VARIANTS[self.image_variant]
+
+  @property
+  def prior_weights(self):
+    return {"pool5": self.lambda_pool5, "fc6": self.lambda_fc6, "fc7": self.lambda_fc7}
+
+  @property
+  def data_is_default(self):
+    return not self.data_dir
+
+  def resolved_data_config(self):
+    return _repo_path(self.data_config)
+
+  def resolved_data_dir(self):
+    if self.data_dir:
+      return pathlib.Path(self.data_dir).expanduser().resolve()
+    stem = self.resolved_data_config().name.split(".")[0]
+    return pathlib.Path(self.cache_dir).expanduser().resolve() / "data" / stem
+
+  def resolved_run_dir(self):
+    if self.run_dir:
+      return pathlib.Path(self.run_dir).expanduser().resolve()
+    name = self.method + ("_zeroshot" if self.zero_shot else "")
+    return paths.REPO_ROOT / "runs" / name
+
+  def recipe_settings(self):
+    return recipes.RecipeSettings(
+        modalities=tuple(self.modalities), frozen_steps=self.frozen_steps, steps=self.steps,
+        learning_rate=self.learning_rate, scratch_learning_rate=self.scratch_learning_rate,
+        prior_weights=self.prior_weights)
+
+  def recipe(self):
+    return recipes.build_recipe(self.method, self.recipe_settings(), zero_shot=self.zero_shot)
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  # === Validation ===
+
+  def validate(self):
+    """Raises ConfigError naming the first bad flag; returns the normalised config."""
+    choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(self)}
+    for name, allowed in choices.items():
+      if allowed is not None and getattr(self, name) not in allowed:
+        raise ConfigError(name, f"unknown value {getattr(self, name)!r}; expected one of "
+                          f"{', '.join(allowed)}")
+    try:
+      self.modalities = list(mod_lib.parse_modalities(self.modalities, where="modalities"))
+    except ValueError as e:
+      raise ConfigError("modalities", str(e).split(": ", 1)[-1]) from None
+    if self.zero_shot and self.modalities == [mod_lib.NAT]:
+      raise ConfigError("zero_shot", "needs a modality other than NAT")
+    for name in ("batch_size", "steps", "frozen_steps", "source_steps", "source_batch_size",
+                 "checkpoint_every", "keep_checkpoints", "log_every", "prior_samples",
+                 "gmm_max_iter"):
+      if getattr(self, name) < 1:
+        raise ConfigError(name, f"must be a positive integer, got {getattr(self, name)}")
+    if self.gmm_components < 1:
+      raise ConfigError("gmm_components", f"K must be >= 1, got {self.gmm_components}")
+    for name in ("learning_rate", "scratch_learning_rate", "source_learning_rate"):
+      if not getattr(self, name) > 0:
+        raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
+    for name in ("lambda_pool5", "lambda_fc6", "lambda_fc7", "weight_decay", "momentum",
+                 "cpu_replicas", "image_size"):
+      if getattr(self, name) < 0:
+        raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+    if not 0 <= self.dropout < 1:
+      raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
+    if self.image_size and self.image_size < 16:
+      raise ConfigError("image_size", f"must be 0 or >= 16, got {self.image_size}")
+    if self.data_dir:
+      data_dir = self.resolved_data_dir()
+      if not data_dir.is_dir():
+        raise ConfigError("data_dir", f"no such directory: {data_dir}")
+      if not (data_dir / "manifest.json").is_file():
+        raise ConfigError("data_dir", f"{data_dir} has no manifest.json; build a dataset "
+                          "with python -m cmp_tf.data.build")
+    elif not self.resolved_data_config().is_file():
+      raise ConfigError("data_config", f"no such file: {self.resolved_data_config()}")
+    if self.source_weights and not os.path.isfile(self.source_weights):
+      raise ConfigError("source_weights", f"no such file: {self.source_weights}")
+    try:
+      self.recipe()
+    except ValueError as e:
+      flag = "lambda_fc6" if "prior weight" in str(e) else "method"
+      raise ConfigError(flag, str(e)) from None
+    return self
+
+
+def _repo_path(path):
+  """A relative path is taken from the current directory if it exists there, else the checkout."""
+  path = pathlib.Path(path).expanduser()
+  if path.is_absolute() or path.exists():
+    return path.resolve()
+  return paths.REPO_ROOT / path
+
+
+def config_fields():
+  """(name, default, help, choices) of every setting, in declaration order."""
+  out = []
+  for f in dataclasses.fields(TrainConfig):
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    out.append((f.name, default, f.metadata["help"], f.metadata.get("choices")))
+  return out

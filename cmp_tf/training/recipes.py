@@ -1,0 +1,223 @@
+"""The paper's methods as data: each method is a recipe, a list of training stages.
+
+One generic trainer runs any recipe, so the methods differ only in what is listed
+here (paper, sections 4.2-4.4 and 5.1):
+
+  BL-Individual            one network per modality (no shared upper), from the source
+  BL-Shared-Upper          shared fc6/fc7/classifier from the source, everything trains
+  BL-Shared-Upper-Scratch  shared upper, everything from scratch
+  A: Tune                  source init, shared upper FROZEN, modality branches train
+  A: Tune (Free)           A's frozen stage, then everything unfrozen and trained jointly
+  B: StatReg (Gaussian)    one network per modality from the source, each regularised by
+                           a full-covariance Gaussian of the source's NAT activations
+  B: StatReg (GMM)         the same with a K-component diagonal GMM
+  C: Tune + StatReg (GMM)  A's frozen stage, then unfrozen with B's GMM regulariser
+
+This module imports no TensorFlow: recipes are resolved and checked before any work.
+"""
+
+import dataclasses
+from typing import Callable, Mapping
+
+from cmp_tf import modalities as mod_lib
+
+INIT_SOURCE = "source"      # every branch and upper copy from the source network
+INIT_SCRATCH = "scratch"    # fresh, seeded initialisation
+INIT_PREVIOUS = "previous"  # the previous stage's final weights, copied by layer name
+INITS = (INIT_SOURCE, INIT_SCRATCH, INIT_PREVIOUS)
+
+GAUSSIAN = "gaussian"
+GMM = "gmm"
+PRIOR_KINDS = (GAUSSIAN, GMM)
+PRIOR_LAYERS = ("pool5", "fc6", "fc7")
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorUse:
+  """An activation prior on one layer with its loss weight (lambda in Eq. 1)."""
+  kind: str
+  layer: str
+  weight: float
+
+  def __post_init__(self):
+    if self.kind not in PRIOR_KINDS:
+      raise ValueError(f"prior kind {self.kind!r}: expected one of {PRIOR_KINDS}")
+    if self.layer not in PRIOR_LAYERS:
+      raise ValueError(f"prior layer {self.layer!r}: expected one of {PRIOR_LAYERS}")
+    if not self.weight > 0:
+      raise ValueError(f"prior on {self.layer}: weight must be > 0, got {self.weight}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One training stage: what trains, what is frozen, which priors, how long."""
+  name: str
+  modalities: tuple
+  share_upper: bool
+  init: str
+  steps: int
+  learning_rate: float
+  freeze_upper: bool = False
+  priors: tuple = ()
+
+  def __post_init__(self):
+    mod_lib.parse_modalities(self.modalities, where=f"stage {self.name}")
+    if self.init not in INITS:
+      raise ValueError(f"stage {self.name}: init {self.init!r} not in {INITS}")
+    if self.steps < 1:
+      raise ValueError(f"stage {self.name}: steps must be >= 1, got {self.steps}")
+    if not self.learning_rate > 0:
+      raise ValueError(f"stage {self.name}: learning rate must be > 0")
+    if len({p.layer for p in self.priors}) != len(self.priors):
+      raise ValueError(f"stage {self.name}: two priors on one layer")
+
+  def prior_map(self):
+    """{layer: PriorUse} of this stage."""
+    return {p.layer: p for p in self.priors}
+
+  def to_dict(self):
+    return {
+        "name": self.name,
+        "modalities": list(self.modalities),
+        "share_upper": self.share_upper,
+        "init": self.init,
+        "steps": self.steps,
+        "learning_rate": self.learning_rate,
+        "freeze_upper": self.freeze_upper,
+        "priors": [dataclasses.asdict(p) for p in self.priors],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """A method: its stable id, the paper's row name, and its stages in order."""
+  method: str
+  display_name: str
+  stages: tuple
+  zero_shot: bool = False
+
+  def __post_init__(self):
+    if not self.stages:
+      raise ValueError(f"recipe {self.method}: no stages")
+    if self.stages[0].init == INIT_PREVIOUS:
+      raise ValueError(f"recipe {self.method}: the first stage has no previous stage")
+
+  @property
+  def needs_source(self):
+    return any(s.init == INIT_SOURCE for s in self.stages)
+
+  @property
+  def prior_kinds(self):
+    return sorted({p.kind for s in self.stages for p in s.priors})
+
+  @property
+  def total_steps(self):
+    return sum(s.steps for s in self.stages)
+
+  def to_dict(self):
+    return {
+        "method": self.method,
+        "display_name": self.display_name,
+        "zero_shot": self.zero_shot,
+        "stages": [s.to_dict() for s in self.stages],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeSettings:
+  """The numbers a recipe is made of (the flags of cmp_tf.train)."""
+  modalities: tuple = mod_lib.ALL_MODALITIES
+  frozen_steps: int = 300
+  steps: int = 300
+  learning_rate: float = 1e-3
+  scratch_learning_rate: float = 1e-2
+  prior_weights: Mapping[str, float] = dataclasses.field(
+      default_factory=lambda: {"pool5": 1e-4, "fc6": 1e-4, "fc7": 1e-4})
+
+
+def _priors(kind, settings):
+  uses = tuple(PriorUse(kind, layer, float(settings.prior_weights.get(layer, 0.0)))
+               for layer in PRIOR_LAYERS if settings.prior_weights.get(layer, 0.0) > 0)
+  if not uses:
+    raise ValueError(f"a {kind} StatReg stage needs at least one positive prior weight "
+                     f"(--lambda_pool5, --lambda_fc6, --lambda_fc7)")
+  return uses
+
+
+def _tune_stage(s):
+  """Method A's stage: shared upper from the source and frozen; branches adapt."""
+  return Stage("tune", s.modalities, share_upper=True, init=INIT_SOURCE,
+               steps=s.frozen_steps, learning_rate=s.learning_rate, freeze_upper=True)
+
+
+def _bl_individual(s):
+  return (Stage("finetune", s.modalities, share_upper=False, init=INIT_SOURCE,
+                steps=s.steps, learning_rate=s.learning_rate),)
+
+
+def _bl_shared_upper(s):
+  return (Stage("finetune", s.modalities, share_upper=True, init=INIT_SOURCE,
+                steps=s.steps, learning_rate=s.learning_rate),)
+
+
+def _bl_shared_upper_scratch(s):
+  return (Stage("scratch", s.modalities, share_upper=True, init=INIT_SCRATCH,
+                steps=s.steps, learning_rate=s.scratch_learning_rate),)
+
+
+def _a_tune(s):
+  return (_tune_stage(s),)
+
+
+def _a_tune_free(s):
+  return (_tune_stage(s),
+          Stage("free", s.modalities, share_upper=True, init=INIT_PREVIOUS,
+                steps=s.steps, learning_rate=s.learning_rate))
+
+
+def _b_statreg(kind):
+  def build(s):
+    return (Stage("statreg", s.modalities, share_upper=False, init=INIT_SOURCE,
+                  steps=s.steps, learning_rate=s.learning_rate, priors=_priors(kind, s)),)
+  return build
+
+
+def _c_tune_statreg_gmm(s):
+  return (_tune_stage(s),
+          Stage("free_statreg", s.modalities, share_upper=True, init=INIT_PREVIOUS,
+                steps=s.steps, learning_rate=s.learning_rate, priors=_priors(GMM, s)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Method:
+  display_name: str
+  build: Callable
+
+
+METHODS = {
+    "bl_individual": _Method("BL-Individual", _bl_individual),
+    "bl_shared_upper": _Method("BL-Shared-Upper", _bl_shared_upper),
+    "bl_shared_upper_scratch": _Method("BL-Shared-Upper-Scratch", _bl_shared_upper_scratch),
+    "a_tune": _Method("A: Tune", _a_tune),
+    "a_tune_free": _Method("A: Tune (Free)", _a_tune_free),
+    "b_statreg_gaussian": _Method("B: StatReg (Gaussian)", _b_statreg(GAUSSIAN)),
+    "b_statreg_gmm": _Method("B: StatReg (GMM)", _b_statreg(GMM)),
+    "c_tune_statreg_gmm": _Method("C: Tune + StatReg (GMM)", _c_tune_statreg_gmm),
+}
+METHOD_NAMES = tuple(METHODS)
+
+
+def build_recipe(method, settings=None, *, zero_shot=False):
+  """The Recipe of `method` (an id of METHODS) made with `settings`."""
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+  settings = settings or RecipeSettings()
+  entry = METHODS[method]
+  return Recipe(method, entry.display_name, tuple(entry.build(settings)), zero_shot=zero_shot)
+
+
+def source_stage(*, steps, learning_rate):
+  """The source network's ("Places-CNN" stand-in) only stage: NAT from scratch."""
+  return Stage("source", (mod_lib.NAT,), share_upper=True, init=INIT_SCRATCH,
+               steps=steps, learning_rate=learning_rate)
+

@@ -1,0 +1,233 @@
+"""One training run from a TrainConfig: data, source network, priors, every stage of a recipe.
+
+The run directory:
+  flags.txt            the effective flags (usable as --flagfile to resume or repeat)
+  run.json             method, recipe, data, per-stage results and validation accuracy
+  logs/                TensorBoard summaries of every stage (global step on the x axis)
+  ckpt/stage_<i>/      checkpoints of stage i (model, optimizer, step)
+  stage_<i>.weights.h5 stage i's final weights (without prior layers)
+  final.weights.h5     the trained model, without prior layers
+  spec.json            CrossModalSpec of final.weights.h5 (models.CrossModalSpec.from_config)
+Running the same command again resumes: finished stages are loaded, the current
+one continues from its newest checkpoint.
+"""
+
+import json
+import os
+import time
+
+import tensorflow as tf
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf import models
+from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.training import checkpoints, recipes, stages, trainer
+from cmp_tf.training import config as config_lib
+from cmp_tf.training import source as source_lib
+from cmp_tf.training import strategy as strategy_lib
+
+RUN_JSON = "run.json"
+FLAGS_TXT = "flags.txt"
+SPEC_JSON = "spec.json"
+FINAL_WEIGHTS = "final.weights.h5"
+# Settings that do not change the trained weights; they may differ when resuming.
+_BOOKKEEPING = ("evaluate", "export", "log_every", "keep_checkpoints", "run_dir", "data_dir",
+                "data_config", "cache_dir")
+
+
+class RunMismatchError(ValueError):
+  """The run directory holds a run made with other settings."""
+
+
+def ensure_dataset(config):
+  """The dataset directory; the default one is built (data_config settings) when missing."""
+  data_dir = config.resolved_data_dir()
+  if os.path.isfile(os.path.join(data_dir, manifest_lib.MANIFEST_NAME)):
+    return str(data_dir)
+  if not config.data_is_default:
+    raise config_lib.ConfigError("data_dir", f"{data_dir} has no manifest.json")
+  from cmp_tf.data import build  # the scene generator is only needed to build
+  started = time.perf_counter()
+  build.ensure_dataset(str(data_dir), flagfile=str(config.resolved_data_config()))
+  print(f"dataset built in {time.perf_counter() - started:.0f} s", flush=True)
+  return str(data_dir)
+
+
+def _comparable(config_dict):
+  return {k: v for k, v in config_dict.items() if k not in _BOOKKEEPING}
+
+
+def open_run(run_dir, config, fingerprint, flags_text, chief=True):
+  """Loads or starts run.json; a run made with other settings is an error."""
+  path = os.path.join(run_dir, RUN_JSON)
+  state = checkpoints.read_json(path)
+  if state is not None:
+    old, new = _comparable(state.get("config", {})), _comparable(config.to_dict())
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if state.get("manifest_fingerprint") != fingerprint:
+      diff.append("(dataset content)")
+    if diff:
+      details = ", ".join(f"--{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff
+                          if not k.startswith("("))
+      raise RunMismatchError(
+          f"{run_dir} holds a run with other settings ({details or ', '.join(diff)}); "
+          "use a new --run_dir, or the flags in its flags.txt to resume it")
+    print(f"resuming the run in {run_dir}", flush=True)
+  else:
+    recipe = config.recipe()
+    state = {"method": config.method, "method_name": recipe.display_name,
+             "zero_shot": config.zero_shot, "status": "running",
+             "recipe": recipe.to_dict(), "config": config.to_dict(),
+             "data_dir": str(config.resolved_data_dir()), "manifest_fingerprint": fingerprint,
+             "stages": []}
+  if chief:
+    os.makedirs(run_dir, exist_ok=True)
+    checkpoints.write_text_atomic(os.path.join(run_dir, FLAGS_TXT), flags_text)
+    checkpoints.write_json_atomic(path, state)
+  return state
+
+
+def _worker_path(path, chief):
+  """Non-chief workers of a multi-worker run write their checkpoints beside the chief's."""
+  if chief:
+    return path
+  task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+  return f"{path}.worker{task.get('index', 0)}"
+
+
+def run_training(config, *, flags_text="", progress=True):
+  """Trains config.method end to end; returns the run directory (a str)."""
+  config.validate()
+  started = time.perf_counter()
+  strategy_lib.configure_cpu_replicas(config.cpu_replicas)  # before any TensorFlow op
+  data_dir = ensure_dataset(config)
+  strategy = strategy_lib.make_strategy(config.strategy, config.cpu_replicas)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  chief = strategy_lib.is_chief()
+  manifest = manifest_lib.read_manifest(data_dir)
+  recipe = config.recipe()
+  for stage in recipe.stages:
+    for m in stage.modalities:
+      manifest_lib.split_entry(manifest, m, "train")
+      manifest_lib.split_entry(manifest, m, "val")
+  fingerprint = source_lib.manifest_fingerprint(manifest)
+  run_dir = str(config.resolved_run_dir())
+  state = open_run(run_dir, config, fingerprint, flags_text, chief=chief)
+  image_size = config.resolved_image_size
+  heldout = tuple(manifest["heldout_categories"])
+  print(f"{recipe.display_name}{' (zero-shot)' if config.zero_shot else ''}: "
+        f"{len(recipe.stages)} stage(s), {strategy.num_replicas_in_sync} replica(s), "
+        f"run dir {run_dir}", flush=True)
+
+  source = None
+  if recipe.needs_source:
+    settings = source_lib.SourceSettings(
+        image_variant=config.image_variant, image_size=image_size, dropout=config.dropout,
+        steps=config.source_steps, learning_rate=config.source_learning_rate,
+        momentum=config.momentum, weight_decay=config.weight_decay,
+        batch_size=config.source_batch_size, seed=config.seed,
+        weights_file=config.source_weights)
+    source = source_lib.ensure_source(
+        data_dir=data_dir, manifest=manifest, settings=settings, cache_dir=config.cache_dir,
+        strategy=strategy, checkpoint_every=config.checkpoint_every,
+        jit_compile=config.jit_compile, log_every=config.log_every, progress=progress)
+    state["source"] = {"directory": source.directory,
+                       "nat_val_accuracy": source.info.get("val_accuracy", {}).get(mod_lib.NAT),
+                       "origin": source.info.get("origin")}
+  prior_uses = [u for s in recipe.stages for u in s.priors]
+  fitted = {}
+  if prior_uses:
+    fitted = source_lib.ensure_priors(
+        source, data_dir, prior_uses, image_size=image_size, num_samples=config.prior_samples,
+        seed=config.seed, gmm_components=config.gmm_components,
+        gmm_max_iter=config.gmm_max_iter)
+
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) if chief else None
+  previous, offset = None, 0
+  results = list(state.get("stages", []))
+  for index, stage in enumerate(recipe.stages):
+    common = dict(manifest=manifest, modalities=stage.modalities,
+                  image_variant=config.image_variant, image_size=image_size,
+                  dropout=config.dropout, share_upper=stage.share_upper)
+    plain_spec = stages.model_spec(**common)
+    stage_weights = os.path.join(run_dir, f"stage_{index}.weights.h5")
+    done = index < len(results) and results[index].get("status") == "complete"
+    if done and os.path.exists(stage_weights):
+      previous = stages.build_model(plain_spec, strategy, config.seed)
+      previous.load_weights(stage_weights)
+      offset += stage.steps
+      print(f"stage {index} ({stage.name}) already complete", flush=True)
+      continue
+    prior_arg = {u.layer: (fitted[(u.kind, u.layer)], u.weight) for u in stage.priors}
+    spec = stages.model_spec(**common, priors=prior_arg)
+    model = stages.build_model(spec, strategy, stages.derive_seed(config.seed, "stage", index))
+    if stage.init == recipes.INIT_SOURCE:
+      stages.copy_weights(source.model, model, from_source=True, modalities=stage.modalities)
+    elif stage.init == recipes.INIT_PREVIOUS:
+      stages.copy_weights(previous, model, from_source=False, modalities=stage.modalities)
+    job = trainer.StageJob(
+        index=index, name=stage.name, model=model, modalities=stage.modalities,
+        trainable_variables=stages.trainable_variables(model, freeze_upper=stage.freeze_upper),
+        steps=stage.steps, learning_rate=stage.learning_rate, momentum=config.momentum,
+        weight_decay=config.weight_decay, per_replica_batch=config.batch_size,
+        make_dataset=stages.dataset_factory(
+            strategy, data_dir=data_dir, modalities=stage.modalities,
+            per_replica_batch=config.batch_size, image_size=image_size,
+            exclude_categories=heldout if config.zero_shot else (), seed=config.seed,
+            stage_key=f"stage{index}"),
+        checkpoint_dir=_worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}"), chief),
+        checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
+        prior_layers=[u.layer for u in stage.priors],
+        prior_weights={u.layer: u.weight for u in stage.priors},
+        global_step_offset=offset, log_every=config.log_every,
+        jit_compile=config.jit_compile, summary_writer=writer, progress=progress)
+    result = trainer.run_stage(job, strategy)
+    result.update(stages.validation_accuracy(model, data_dir, stage.modalities,
+                                             image_size=image_size, heldout_categories=heldout))
+    plain = stages.build_model(plain_spec, strategy, config.seed)
+    stages.copy_weights(model, plain, from_source=False, modalities=stage.modalities)
+    if chief:
+      checkpoints.save_weights_atomic(plain, stage_weights)
+    result.update(index=index, name=stage.name, status="complete",
+                  weights=os.path.basename(stage_weights))
+    results[index:index + 1] = [result]
+    state["stages"] = results
+    if chief:
+      checkpoints.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
+    _print_stage(index, stage, result)
+    previous = plain
+    offset += stage.steps
+
+  if writer is not None:
+    writer.close()
+  final_spec = stages.model_spec(
+      manifest=manifest, modalities=recipe.stages[-1].modalities,
+      image_variant=config.image_variant, image_size=image_size, dropout=config.dropout,
+      share_upper=recipe.stages[-1].share_upper)
+  if chief:
+    checkpoints.save_weights_atomic(previous, os.path.join(run_dir, FINAL_WEIGHTS))
+    checkpoints.write_json_atomic(os.path.join(run_dir, SPEC_JSON), final_spec.to_config())
+    state.update(status="complete", final={"weights": FINAL_WEIGHTS, "spec": SPEC_JSON},
+                 val_accuracy=results[-1].get("val_accuracy"),
+                 train_wall_time_s=round(time.perf_counter() - started, 1))
+    checkpoints.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
+  return run_dir
+
+
+def _print_stage(index, stage, result):
+  accs = ", ".join(f"{m.upper()} {a:.3f}" for m, a in result["val_accuracy"].items())
+  print(f"stage {index} ({stage.name}) done in {result['wall_time_s']:.0f} s "
+        f"({result['examples_per_s']} examples/s); validation accuracy: {accs}", flush=True)
+  if result.get("val_accuracy_heldout"):
+    held = ", ".join(f"{m.upper()} {a:.3f}" for m, a in result["val_accuracy_heldout"].items())
+    print(f"  on held-out categories: {held}", flush=True)
+
+
+def load_final_model(run_dir):
+  """The trained model of a finished run (for evaluation and export)."""
+  spec = models.CrossModalSpec.from_config(
+      checkpoints.read_json(os.path.join(run_dir, SPEC_JSON)))
+  model = models.build_cross_modal_model(spec)
+  model.load_weights(os.path.join(run_dir, FINAL_WEIGHTS))
+  return model, spec

@@ -1,0 +1,125 @@
+"""What a stage needs around the loop: its model, its frozen set, its input, its validation.
+
+Models of successive stages are separate Keras models whose layers have the same
+names, so a stage starts from the source network or from the previous stage by
+copying weights by name (`cmp_tf.models.transfer_weights`).
+"""
+
+import hashlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf import models
+from cmp_tf.data import input_pipeline
+from cmp_tf.data import manifest as manifest_lib
+
+EVAL_BATCH = 128
+
+
+def model_spec(*, manifest, modalities, image_variant, image_size, dropout, share_upper,
+               priors=None):
+  """The CrossModalSpec of a model over `modalities` for the dataset of `manifest`."""
+  return models.CrossModalSpec(
+      modalities=tuple(modalities), num_classes=len(manifest["categories"]),
+      image_variant=image_variant, image_size=int(image_size),
+      text_dim=int(manifest["vector_dim"]), share_upper=bool(share_upper),
+      dropout=float(dropout), priors=priors or None)
+
+
+def without_priors(spec):
+  """The same spec with no prior layers: what is saved and evaluated."""
+  return models.CrossModalSpec.from_config({**spec.to_config(), "priors": None})
+
+
+def build_model(spec, strategy, seed):
+  """A freshly initialised model under `strategy`, its weights a function of `seed`."""
+  keras.utils.set_random_seed(int(seed))
+  with strategy.scope():
+    return models.build_cross_modal_model(spec)
+
+
+def copy_weights(src, dst, *, from_source, modalities):
+  """Copies `src` into `dst` by layer name; every trainable layer of dst must get weights,
+  except DSC's MLP when starting from the (NAT-only) source: it keeps its N(0, 0.1) init."""
+  copied = set(models.transfer_weights(src, dst, from_source=from_source))
+  exempt = set()
+  if from_source and mod_lib.DSC in modalities:
+    exempt = {layer.name for layer in models.branch_layers(dst, mod_lib.DSC)}
+  missing = [layer.name for layer in dst.layers
+             if layer.trainable_weights and layer.name not in copied | exempt]
+  if missing:
+    origin = "the source network" if from_source else "the previous stage"
+    raise ValueError(f"initialising from {origin}: no weights for layers {missing}")
+  return sorted(copied)
+
+
+def trainable_variables(model, *, freeze_upper):
+  """The model's trainable variables, without the shared upper's when it is frozen."""
+  variables = list(model.trainable_variables)
+  if not freeze_upper:
+    return variables
+  frozen = {id(v) for layer in models.upper_layers(model) for v in layer.trainable_weights}
+  if not frozen:
+    raise ValueError("freeze_upper: the model has no upper layers to freeze")
+  return [v for v in variables if id(v) not in frozen]
+
+
+def derive_seed(*parts):
+  """A stable 31-bit seed from `parts` (the same on every machine and Python run)."""
+  digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+  return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def dataset_factory(strategy, *, data_dir, modalities, per_replica_batch, image_size,
+                    exclude_categories, seed, stage_key):
+  """chunk index -> distributed joint dataset whose order depends only on (seed, stage, chunk)."""
+  global_batch = per_replica_batch * strategy.num_replicas_in_sync
+
+  def make(chunk):
+    chunk_seed = derive_seed(seed, stage_key, chunk)
+
+    def dataset_fn(input_context):
+      return input_pipeline.joint_dataset(
+          data_dir, modalities, batch_size=global_batch, image_size=image_size,
+          exclude_categories=exclude_categories, seed=chunk_seed, input_context=input_context)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+  return make
+
+
+def predict_logits(model, data_dir, modality, *, image_size, batch_size=EVAL_BATCH):
+  """(logits [N, C], labels [N]) of the validation split of one modality, in inference mode."""
+  encoder = models.feature_model(model, modality)
+
+  @tf.function
+  def logits_of(x):
+    return encoder(x, training=False)["logits"]
+
+  ds = input_pipeline.modality_dataset(data_dir, modality, "val", batch_size=batch_size,
+                                       training=False, image_size=image_size)
+  logits, labels = [], []
+  for x, y in ds:
+    logits.append(logits_of(x).numpy())
+    labels.append(y.numpy())
+  return np.concatenate(logits), np.concatenate(labels)
+
+
+def validation_accuracy(model, data_dir, modalities, *, image_size, heldout_categories=()):
+  """{"val_accuracy": {m: acc}, "val_accuracy_heldout": {m: acc on held-out categories}}."""
+  manifest = manifest_lib.read_manifest(data_dir, check_files=False)
+  heldout = manifest_lib.label_ids(manifest, heldout_categories, where="heldout_categories")
+  result = {"val_accuracy": {}, "val_accuracy_heldout": {}}
+  for m in modalities:
+    logits, labels = predict_logits(model, data_dir, m, image_size=image_size)
+    correct = np.argmax(logits, axis=-1) == labels
+    result["val_accuracy"][m] = round(float(np.mean(correct)), 4)
+    mask = np.isin(labels, heldout)
+    if heldout and mask.any():
+      result["val_accuracy_heldout"][m] = round(float(np.mean(correct[mask])), 4)
+  if not result["val_accuracy_heldout"]:
+    del result["val_accuracy_heldout"]
+  return result

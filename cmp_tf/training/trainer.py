@@ -1,0 +1,241 @@
+"""The one training loop: runs any stage of any recipe under a tf.distribute strategy.
+
+Per step and replica the loss is
+
+  sum_m CE_m / global_batch                         (tf.nn.compute_average_loss)
+  + sum_layers lambda * mean NLL / num_replicas     (the priors' add_loss, per-replica means)
+  + other model losses / num_replicas
+  + weight_decay / 2 * sum ||kernel||^2 / num_replicas   (Caffe-style L2, counted once)
+
+so the gradients the optimizer sums over replicas equal those of one replica seeing
+the global batch. Frozen layers are simply absent from the variable list, so their
+weights stay bit-identical. Input is a pure function of (stage, chunk): the stage's
+steps are cut into chunks of `checkpoint_every` steps, each chunk reads a freshly
+seeded dataset and ends with a checkpoint, so a run killed at any time and started
+again sees exactly the batches it would have seen.
+"""
+
+import dataclasses
+import math
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cmp_tf.training import checkpoints
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss or its gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class StageJob:
+  """Everything the loop needs for one stage (built by the runner)."""
+  index: int
+  name: str
+  model: keras.Model
+  modalities: Sequence[str]
+  trainable_variables: Sequence  # frozen layers' variables are not in here
+  steps: int
+  learning_rate: float
+  momentum: float
+  weight_decay: float
+  per_replica_batch: int
+  make_dataset: Callable[[int], object]  # chunk index -> distributed dataset
+  checkpoint_dir: str
+  checkpoint_every: int
+  keep_checkpoints: int = 2
+  prior_layers: Sequence[str] = ()  # "pool5", "fc6", "fc7" with an ActivationPrior
+  prior_weights: dict = dataclasses.field(default_factory=dict)
+  global_step_offset: int = 0  # steps of earlier stages, for TensorBoard's x axis
+  log_every: int = 20
+  jit_compile: bool = True
+  summary_writer: Optional[object] = None
+  progress: bool = True
+
+
+def decayed_kernels(variables):
+  """The variables weight decay applies to: kernels, not biases (Caffe's AlexNet)."""
+  return [v for v in variables if v.path.split("/")[-1] in ("kernel", "embeddings")]
+
+
+def make_optimizer(learning_rate, momentum):
+  return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+
+
+def build_train_step(job, strategy, optimizer):
+  """tf.function running one step on every replica; returns global metrics."""
+  model = job.model
+  variables = list(job.trainable_variables)
+  decayed = decayed_kernels(variables)
+  num_replicas = strategy.num_replicas_in_sync
+  global_batch = job.per_replica_batch * num_replicas
+  prior_layers = [model.get_layer(f"{layer}_prior") for layer in job.prior_layers]
+
+  def forward_backward(inputs, labels):
+    with tf.GradientTape() as tape:
+      outputs = model(inputs, training=True)
+      metrics = {}
+      loss = tf.constant(0.0)
+      for m in job.modalities:
+        logits = tf.cast(outputs[m], tf.float32)
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels[m], logits)
+        ce = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+        metrics[f"loss/{m}"] = ce
+        correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels[m])
+        metrics[f"correct/{m}"] = tf.reduce_sum(tf.cast(correct, tf.float32))
+        loss += ce
+      all_losses = list(model.losses)
+      prior_total = tf.constant(0.0)
+      for name, layer in zip(job.prior_layers, prior_layers):
+        term = tf.add_n(layer.losses) / num_replicas
+        metrics[f"prior_loss/{name}"] = term
+        prior_total += term
+      other = (tf.add_n(all_losses) / num_replicas - prior_total) if all_losses else 0.0
+      l2 = tf.constant(0.0)
+      if job.weight_decay and decayed:
+        l2 = 0.5 * job.weight_decay * tf.add_n(
+            [tf.reduce_sum(tf.square(v)) for v in decayed]) / num_replicas
+      metrics["loss/weight_decay"] = l2
+      loss = loss + prior_total + other + l2
+      metrics["loss/total"] = loss
+    grads = tape.gradient(loss, variables)
+    metrics["grad_norm_sq"] = tf.add_n(
+        [tf.reduce_sum(tf.square(g)) for g in grads if g is not None])
+    return grads, metrics
+
+  compiled = tf.function(forward_backward, jit_compile=job.jit_compile)
+
+  def replica_step(inputs, labels):
+    grads, metrics = compiled(inputs, labels)
+    optimizer.apply_gradients(
+        [(g, v) for g, v in zip(grads, variables) if g is not None])
+    return metrics
+
+  @tf.function
+  def train_step(iterator):
+    inputs, labels = next(iterator)
+    per_replica = strategy.run(replica_step, args=(inputs, labels))
+    return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()}
+
+  return train_step, global_batch
+
+
+class _Accumulator:
+  """Means of the step metrics over a logging interval."""
+
+  def __init__(self):
+    self.sums, self.count = {}, 0
+
+  def add(self, values):
+    for k, v in values.items():
+      self.sums[k] = self.sums.get(k, 0.0) + float(v)
+    self.count += 1
+
+  def means(self):
+    return {k: v / max(1, self.count) for k, v in self.sums.items()}
+
+
+def _summaries(job, metrics, global_batch, num_replicas):
+  """Step metrics -> readable scalars: per-modality loss and accuracy, prior NLL."""
+  out = {"loss/total": metrics["loss/total"], "loss/weight_decay": metrics["loss/weight_decay"],
+         "grad_norm": math.sqrt(max(0.0, metrics["grad_norm_sq"]))}
+  for m in job.modalities:
+    out[f"loss/{m}"] = metrics[f"loss/{m}"]
+    out[f"accuracy/{m}"] = metrics[f"correct/{m}"] / global_batch
+  for layer in job.prior_layers:
+    term = metrics[f"prior_loss/{layer}"]
+    out[f"prior_loss/{layer}"] = term
+    weight = job.prior_weights.get(layer, 0.0)
+    if weight > 0:
+      # The loss is weight * sum over branches of the mean NLL of each branch's batch.
+      out[f"prior_nll/{layer}"] = term / weight / len(job.modalities)
+  return out
+
+
+def run_stage(job, strategy):
+  """Trains one stage to `job.steps`, resuming from its newest checkpoint.
+
+  Returns {"steps", "resumed_from", "wall_time_s", "examples_per_s", "final"}.
+  Raises NonFiniteLossError naming the stage and step when the loss goes non-finite.
+  """
+  with strategy.scope():
+    optimizer = make_optimizer(job.learning_rate, job.momentum)
+    optimizer.build(list(job.trainable_variables))
+  checkpoint = checkpoints.StageCheckpoint(job.checkpoint_dir, job.model, optimizer,
+                                           max_to_keep=job.keep_checkpoints)
+  start = checkpoint.restore_latest()
+  train_step, global_batch = build_train_step(job, strategy, optimizer)
+  num_replicas = strategy.num_replicas_in_sync
+  examples_per_step = global_batch * len(job.modalities)
+  interactive = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+  progbar = None
+  if job.progress:
+    print(f"stage {job.index} ({job.name}): steps {start}..{job.steps}, "
+          f"{len(job.trainable_variables)} trainable variables, global batch "
+          f"{global_batch} x {len(job.modalities)} modalities, {num_replicas} replica(s)",
+          flush=True)
+    progbar = keras.utils.Progbar(job.steps, interval=0.5 if interactive else 15.0,
+                                  stateful_metrics=None)
+    if start:
+      progbar.update(start)
+
+  step = start
+  window = _Accumulator()
+  last = {}
+  started = time.perf_counter()
+  trained_steps = 0
+  while step < job.steps:
+    chunk = step // job.checkpoint_every
+    chunk_end = min(job.steps, (chunk + 1) * job.checkpoint_every)
+    iterator = iter(job.make_dataset(chunk))
+    while step < chunk_end:
+      raw = {k: v.numpy() for k, v in train_step(iterator).items()}
+      if not (np.isfinite(raw["loss/total"]) and np.isfinite(raw["grad_norm_sq"])):
+        raise NonFiniteLossError(
+            f"stage {job.index} ({job.name}): non-finite loss {raw['loss/total']} or "
+            f"gradient at step {step + 1} of {job.steps}; stopped without saving, the last "
+            f"good checkpoint is {checkpoint.latest or 'none (the stage had not saved yet)'}; "
+            "lower the learning rate or the prior weights")
+      step += 1
+      trained_steps += 1
+      values = _summaries(job, raw, global_batch, num_replicas)
+      window.add(values)
+      if progbar is not None:
+        shown = [("loss", values["loss/total"])] + [
+            (f"acc_{m}", values[f"accuracy/{m}"]) for m in job.modalities]
+        progbar.update(step, values=shown)
+      if step % job.log_every == 0 or step == job.steps:
+        last = window.means()
+        _write_summaries(job, last, step, time.perf_counter() - started, trained_steps,
+                         examples_per_step)
+        window = _Accumulator()
+    checkpoint.save(step)
+  wall = time.perf_counter() - started
+  return {
+      "steps": job.steps,
+      "resumed_from": start,
+      "trained_steps": trained_steps,
+      "wall_time_s": round(wall, 2),
+      "examples_per_s": round(trained_steps * examples_per_step / wall, 1) if wall > 0 else None,
+      "final": {k: round(float(v), 5) for k, v in last.items()},
+  }
+
+
+def _write_summaries(job, values, step, elapsed, trained_steps, examples_per_step):
+  if job.summary_writer is None:
+    return
+  global_step = job.global_step_offset + step
+  with job.summary_writer.as_default(step=global_step):
+    for k, v in values.items():
+      tf.summary.scalar(k, v)
+    tf.summary.scalar("learning_rate", job.learning_rate)
+    tf.summary.scalar("stage", job.index)
+    if elapsed > 0:
+      tf.summary.scalar("examples_per_s", trained_steps * examples_per_step / elapsed)
+  job.summary_writer.flush()
