@@ -1,0 +1,208 @@
+"""tf.data input for training and evaluation, read from a built dataset directory.
+
+The pipeline: shards interleaved (deterministic) -> parse in batches -> drop
+excluded categories -> decode -> [cache] -> [shuffle, repeat] -> batch -> prefetch.
+
+Images go through `features.decode_image`, the one preprocessing shared with
+evaluation and serving. When the requested size is the stored size that
+function is exactly the uint8 pixels scaled to [0, 1], so images are kept as
+uint8 up to the batch (a quarter of the memory in the cache) and scaled after
+batching; the values are identical.
+
+Training datasets cache the decoded examples in memory when they fit a budget:
+on a 2-core machine decoding PNGs every epoch would otherwise bound training.
+"""
+
+import math
+
+import tensorflow as tf
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf.data import features
+from cmp_tf.data import manifest as manifest_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+DEFAULT_CACHE_BUDGET_BYTES = 2 << 30
+DEFAULT_SHUFFLE_BUFFER = 20000
+_PARSE_BATCH = 256
+_MAX_ORDERED_CYCLE = 64  # up to this many shards are read back in exact write order
+_TRAIN_CYCLE = 16
+
+
+def count(data_dir, modality, split, exclude_categories=()):
+  """Number of examples of one modality and split, without the excluded categories."""
+  manifest = manifest_lib.read_manifest(data_dir, check_files=False)
+  return _count(manifest, modality, split, manifest_lib.label_ids(manifest, exclude_categories))
+
+
+def _count(manifest, modality, split, excluded_ids):
+  entry = manifest_lib.split_entry(manifest, modality, split)
+  if not excluded_ids:
+    return entry["count"]
+  return entry["count"] - sum(entry["label_counts"][i] for i in excluded_ids)
+
+
+def modality_dataset(data_dir, modality, split, *, batch_size, training, image_size=None,
+                     exclude_categories=(), seed=0, input_context=None, with_meta=False,
+                     drop_remainder=None, cache_budget_bytes=DEFAULT_CACHE_BUDGET_BYTES,
+                     shuffle_buffer=DEFAULT_SHUFFLE_BUFFER):
+  """Batches (x, label[, meta]) of one modality and split.
+
+  x: float32 [B, S, S, 3] in [0, 1] for image modalities (S = `image_size`, by
+  default the stored size), float32 [B, D] sentence vectors for DSC. label: int32 [B].
+  meta (with_meta=True): {"example_id": [B] string, "category": [B] string,
+  "object_names": ragged [B, None] string, "object_boxes": ragged [B, None, 4]}.
+
+  training=True: seeded shuffle reshuffled every epoch, repeated forever,
+  incomplete batches dropped; the order is a function of `seed`. training=False:
+  one pass in the order the records were written, the last batch kept.
+  input_context (tf.distribute.InputContext): this pipeline reads its share of
+  shards (or of records, when there are fewer shards than pipelines) and batches
+  `input_context.get_per_replica_batch_size(batch_size)` examples.
+  """
+  manifest = manifest_lib.read_manifest(data_dir)
+  modality = mod_lib.parse_modality(modality)
+  if split not in mod_lib.SPLITS:
+    raise ValueError(f"unknown split {split!r}; expected one of {mod_lib.SPLITS}")
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  paths = manifest_lib.shard_paths(manifest, data_dir, modality, split)
+  excluded = manifest_lib.label_ids(manifest, exclude_categories)
+  stored_size = manifest["image_size"]
+  image_size = int(image_size or stored_size)
+  as_uint8 = image_size == stored_size
+  vector_dim = manifest["vector_dim"]
+  num_pipelines, pipeline_id = 1, 0
+  if input_context is not None:
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+    num_pipelines, pipeline_id = (input_context.num_input_pipelines,
+                                  input_context.input_pipeline_id)
+  if drop_remainder is None:
+    drop_remainder = training
+
+  files = tf.data.Dataset.from_tensor_slices(paths)
+  shard_records = num_pipelines > 1 and len(paths) < num_pipelines
+  if num_pipelines > 1 and not shard_records:
+    files = files.shard(num_pipelines, pipeline_id)
+  num_files = len(paths[pipeline_id::num_pipelines]) if not shard_records else len(paths)
+  if training:
+    files = files.shuffle(num_files, seed=seed, reshuffle_each_iteration=True)
+    cycle = min(num_files, _TRAIN_CYCLE)
+  else:
+    cycle = num_files if num_files <= _MAX_ORDERED_CYCLE else 1
+  if cycle > 1:
+    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle, block_length=1,
+                          num_parallel_calls=AUTOTUNE, deterministic=True)
+  else:
+    ds = files.flat_map(tf.data.TFRecordDataset)
+  if shard_records:
+    ds = ds.shard(num_pipelines, pipeline_id)
+
+  spec = features.feature_spec(modality, vector_dim, with_objects=with_meta)
+  ds = ds.batch(_PARSE_BATCH).map(lambda s: tf.io.parse_example(s, spec),
+                                  num_parallel_calls=AUTOTUNE).unbatch()
+  if excluded:
+    excluded_t = tf.constant(excluded, tf.int64)
+    ds = ds.filter(lambda p: tf.logical_not(tf.reduce_any(tf.equal(p[features.LABEL],
+                                                                   excluded_t))))
+  decode = _make_decoder(modality, image_size, as_uint8, with_meta)
+  ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+
+  if training:
+    n = _count(manifest, modality, split, excluded) / num_pipelines
+    if mod_lib.is_image(modality):
+      per_example = image_size * image_size * 3 * (1 if as_uint8 else 4)
+    else:
+      per_example = vector_dim * 4
+    if n * per_example <= cache_budget_bytes:
+      ds = ds.cache()
+    ds = ds.shuffle(max(1, min(math.ceil(n), shuffle_buffer)), seed=seed,
+                    reshuffle_each_iteration=True)
+    ds = ds.repeat()
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  ds = ds.map(_make_finisher(modality, as_uint8, with_meta), num_parallel_calls=AUTOTUNE)
+  return ds.prefetch(AUTOTUNE)
+
+
+def _make_decoder(modality, image_size, as_uint8, with_meta):
+  """Per-example map: parsed features -> (x, label[, meta]) before batching."""
+
+  def decode(parsed):
+    if mod_lib.is_image(modality):
+      encoded = parsed[features.IMAGE]
+      x = _decode_uint8(encoded, image_size) if as_uint8 else features.decode_image(
+          encoded, image_size)
+    else:
+      x = parsed[features.VECTOR]
+    label = tf.cast(parsed[features.LABEL], tf.int32)
+    if not with_meta:
+      return x, label
+    meta = {"example_id": parsed[features.EXAMPLE_ID],
+            "category": parsed[features.CATEGORY],
+            "object_names": parsed[features.OBJECT_NAMES],
+            "object_boxes": parsed[features.OBJECT_BOXES]}
+    return x, label, meta
+
+  return decode
+
+
+def _decode_uint8(encoded, image_size):
+  """uint8 pixels whose scaling to [0, 1] equals `features.decode_image` exactly.
+
+  An image stored at another size goes through `features.decode_image` and is
+  quantised back to uint8 (the build never writes such images).
+  """
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  image = tf.ensure_shape(image, [None, None, 3])
+  shape = tf.shape(image)
+  fits = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
+  image = tf.cond(
+      fits, lambda: image,
+      lambda: tf.image.convert_image_dtype(features.decode_image(encoded, image_size),
+                                           tf.uint8, saturate=True))
+  return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def _make_finisher(modality, as_uint8, with_meta):
+  """Per-batch map: uint8 -> float32 in [0, 1]; sparse object lists -> ragged."""
+
+  def finish(x, label, meta=None):
+    if mod_lib.is_image(modality) and as_uint8:
+      x = tf.image.convert_image_dtype(x, tf.float32)
+    if meta is None:
+      return x, label
+    names = tf.RaggedTensor.from_sparse(meta["object_names"])
+    flat_boxes = tf.RaggedTensor.from_sparse(meta["object_boxes"])
+    boxes = tf.RaggedTensor.from_row_lengths(
+        tf.reshape(flat_boxes.values, [-1, 4]), flat_boxes.row_lengths() // 4)
+    meta = {"example_id": meta["example_id"], "category": meta["category"],
+            "object_names": names, "object_boxes": boxes}
+    return x, label, meta
+
+  return finish
+
+
+def joint_dataset(data_dir, modalities, *, batch_size, image_size=None, exclude_categories=(),
+                  seed=0, input_context=None, cache_budget_bytes=DEFAULT_CACHE_BUDGET_BYTES):
+  """Zipped infinite training streams: ({modality: x}, {modality: label}) per step.
+
+  Each modality contributes one batch of `batch_size` (per replica with
+  `input_context`) per step. `exclude_categories` is removed from every modality
+  except NAT, as in the paper's zero-shot protocol (NAT keeps all categories).
+  Each modality is shuffled with its own seed derived from `seed`.
+  """
+  modalities = mod_lib.parse_modalities(modalities)
+  streams = []
+  for modality in modalities:
+    streams.append(modality_dataset(
+        data_dir, modality, "train", batch_size=batch_size, training=True,
+        image_size=image_size,
+        exclude_categories=() if modality == mod_lib.NAT else exclude_categories,
+        seed=seed * len(mod_lib.ALL_MODALITIES) + mod_lib.ALL_MODALITIES.index(modality),
+        input_context=input_context, cache_budget_bytes=cache_budget_bytes))
+
+  def to_dicts(*pairs):
+    return ({m: p[0] for m, p in zip(modalities, pairs)},
+            {m: p[1] for m, p in zip(modalities, pairs)})
+
+  return tf.data.Dataset.zip(tuple(streams)).map(to_dicts).prefetch(AUTOTUNE)
