@@ -1,0 +1,159 @@
+"""The cross-modal scene network (section 4.1 of the paper) as a Keras functional model.
+
+One lower branch per modality (conv1..pool5, or the DSC MLP) feeds a shared upper
+part: one set of "fc6", "fc7" and "classifier" layers called by every branch, so
+the weights are literally shared. With `share_upper=False` each modality gets its
+own f"{modality}_fc6" ... (BL-Individual, method B). Priors, when the spec has them,
+are layers "pool5_prior", "fc6_prior", "fc7_prior" after the flattened pool5 and
+the post-ReLU fc6 and fc7 (before dropout), shared by all branches.
+
+Inputs and outputs are dicts keyed by modality; each output is wrapped in an
+Identity named f"{modality}_logits". Layer names do not depend on the rest of the
+spec, so weights can be copied by name between the models of successive stages.
+"""
+
+import keras
+
+from cmp_tf.models import branches
+from cmp_tf.models.spec import CrossModalSpec
+from cmp_tf.priors.activation_prior import ActivationPrior
+
+UPPER = ("fc6", "fc7", "classifier")
+FEATURES = ("pool5", "fc6", "fc7", "logits")
+FLATTEN = "pool5_flatten"
+
+
+def upper_name(spec, modality, layer):
+  """Name of `layer` ("fc6", "fc7", "classifier") as used by `modality`'s branch."""
+  return layer if spec.share_upper else f"{modality}_{layer}"
+
+
+def _make_layers(spec):
+  """All layers of the model by name, each created once."""
+  made = {}
+  for modality in spec.modalities:
+    made.update(branches.lower_branch(spec, modality))
+  made[FLATTEN] = keras.layers.Flatten(name=FLATTEN)
+  owners = [None] if spec.share_upper else list(spec.modalities)
+  for owner in owners:
+    prefix = "" if owner is None else f"{owner}_"
+    for layer in ("fc6", "fc7"):
+      made[prefix + layer] = keras.layers.Dense(
+          spec.fc_units, activation="relu", kernel_initializer="he_normal",
+          name=prefix + layer)
+    made[prefix + "classifier"] = keras.layers.Dense(
+        spec.num_classes, name=prefix + "classifier")
+  for layer, (params, weight) in (spec.priors or {}).items():
+    prior = ActivationPrior(
+        params.kind, params.dim, num_components=params.num_components, weight=weight,
+        variance_floor=spec.prior_variance_floor(layer), name=f"{layer}_prior")
+    if params.fitted:
+      prior.set_params(params)
+    made[prior.name] = prior
+  if spec.dropout > 0:
+    for layer in ("fc6", "fc7"):
+      made[f"{layer}_dropout"] = keras.layers.Dropout(spec.dropout, name=f"{layer}_dropout")
+  return made
+
+
+def lower_layer_names(spec, modality):
+  return [name for name, _ in branches.lower_branch(spec, modality)]
+
+
+def _forward(spec, get, modality, x, regularise):
+  """Runs one branch; returns {"pool5", "fc6", "fc7", "logits"}.
+
+  With `regularise` the prior and dropout layers are applied; without (features,
+  inference) they are skipped.
+  """
+  priors = spec.priors or {}
+  for name in lower_layer_names(spec, modality):
+    x = get(name)(x)
+  features = {}
+  x = features["pool5"] = get(FLATTEN)(x)
+  for layer in ("pool5", "fc6", "fc7"):
+    if layer != "pool5":
+      x = features[layer] = get(upper_name(spec, modality, layer))(x)
+    if regularise and layer in priors:
+      x = get(f"{layer}_prior")(x)
+    if regularise and layer != "pool5" and spec.dropout > 0:
+      x = get(f"{layer}_dropout")(x)
+  features["logits"] = get(upper_name(spec, modality, "classifier"))(x)
+  return features
+
+
+@keras.saving.register_keras_serializable(package="cmp_tf")
+class CrossModalModel(keras.Model):
+  """Functional model {modality: input} -> {modality: logits}; `spec` describes it."""
+
+  def __init__(self, spec, **kwargs):
+    # === Layers ===
+    made = _make_layers(spec)
+    # === Functional Model ===
+    inputs = {m: branches.branch_input(spec, m) for m in spec.modalities}
+    outputs = {}
+    for modality in spec.modalities:
+      features = _forward(spec, made.__getitem__, modality, inputs[modality], regularise=True)
+      outputs[modality] = keras.layers.Identity(name=f"{modality}_logits")(features["logits"])
+    kwargs.setdefault("name", "cross_modal_scene_network")
+    super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+    # === Config ===
+    self.spec = spec
+
+  def get_config(self):
+    return {"spec": self.spec.to_config(), "name": self.name, "trainable": self.trainable}
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    spec = CrossModalSpec.from_config(config.pop("spec"))
+    return cls(spec, **config)
+
+
+def build_cross_modal_model(spec):
+  """The cross-modal scene network of `spec` (a CrossModalModel)."""
+  if not isinstance(spec, CrossModalSpec):
+    raise TypeError(f"build_cross_modal_model expects a CrossModalSpec, got {type(spec)}")
+  return CrossModalModel(spec)
+
+
+def _spec_of(model):
+  spec = getattr(model, "spec", None)
+  if not isinstance(spec, CrossModalSpec):
+    raise TypeError(f"model {model.name!r} is not a cross-modal scene network")
+  return spec
+
+
+def _check_modality(spec, modality, where):
+  if modality not in spec.modalities:
+    raise ValueError(
+        f"{where}: the model has no {modality!r} branch (it has {', '.join(spec.modalities)})")
+
+
+def upper_layers(model):
+  """fc6, fc7 and classifier layers (shared, or every modality's copy): what a frozen
+  stage freezes."""
+  spec = _spec_of(model)
+  owners = [spec.modalities[0]] if spec.share_upper else spec.modalities
+  return [model.get_layer(upper_name(spec, m, layer)) for m in owners for layer in UPPER]
+
+
+def branch_layers(model, modality):
+  """The lower layers of `modality` (input scaling, convs, LRN and pools, or the MLP),
+  in forward order."""
+  spec = _spec_of(model)
+  _check_modality(spec, modality, "branch_layers")
+  return [model.get_layer(name) for name in lower_layer_names(spec, modality)]
+
+
+def feature_model(model, modality):
+  """keras.Model: `modality` input -> {"pool5" [B, P], "fc6", "fc7", "logits"}.
+
+  Calls the model's own layer objects (no copy) without dropout or priors, so it
+  always computes inference-mode features of the current weights.
+  """
+  spec = _spec_of(model)
+  _check_modality(spec, modality, "feature_model")
+  inputs = branches.branch_input(spec, modality)
+  features = _forward(spec, model.get_layer, modality, inputs, regularise=False)
+  return keras.Model(inputs=inputs, outputs=features, name=f"{modality}_features")

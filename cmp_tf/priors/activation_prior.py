@@ -1,0 +1,131 @@
+"""The activation prior of method B as a Keras 3 layer.
+
+It passes activations through unchanged and adds `weight * mean_b NLL(h_b)` to the
+model's losses (eqs. 2-4 of the paper), where the NLL is that of a fitted
+full-covariance Gaussian (B-Single) or diagonal GMM (B-GMM), computed by
+tensorflow-probability in log space. The fitted values are non-trainable weights:
+the config stays small, the values travel with the model's weights, and
+`set_params` loads a fitted `PriorParams`. The mean is over the batch the layer sees,
+i.e. the per-replica batch under a distribution strategy. The loss is added in
+training and inference alike, so validation losses include it.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from cmp_tf.priors import params as params_lib
+
+tfd = tfp.distributions
+
+
+@keras.saving.register_keras_serializable(package="cmp_tf")
+class ActivationPrior(keras.layers.Layer):
+  """Identity on [B, dim] activations that adds `weight * mean NLL` via `add_loss`.
+
+  Args:
+    kind: "gaussian" or "gmm".
+    dim: activation width D.
+    num_components: K (GMM only).
+    weight: lambda of eq. 1; 0 computes nothing and adds no loss.
+    variance_floor: lower bound applied to the GMM variances at every call.
+  """
+
+  def __init__(self, kind, dim, num_components=None, weight=1.0, variance_floor=1e-4,
+               **kwargs):
+    super().__init__(**kwargs)
+    where = f"ActivationPrior {self.name}"
+    self.kind = params_lib.check_kind(kind, f"{where}: kind")
+    self.dim = int(dim)
+    if self.dim < 1:
+      raise ValueError(f"{where}: dim must be >= 1, got {dim}")
+    self.weight = float(weight)
+    if not np.isfinite(self.weight) or self.weight < 0:
+      raise ValueError(f"{where}: weight must be a finite number >= 0, got {weight}")
+    self.variance_floor = float(variance_floor)
+    if not self.variance_floor > 0:
+      raise ValueError(f"{where}: variance_floor must be > 0, got {variance_floor}")
+    if self.kind == params_lib.GMM:
+      if num_components is None or int(num_components) < 1:
+        raise ValueError(f"{where}: a GMM needs num_components >= 1, got {num_components}")
+      self.num_components = int(num_components)
+      self.logits = self._param("logits", (self.num_components,), "zeros")
+      self.means = self._param("means", (self.num_components, self.dim), "zeros")
+      self.variances = self._param("variances", (self.num_components, self.dim), "ones")
+    else:
+      if num_components is not None:
+        raise ValueError(f"{where}: num_components is for GMM priors only")
+      self.num_components = None
+      self.loc = self._param("loc", (self.dim,), "zeros")
+      self.scale_tril = self._param("scale_tril", (self.dim, self.dim), "identity")
+
+  def _param(self, name, shape, initializer):
+    return self.add_weight(name=name, shape=shape, initializer=initializer,
+                           trainable=False, dtype="float32")
+
+  def set_params(self, params):
+    """Loads a fitted `PriorParams` of matching kind and size."""
+    where = f"ActivationPrior {self.name}"
+    if params.kind != self.kind:
+      raise ValueError(f"{where}: cannot load a {params.kind} prior into a {self.kind} layer")
+    if not params.fitted:
+      raise ValueError(f"{where}: the {params.layer} prior has no fitted arrays")
+    if params.dim != self.dim or params.num_components != self.num_components:
+      raise ValueError(
+          f"{where}: prior for {params.layer} has dim {params.dim}, K "
+          f"{params.num_components}; the layer expects dim {self.dim}, K "
+          f"{self.num_components}")
+    if self.kind == params_lib.GMM:
+      self.logits.assign(params.arrays["logits"])
+      self.means.assign(params.arrays["means"])
+      self.variances.assign(params.arrays["variances"])
+    else:
+      self.loc.assign(params.arrays["mean"])
+      self.scale_tril.assign(params.arrays["scale_tril"])
+
+  def get_params(self, layer):
+    """The current values as `PriorParams` for `layer`."""
+    if self.kind == params_lib.GMM:
+      arrays = {"logits": self.logits.numpy(), "means": self.means.numpy(),
+                "variances": self.variances.numpy()}
+    else:
+      arrays = {"mean": self.loc.numpy(), "scale_tril": self.scale_tril.numpy()}
+    return params_lib.PriorParams(kind=self.kind, layer=layer, arrays=arrays)
+
+  def distribution(self):
+    """The tfp distribution over [dim] activations."""
+    if self.kind == params_lib.GMM:
+      variances = tf.maximum(tf.convert_to_tensor(self.variances), self.variance_floor)
+      return tfd.MixtureSameFamily(
+          mixture_distribution=tfd.Categorical(logits=tf.convert_to_tensor(self.logits)),
+          components_distribution=tfd.MultivariateNormalDiag(
+              loc=tf.convert_to_tensor(self.means), scale_diag=tf.sqrt(variances)))
+    return tfd.MultivariateNormalTriL(
+        loc=tf.convert_to_tensor(self.loc), scale_tril=tf.convert_to_tensor(self.scale_tril))
+
+  def negative_log_likelihood(self, h):
+    """Per-example NLL [B] of activations h [B, dim] (float32)."""
+    h = tf.cast(h, tf.float32)
+    return -self.distribution().log_prob(h)
+
+  def call(self, inputs):
+    if self.weight > 0:
+      nll = self.negative_log_likelihood(inputs)
+      self.add_loss(self.weight * tf.reduce_mean(nll))
+    return inputs
+
+  def build(self, input_shape):
+    if input_shape[-1] is not None and int(input_shape[-1]) != self.dim:
+      raise ValueError(
+          f"ActivationPrior {self.name}: built for dim {self.dim}, called on inputs of "
+          f"shape {tuple(input_shape)}")
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(kind=self.kind, dim=self.dim, num_components=self.num_components,
+                  weight=self.weight, variance_floor=self.variance_floor)
+    return config
