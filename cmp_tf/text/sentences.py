@@ -1,9 +1,9 @@
 """Sentence splitting and per-description averaging in TF ops (for serving raw text).
 
 `split_sentences` applies the rules of `cmp_tf.data.text_encoder.split_sentences`
-(the Python splitter used to build datasets) with RE2 regexes and one sequential
-`tf.scan` over the candidate pieces, so an exported model sees the same sentences
-the training data was made from. Python's Unicode notions (whitespace, \\w, \\d,
+(the Python splitter used to build datasets) with RE2 regexes and a `tf.scan`
+over the candidate pieces of all paragraphs at once, so an exported model sees
+the same sentences the training data was made from. Python's Unicode notions (whitespace, \\w, \\d,
 isupper) become explicit RE2 character classes built from this interpreter's own
 Unicode tables, so the two splitters agree character for character.
 """
@@ -83,12 +83,18 @@ def split_sentences(descriptions):
       f"\\1\\3\\4{_BOUNDARY_MARK}\\2\\5")
   pieces = tf.strings.split(lines, _BOUNDARY_MARK)  # [paragraphs, (pieces)], >= 1 each
 
-  flat = pieces.flat_values
-  is_tail = tf.equal(tf.range(tf.size(flat, out_type=tf.int64)) + 1,
-                     tf.gather(pieces.row_splits[1:], pieces.value_rowids()))
+  # The pieces of each paragraph, padded to [paragraphs, K]; the boundary decisions
+  # run left to right over K with every paragraph at once. One spare column keeps
+  # K >= 1 (tf.scan cannot stack zero steps of unknown shape: an empty batch).
+  padded = pieces.to_tensor(default_value="")
+  padded = tf.concat([padded, tf.fill([tf.shape(padded)[0], 1], "")], axis=1)
+  lengths = pieces.row_lengths()
+  position = tf.range(tf.shape(padded, out_type=tf.int64)[1])[None, :]
+  valid = position < lengths[:, None]
+  is_tail = tf.equal(position, lengths[:, None] - 1)
   # First character of the text after each boundary (the next piece, left-stripped).
-  rest = tf.strings.regex_replace(tf.concat([flat[1:], [""]], axis=0), "^ +", "")
-  rest = tf.where(is_tail, "", rest)
+  rest = tf.concat([padded[:, 1:], tf.fill([tf.shape(padded)[0], 1], "")], axis=1)
+  rest = tf.where(is_tail, "", tf.strings.regex_replace(rest, "^ +", ""))
   rest_upper = tf.strings.regex_full_match(rest, f"(?s){upper}.*")
 
   word_re = _alternation(_ABBREVIATIONS)
@@ -113,12 +119,15 @@ def split_sentences(descriptions):
                   & (number | initial | abbreviation))
     return (tf.where(keep_going, text, ""), ~keep_going, tf.where(keep_going, "", text))
 
+  paragraphs_count = tf.shape(padded)[0]
   _, emitted, sentences = tf.scan(
-      step, (flat, is_tail, rest, rest_upper),
-      initializer=(tf.constant(""), tf.constant(False), tf.constant("")))
-  keep = emitted & tf.strings.regex_full_match(sentences, f"(?s).*{classes['word']}.*")
+      step, tuple(tf.transpose(t) for t in (padded, is_tail, rest, rest_upper)),
+      initializer=(tf.fill([paragraphs_count], ""), tf.zeros([paragraphs_count], tf.bool),
+                   tf.fill([paragraphs_count], "")))
+  emitted, sentences = tf.transpose(emitted), tf.transpose(sentences)
+  keep = valid & emitted & tf.strings.regex_full_match(sentences, f"(?s).*{classes['word']}.*")
   sentences = tf.strings.regex_replace(tf.boolean_mask(sentences, keep), "^ +| +$", "")
-  owner = tf.gather(paragraphs.value_rowids(), pieces.value_rowids())
+  owner = tf.broadcast_to(paragraphs.value_rowids()[:, None], tf.shape(padded, out_type=tf.int64))
   return tf.RaggedTensor.from_value_rowids(
       sentences, tf.boolean_mask(owner, keep), nrows=paragraphs.nrows())
 

@@ -38,6 +38,7 @@ def test_vector_does_not_depend_on_the_batch(encoder, varied_sentences):
 
 def test_empty_batch(encoder):
   assert encoder(tf.constant([], tf.string)).shape == (0, EMBEDDING_DIM)
+  assert encoder.describe_to_vector(tf.constant([], tf.string)).shape == (0, EMBEDDING_DIM)
 
 
 def test_describe_to_vector_matches_python_path(encoder):
