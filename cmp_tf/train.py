@@ -14,30 +14,33 @@ import importlib
 import importlib.util
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from cmp_tf.training import config as config_lib
 
 FLAGS = flags.FLAGS
 
 
-def _define_flags():
+def define_flags(flag_values=FLAGS):
+  """Defines one flag per TrainConfig field on `flag_values`; returns it."""
   for name, default, help_text, choices in config_lib.config_fields():
+    kwargs = {"flag_values": flag_values}
     if choices is not None:
-      flags.DEFINE_enum(name, default, list(choices), help_text)
+      flags.DEFINE_enum(name, default, list(choices), help_text, **kwargs)
     elif isinstance(default, bool):
-      flags.DEFINE_boolean(name, default, help_text)
+      flags.DEFINE_boolean(name, default, help_text, **kwargs)
     elif isinstance(default, int):
-      flags.DEFINE_integer(name, default, help_text)
+      flags.DEFINE_integer(name, default, help_text, **kwargs)
     elif isinstance(default, float):
-      flags.DEFINE_float(name, default, help_text)
+      flags.DEFINE_float(name, default, help_text, **kwargs)
     elif isinstance(default, list):
-      flags.DEFINE_list(name, default, help_text)
+      flags.DEFINE_list(name, default, help_text, **kwargs)
     else:
-      flags.DEFINE_string(name, default, help_text)
+      flags.DEFINE_string(name, default, help_text, **kwargs)
+  return flag_values
 
 
-_define_flags()
+define_flags()
 
 
 def config_from_flags(flag_values=FLAGS):
@@ -82,6 +85,8 @@ def run_post_hooks(run_dir, *, evaluate=True, export=True):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress
   config = config_from_flags()
   try:
     config.validate()

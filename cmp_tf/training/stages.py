@@ -5,11 +5,11 @@ names, so a stage starts from the source network or from the previous stage by
 copying weights by name (`cmp_tf.models.transfer_weights`).
 """
 
+import dataclasses
 import hashlib
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf import models
@@ -31,7 +31,7 @@ def model_spec(*, manifest, modalities, image_variant, image_size, dropout, shar
 
 def without_priors(spec):
   """The same spec with no prior layers: what is saved and evaluated."""
-  return models.CrossModalSpec.from_config({**spec.to_config(), "priors": None})
+  return dataclasses.replace(spec, priors=None)
 
 
 def build_model(spec, strategy, seed):
@@ -94,16 +94,11 @@ def dataset_factory(strategy, *, data_dir, modalities, per_replica_batch, image_
 def predict_logits(model, data_dir, modality, *, image_size, batch_size=EVAL_BATCH):
   """(logits [N, C], labels [N]) of the validation split of one modality, in inference mode."""
   encoder = models.feature_model(model, modality)
-
-  @tf.function
-  def logits_of(x):
-    return encoder(x, training=False)["logits"]
-
   ds = input_pipeline.modality_dataset(data_dir, modality, "val", batch_size=batch_size,
                                        training=False, image_size=image_size)
   logits, labels = [], []
   for x, y in ds:
-    logits.append(logits_of(x).numpy())
+    logits.append(encoder(x, training=False)["logits"].numpy())
     labels.append(y.numpy())
   return np.concatenate(logits), np.concatenate(labels)
 

@@ -16,7 +16,6 @@ again sees exactly the batches it would have seen.
 """
 
 import dataclasses
-import math
 import sys
 import time
 from typing import Callable, Optional, Sequence
@@ -53,7 +52,7 @@ class StageJob:
   prior_weights: dict = dataclasses.field(default_factory=dict)
   global_step_offset: int = 0  # steps of earlier stages, for TensorBoard's x axis
   log_every: int = 20
-  jit_compile: bool = True
+  jit_compile: bool = False
   summary_writer: Optional[object] = None
   progress: bool = True
 
@@ -92,7 +91,7 @@ def build_train_step(job, strategy, optimizer):
       all_losses = list(model.losses)
       prior_total = tf.constant(0.0)
       for name, layer in zip(job.prior_layers, prior_layers):
-        term = tf.add_n(layer.losses) / num_replicas
+        term = tf.add_n(layer.losses) / num_replicas if layer.losses else tf.constant(0.0)
         metrics[f"prior_loss/{name}"] = term
         prior_total += term
       other = (tf.add_n(all_losses) / num_replicas - prior_total) if all_losses else 0.0
@@ -104,8 +103,8 @@ def build_train_step(job, strategy, optimizer):
       loss = loss + prior_total + other + l2
       metrics["loss/total"] = loss
     grads = tape.gradient(loss, variables)
-    metrics["grad_norm_sq"] = tf.add_n(
-        [tf.reduce_sum(tf.square(g)) for g in grads if g is not None])
+    # Sum over replicas of each replica's squared gradient norm: only its finiteness is used.
+    metrics["grad_sq"] = tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads if g is not None])
     return grads, metrics
 
   compiled = tf.function(forward_backward, jit_compile=job.jit_compile)
@@ -143,8 +142,7 @@ class _Accumulator:
 
 def _summaries(job, metrics, global_batch, num_replicas):
   """Step metrics -> readable scalars: per-modality loss and accuracy, prior NLL."""
-  out = {"loss/total": metrics["loss/total"], "loss/weight_decay": metrics["loss/weight_decay"],
-         "grad_norm": math.sqrt(max(0.0, metrics["grad_norm_sq"]))}
+  out = {"loss/total": metrics["loss/total"], "loss/weight_decay": metrics["loss/weight_decay"]}
   for m in job.modalities:
     out[f"loss/{m}"] = metrics[f"loss/{m}"]
     out[f"accuracy/{m}"] = metrics[f"correct/{m}"] / global_batch
@@ -173,17 +171,12 @@ def run_stage(job, strategy):
   train_step, global_batch = build_train_step(job, strategy, optimizer)
   num_replicas = strategy.num_replicas_in_sync
   examples_per_step = global_batch * len(job.modalities)
-  interactive = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
-  progbar = None
-  if job.progress:
+  progress = _Progress(job, start) if job.progress else None
+  if progress is not None:
     print(f"stage {job.index} ({job.name}): steps {start}..{job.steps}, "
           f"{len(job.trainable_variables)} trainable variables, global batch "
           f"{global_batch} x {len(job.modalities)} modalities, {num_replicas} replica(s)",
           flush=True)
-    progbar = keras.utils.Progbar(job.steps, interval=0.5 if interactive else 15.0,
-                                  stateful_metrics=None)
-    if start:
-      progbar.update(start)
 
   step = start
   window = _Accumulator()
@@ -196,7 +189,7 @@ def run_stage(job, strategy):
     iterator = iter(job.make_dataset(chunk))
     while step < chunk_end:
       raw = {k: v.numpy() for k, v in train_step(iterator).items()}
-      if not (np.isfinite(raw["loss/total"]) and np.isfinite(raw["grad_norm_sq"])):
+      if not (np.isfinite(raw["loss/total"]) and np.isfinite(raw["grad_sq"])):
         raise NonFiniteLossError(
             f"stage {job.index} ({job.name}): non-finite loss {raw['loss/total']} or "
             f"gradient at step {step + 1} of {job.steps}; stopped without saving, the last "
@@ -206,10 +199,8 @@ def run_stage(job, strategy):
       trained_steps += 1
       values = _summaries(job, raw, global_batch, num_replicas)
       window.add(values)
-      if progbar is not None:
-        shown = [("loss", values["loss/total"])] + [
-            (f"acc_{m}", values[f"accuracy/{m}"]) for m in job.modalities]
-        progbar.update(step, values=shown)
+      if progress is not None:
+        progress.update(step, values)
       if step % job.log_every == 0 or step == job.steps:
         last = window.means()
         _write_summaries(job, last, step, time.perf_counter() - started, trained_steps,
@@ -225,6 +216,28 @@ def run_stage(job, strategy):
       "examples_per_s": round(trained_steps * examples_per_step / wall, 1) if wall > 0 else None,
       "final": {k: round(float(v), 5) for k, v in last.items()},
   }
+
+
+class _Progress:
+  """A Keras progress bar on a terminal; one plain line per logging interval otherwise."""
+
+  def __init__(self, job, start):
+    self.job = job
+    self.interactive = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    self.started, self.start = time.perf_counter(), start
+    self.bar = keras.utils.Progbar(job.steps) if self.interactive else None
+    if self.bar is not None and start:
+      self.bar.update(start)
+
+  def update(self, step, values):
+    accuracy = [(f"acc_{m}", values[f"accuracy/{m}"]) for m in self.job.modalities]
+    if self.bar is not None:
+      self.bar.update(step, values=[("loss", values["loss/total"])] + accuracy)
+    elif step % self.job.log_every == 0 or step == self.job.steps:
+      rate = (step - self.start) / max(1e-9, time.perf_counter() - self.started)
+      shown = " ".join(f"{k} {v:.3f}" for k, v in accuracy)
+      print(f"  stage {self.job.index} step {step}/{self.job.steps}: loss "
+            f"{values['loss/total']:.4f} {shown} ({rate:.2f} steps/s)", flush=True)
 
 
 def _write_summaries(job, values, step, elapsed, trained_steps, examples_per_step):
