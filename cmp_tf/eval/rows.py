@@ -1,0 +1,194 @@
+"""One method's rows of the paper's Tables 1-5, computed from its feature sets.
+
+Every number comes from the metric functions of `retrieval`, `zero_shot` and
+`subspace_alignment`; this module only picks the features, pairs and label sets
+each table is defined on (the paper's sections 5.1 and 5.2):
+
+  table1  mAP of the 20 ordered (query, target) pairs on fc7 of the validation sets
+  table2  precision@10 of the same retrievals
+  table3  the mean over the 20 pairs of the mAP, per layer (pool5, fc6, fc7)
+  table4  zero-shot classification accuracy on the held-out categories (CLP, SPT, LDR, DSC)
+  table5  zero-shot retrieval mAP among CLP, SPT, LDR and DSC on the held-out categories
+
+A row is {column: fraction or None}; columns are (query, target) pairs, layer names
+or modalities, as `cmp_tf.eval.tables` expects. A column whose modality has no
+features is None ("-" in the tables).
+"""
+
+import numpy as np
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf.eval import retrieval, subspace_alignment, tables, zero_shot
+from cmp_tf.eval.features import LOGITS
+
+FC7 = "fc7"
+K = 10
+PRECISION = f"p@{K}"
+TABLE_IDS = ("table1", "table2", "table3", "table4", "table5")
+
+
+def available_pairs(pairs, modalities):
+  """The pairs of `pairs` whose two modalities are both in `modalities`."""
+  return [p for p in pairs if p[0] in modalities and p[1] in modalities]
+
+
+def _layer(sets, layer):
+  return ({m: s.features[layer] for m, s in sets.items()},
+          {m: s.labels for m, s in sets.items()})
+
+
+def _row(columns, values):
+  return {c: values.get(c) for c in columns}
+
+
+def retrieval_rows(val_sets, *, layers, num_queries=None, seed=0):
+  """Tables 1-3 of a network whose {modality: FeatureSet} are `val_sets`.
+
+  Returns (rows {"table1": row, "table2": row, "table3": row},
+           scores {layer: {(query, target): {"map", "p@10", "num_queries"}}}).
+  """
+  pairs = available_pairs(tables.RETRIEVAL_PAIRS, val_sets)
+  if not pairs:
+    raise ValueError(f"retrieval needs two modalities; the features hold {sorted(val_sets)}")
+  scores, layer_means = {}, {}
+  for layer in dict.fromkeys(tuple(layers) + (FC7,)):
+    features, labels = _layer(val_sets, layer)
+    scores[layer] = retrieval.cross_modal_retrieval(features, labels, pairs=pairs,
+                                                    num_queries=num_queries, seed=seed, k=K)
+    if len(pairs) == len(tables.RETRIEVAL_PAIRS):
+      layer_means[layer] = float(np.mean([s["map"] for s in scores[layer].values()]))
+  rows = {
+      "table1": _row(tables.RETRIEVAL_PAIRS, tables.metric_by_pair(scores[FC7], "map")),
+      "table2": _row(tables.RETRIEVAL_PAIRS, tables.metric_by_pair(scores[FC7], PRECISION)),
+      "table3": _row(tuple(layers), layer_means),
+  }
+  return rows, scores
+
+
+def zero_shot_rows(val_sets, heldout_labels, *, num_queries=None, seed=0):
+  """Tables 4 (from the logits) and 5 (from fc7) of a network trained without the held-out
+  categories outside NAT. Returns (rows {"table4", "table5"}, table-5 scores by pair)."""
+  accuracy = {}
+  for modality in zero_shot.ZERO_SHOT_MODALITIES:
+    if modality in val_sets and LOGITS in val_sets[modality].features:
+      feature_set = val_sets[modality]
+      accuracy[modality] = zero_shot.zero_shot_accuracy(feature_set.features[LOGITS],
+                                                        feature_set.labels, heldout_labels)
+  pairs = available_pairs(tables.ZERO_SHOT_PAIRS, val_sets)
+  scores = {}
+  if pairs:
+    features, labels = _layer({m: val_sets[m] for m in zero_shot.ZERO_SHOT_MODALITIES
+                               if m in val_sets}, FC7)
+    scores = zero_shot.zero_shot_retrieval(features, labels, heldout_labels, pairs=pairs,
+                                           num_queries=num_queries, seed=seed, k=K)
+  rows = {"table4": _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy),
+          "table5": _row(tables.ZERO_SHOT_PAIRS, tables.metric_by_pair(scores, "map"))}
+  return rows, scores
+
+
+def components_for(n_components, *fit_sets):
+  """The subspace size: `n_components`, capped by what PCA can take of every fitting set."""
+  return int(min([n_components] + [min(np.shape(f)) for f in fit_sets]))
+
+
+def _sa_retrieval(pairs, val, train, n_components, num_queries, seed):
+  scores, used = {}, {}
+  for query, target in pairs:
+    d = components_for(n_components, train[query].features[FC7], train[target].features[FC7])
+    similarity = subspace_alignment.sa_similarity(
+        val[query].features[FC7], val[target].features[FC7], d,
+        query_fit_feats=train[query].features[FC7], target_fit_feats=train[target].features[FC7],
+        seed=seed)
+    try:
+      scores[(query, target)] = retrieval.similarity_scores(
+          similarity, val[query].labels, val[target].labels, num_queries=num_queries, seed=seed,
+          k=K)
+    except ValueError as e:
+      raise ValueError(f"subspace alignment {query}->{target}: {e}") from e
+    used[(query, target)] = d
+  return scores, used
+
+
+def without_heldout(train_sets, heldout_labels):
+  """Training sets as a zero-shot run saw them: held-out categories dropped except in NAT."""
+  return {m: s if m == mod_lib.NAT else s.select(~np.isin(s.labels, heldout_labels))
+          for m, s in train_sets.items()}
+
+
+def sa_retrieval_rows(val_sets, train_sets, *, n_components, num_queries=None, seed=0):
+  """Tables 1 and 2 rows of subspace alignment on fc7: each ordered pair's query domain is
+  aligned to its target domain with subspaces fitted on the training sets.
+
+  Returns (rows {"table1", "table2"}, scores by pair, subspace size by pair).
+  """
+  pairs = available_pairs(tables.RETRIEVAL_PAIRS, set(val_sets) & set(train_sets))
+  scores, used = _sa_retrieval(pairs, val_sets, train_sets, n_components, num_queries, seed)
+  rows = {"table1": _row(tables.RETRIEVAL_PAIRS, tables.metric_by_pair(scores, "map")),
+          "table2": _row(tables.RETRIEVAL_PAIRS, tables.metric_by_pair(scores, PRECISION))}
+  return rows, scores, used
+
+
+def sa_zero_shot_rows(val_sets, train_sets, heldout_labels, *, n_components, num_queries=None,
+                      seed=0):
+  """Tables 4 and 5 rows of subspace alignment on fc7 in the zero-shot setting.
+
+  `train_sets` hold every category; the held-out ones are dropped here from every modality
+  but NAT before fitting. Table 4: a linear SVM trained on aligned NAT training features
+  classifies each modality's validation set (`subspace_alignment.sa_zero_shot`). Table 5:
+  retrieval among the held-out categories, as `sa_retrieval_rows` but restricted.
+  Returns (rows {"table4", "table5"}, table-5 scores by pair, subspace size by key).
+  """
+  train = without_heldout(train_sets, heldout_labels)
+  accuracy, used = {}, {}
+  if mod_lib.NAT in train:
+    nat = train[mod_lib.NAT]
+    for modality in zero_shot.ZERO_SHOT_MODALITIES:
+      if modality not in val_sets or modality not in train:
+        continue
+      d = components_for(n_components, nat.features[FC7], train[modality].features[FC7])
+      predicted = subspace_alignment.sa_zero_shot(
+          nat.features[FC7], nat.labels, val_sets[modality].features[FC7], d,
+          target_fit_feats=train[modality].features[FC7], seed=seed)
+      accuracy[modality] = zero_shot.heldout_accuracy(predicted, val_sets[modality].labels,
+                                                      heldout_labels)
+      used[modality] = d
+  pairs = available_pairs(tables.ZERO_SHOT_PAIRS, set(val_sets) & set(train))
+  heldout_val = {m: val_sets[m].select(np.isin(val_sets[m].labels, heldout_labels))
+                 for m in {m for p in pairs for m in p}}
+  scores, pair_used = _sa_retrieval(pairs, heldout_val, train, n_components, num_queries, seed)
+  used.update(pair_used)
+  rows = {"table4": _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy),
+          "table5": _row(tables.ZERO_SHOT_PAIRS, tables.metric_by_pair(scores, "map"))}
+  return rows, scores, used
+
+
+def source_zero_shot_row(val_sets, heldout_labels):
+  """Table 4's BL-PlacesNet row: the source network's own classifier on each visual
+  modality (read through its NAT branch); DSC has no such row."""
+  accuracy = {m: zero_shot.zero_shot_accuracy(val_sets[m].features[LOGITS], val_sets[m].labels,
+                                              heldout_labels)
+              for m in zero_shot.ZERO_SHOT_MODALITIES
+              if m in val_sets and LOGITS in val_sets[m].features}
+  return _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy)
+
+
+def chance_levels(val_sets, *, num_classes, heldout_labels=None):
+  """{table id: chance fraction} of the tables these validation sets define.
+
+  Retrieval chance (mAP and precision@10 alike) is the mean over pairs of the fraction of
+  relevant targets; classification chance is 1 / num_classes.
+  """
+  labels = {m: s.labels for m, s in val_sets.items()}
+  pairs = available_pairs(tables.RETRIEVAL_PAIRS, labels)
+  chance = {}
+  if pairs:
+    chance["table1"] = chance["table2"] = chance["table3"] = tables.mean_chance_map(labels,
+                                                                                     pairs)
+  if heldout_labels is not None:
+    chance["table4"] = 1.0 / num_classes
+    held = {m: labels[m][np.isin(labels[m], heldout_labels)] for m in labels}
+    zs_pairs = [p for p in available_pairs(tables.ZERO_SHOT_PAIRS, labels)
+                if held[p[0]].size and held[p[1]].size]
+    if zs_pairs:
+      chance["table5"] = tables.mean_chance_map(held, zs_pairs)
+  return chance
