@@ -58,10 +58,6 @@ class UseM3Tokenizer(tf.Module):
     super().__init__(name=name)
     self._sp = tf_text.SentencepieceTokenizer(model=sp_model, out_type=tf.string)
 
-  @property
-  def vocab_size(self):
-    return self._sp.vocab_size()
-
   def __call__(self, sentences):
     sentences = assert_valid_utf8(tf.convert_to_tensor(sentences, tf.string), "sentences")
     sentences = tf.strings.regex_replace(sentences, _NONCHARACTERS, _CONTROL_LITERALS[0][2])
