@@ -90,55 +90,64 @@ def _normalize(features, dtype):
   return features / np.where(norms > 0, norms, 1).astype(dtype)
 
 
-def _ranked(similarity, query_labels, target_labels):
-  """Sorts each row by descending similarity; returns its relevance and tie-group bounds.
+def _rank_scores(similarity, query_labels, target_labels, k):
+  """Per-row AP and precision@k of a [Q, T] similarity chunk, ties broken pessimistically.
 
-  Returns (relevant, cum, first, last), each [Q, T] in rank order: whether the target at that
-  rank is relevant, the running count of relevant targets, and the first and last rank of the
-  tie group that rank belongs to (the order inside a tie group is arbitrary).
+  One argsort per row. Only a tie group holding both relevant and non-relevant targets makes
+  the order inside it matter, and such a group always has two neighbours of different
+  relevance. Rows without one (nearly all) read the ranks of their relevant targets
+  directly; the others go through `_tied_rank_scores`.
   """
   order = np.argsort(-similarity, axis=1)
-  scores = np.take_along_axis(similarity, order, axis=1)
   relevant = target_labels[order] == query_labels[:, None]
-  cum = np.cumsum(relevant, axis=1)
-  num_targets = similarity.shape[1]
-  ranks = np.broadcast_to(np.arange(num_targets), scores.shape)
-  starts = np.ones(scores.shape, dtype=bool)
-  starts[:, 1:] = scores[:, 1:] != scores[:, :-1]
+  scores = np.take_along_axis(similarity, order, axis=1)
+  same_as_next = scores[:, 1:] == scores[:, :-1]
+  tied = (same_as_next & (relevant[:, 1:] != relevant[:, :-1])).any(axis=1)
+  ap = np.empty(len(similarity))
+  pk = np.empty(len(similarity))
+  free = np.flatnonzero(~tied)
+  if free.size:
+    hits = relevant[free]
+    rows, cols = np.nonzero(hits)  # row-major: each row's relevant targets in rank order
+    counts = np.bincount(rows, minlength=free.size)
+    hit_number = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+    ap[free] = np.bincount(rows, hit_number / (cols + 1), minlength=free.size) / counts
+    pk[free] = hits[:, :k].sum(axis=1) / k
+  with_ties = np.flatnonzero(tied)
+  if with_ties.size:
+    ap[with_ties], pk[with_ties] = _tied_rank_scores(relevant[with_ties],
+                                                     same_as_next[with_ties], k)
+  return ap, pk
+
+
+def _tied_rank_scores(relevant, same_as_next, k):
+  """AP and precision@k of rows sorted by score whose tie groups are marked by `same_as_next`.
+
+  The order inside a tie group is arbitrary; the pessimistic one puts a group's relevant
+  targets on its last ranks, so only the group's bounds and relevant count matter.
+  """
+  num_targets = relevant.shape[1]
+  ranks = np.broadcast_to(np.arange(num_targets), relevant.shape)
+  starts = np.ones(relevant.shape, dtype=bool)
+  starts[:, 1:] = ~same_as_next
+  ends = np.ones(relevant.shape, dtype=bool)
+  ends[:, :-1] = ~same_as_next
   first = np.maximum.accumulate(np.where(starts, ranks, 0), axis=1)
-  ends = np.ones(scores.shape, dtype=bool)
-  ends[:, :-1] = starts[:, 1:]
   last = np.minimum.accumulate(np.where(ends, ranks, num_targets - 1)[:, ::-1], axis=1)[:, ::-1]
-  return relevant, cum, first, last
-
-
-def _relevant_before_group(relevant, cum, first):
-  cum_before = cum - relevant  # relevant targets strictly before each rank
-  return np.take_along_axis(cum_before, first, axis=1)
-
-
-def _average_precision_rows(similarity, query_labels, target_labels):
-  relevant, cum, first, last = _ranked(similarity, query_labels, target_labels)
-  before = _relevant_before_group(relevant, cum, first)
+  cum = np.cumsum(relevant, axis=1)
+  before = np.take_along_axis(cum - relevant, first, axis=1)  # relevant before the group
   in_group = np.take_along_axis(cum, last, axis=1) - before
-  # Pessimistic: a group's relevant targets take its last ranks, in_group of them, so the
-  # relevant target counted cum-th overall sits at 1-based rank last + 1 - (in_group - j),
-  # where j = cum - before is its place among the group's relevant targets.
+  # The group's j-th relevant target (j = cum - before) sits at 1-based rank
+  # last + 1 - in_group + j, and is the cum-th relevant target overall.
   rank = last + 1 - in_group + (cum - before)
-  precision = np.where(relevant, cum / rank, 0.0)
-  return precision.sum(axis=1) / cum[:, -1]
-
-
-def _precision_at_k_rows(similarity, query_labels, target_labels, k):
-  relevant, cum, first, last = _ranked(similarity, query_labels, target_labels)
-  if k >= similarity.shape[1]:
-    return cum[:, -1] / k
-  column = slice(k - 1, k)
-  before = _relevant_before_group(relevant, cum, first)[:, column]
-  group_last = last[:, column]
-  in_group = np.take_along_axis(cum, group_last, axis=1) - before
-  after_k = group_last - (k - 1)  # group ranks past the k-th, filled by relevant ones first
-  return (before + np.maximum(in_group - after_k, 0))[:, 0] / k
+  ap = np.where(relevant, cum / rank, 0.0).sum(axis=1) / cum[:, -1]
+  if k >= num_targets:
+    return ap, cum[:, -1] / k
+  column = k - 1
+  # Ranks of the group holding rank k that come after it are filled by relevant ones first.
+  after_k = last[:, column] - column
+  pk = (before[:, column] + np.maximum(in_group[:, column] - after_k, 0)) / k
+  return ap, pk
 
 
 def _chunks(num_rows, num_columns):
@@ -164,7 +173,7 @@ def average_precision(similarity, query_labels, target_labels):
                                                               target_labels)
   _check_every_query_has_a_match(query_labels, target_labels)
   return np.concatenate([
-      _average_precision_rows(similarity[rows], query_labels[rows], target_labels)
+      _rank_scores(similarity[rows], query_labels[rows], target_labels, 1)[0]
       for rows in _chunks(*similarity.shape)
   ])
 
@@ -175,7 +184,7 @@ def precision_at_k(similarity, query_labels, target_labels, k=10):
                                                               target_labels)
   k = _check_k(k)
   return np.concatenate([
-      _precision_at_k_rows(similarity[rows], query_labels[rows], target_labels, k)
+      _rank_scores(similarity[rows], query_labels[rows], target_labels, k)[1]
       for rows in _chunks(*similarity.shape)
   ])
 
@@ -196,9 +205,9 @@ def _scores_from_rows(row_similarity, query_labels, target_labels, k):
   ap_sum = 0.0
   pk_sum = 0.0
   for rows in _chunks(len(query_labels), len(target_labels)):
-    similarity = row_similarity(rows)
-    ap_sum += _average_precision_rows(similarity, query_labels[rows], target_labels).sum()
-    pk_sum += _precision_at_k_rows(similarity, query_labels[rows], target_labels, k).sum()
+    ap, pk = _rank_scores(row_similarity(rows), query_labels[rows], target_labels, k)
+    ap_sum += ap.sum()
+    pk_sum += pk.sum()
   count = len(query_labels)
   return {"map": float(ap_sum / count), f"p@{k}": float(pk_sum / count), "num_queries": count}
 
@@ -238,12 +247,16 @@ def retrieval_scores(query_feats, query_labels, target_feats, target_labels, *,
   query_labels = check_labels(query_labels, len(query_feats), "query_labels", "query_feats")
   target_labels = check_labels(target_labels, len(target_feats), "target_labels",
                                 "target_feats")
-  k = _check_k(k)
+  return _normalized_scores(_normalize(query_feats, dtype), query_labels,
+                            _normalize(target_feats, dtype), target_labels,
+                            num_queries=num_queries, seed=seed, k=_check_k(k))
+
+
+def _normalized_scores(queries, query_labels, targets, target_labels, *, num_queries, seed, k):
   chosen = _sample_queries(len(query_labels), num_queries, seed)
   query_labels = query_labels[chosen]
   _check_every_query_has_a_match(query_labels, target_labels)
-  queries = _normalize(query_feats, dtype)
-  targets_t = _normalize(target_feats, dtype).T
+  targets_t = targets.T
   return _scores_from_rows(lambda rows: queries[chosen[rows]] @ targets_t, query_labels,
                            target_labels, k)
 
@@ -268,6 +281,7 @@ def cross_modal_retrieval(features, labels, *, pairs=None, num_queries=None, see
   Returns:
     {(query, target): {"map": float, "p@<k>": float, "num_queries": int}}.
   """
+  # Each modality is checked and normalised once, however many pairs it takes part in.
   if not isinstance(features, dict) or not features:
     raise ValueError("features: expected a non-empty dict {modality: [N, D] array}")
   if not isinstance(labels, dict) or set(labels) != set(features):
@@ -281,12 +295,23 @@ def cross_modal_retrieval(features, labels, *, pairs=None, num_queries=None, see
     if len(pair) != 2 or any(m not in features for m in pair):
       raise ValueError(f"pairs: {pair!r} is not a (query, target) pair of modalities in "
                        f"features ({sorted(features)})")
+  k = _check_k(k)
+  used = [m for m in features if any(m in pair for pair in pairs)]
+  normalized, checked_labels = {}, {}
+  for m in used:
+    feats = check_features(features[m], f"features[{m!r}]")
+    checked_labels[m] = check_labels(labels[m], len(feats), f"labels[{m!r}]",
+                                     f"features[{m!r}]")
+    normalized[m] = _normalize(feats, dtype)
+  sizes = {m: normalized[m].shape[1] for m in used}
+  if len(set(sizes.values())) > 1:
+    raise ValueError(f"features: modalities differ in feature size {sizes}")
   results = {}
   for query, target in pairs:
     try:
-      results[(query, target)] = retrieval_scores(
-          features[query], labels[query], features[target], labels[target],
-          num_queries=num_queries, seed=seed, k=k, dtype=dtype)
+      results[(query, target)] = _normalized_scores(
+          normalized[query], checked_labels[query], normalized[target], checked_labels[target],
+          num_queries=num_queries, seed=seed, k=k)
     except ValueError as e:
       raise ValueError(f"retrieval {query}->{target}: {e}") from e
   return results

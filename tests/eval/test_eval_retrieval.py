@@ -1,5 +1,6 @@
 """Retrieval metrics against hand-computed cases, scikit-learn and a brute-force ranking."""
 
+import re
 import warnings
 
 import numpy as np
@@ -93,7 +94,8 @@ def test_average_precision_matches_sklearn_without_ties(seed):
 @pytest.mark.parametrize("seed", range(5))
 def test_ties_match_brute_force_pessimistic_ranking(seed):
   rng = np.random.default_rng(seed)
-  similarity = rng.integers(0, 4, (40, 60)).astype(np.float32)  # many ties
+  similarity = rng.integers(0, 4, (40, 60)).astype(np.float32)  # many ties ...
+  similarity[::3] = rng.random((14, 60))  # ... but not in every row
   query_labels = rng.integers(0, 6, 40)
   target_labels = np.concatenate([np.arange(6), rng.integers(0, 6, 54)])
   for k in (1, 5, 10, 60, 70):
@@ -211,7 +213,16 @@ def test_cross_modal_retrieval_pairs():
     (lambda: retrieval.cross_modal_retrieval(
         {"nat": np.ones((1, 1)), "clp": np.ones((1, 1))}, {"nat": [0], "clp": [1]}),
      "retrieval nat->clp: query_labels"),
+    (lambda: retrieval.cross_modal_retrieval(
+        {"nat": np.ones((1, 1)), "clp": np.full((2, 1), np.nan)}, {"nat": [0], "clp": [0, 0]}),
+     "features['clp']: 2 rows hold NaN"),
+    (lambda: retrieval.cross_modal_retrieval(
+        {"nat": np.ones((1, 1)), "clp": np.ones((2, 1))}, {"nat": [0], "clp": [0]}),
+     "labels['clp']: 1 labels for 2 rows of features['clp']"),
+    (lambda: retrieval.cross_modal_retrieval(
+        {"nat": np.ones((1, 1)), "clp": np.ones((1, 2))}, {"nat": [0], "clp": [0]}),
+     "features: modalities differ in feature size"),
 ])
 def test_degenerate_inputs_raise_clear_errors(call, message):
-  with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+  with pytest.raises(ValueError, match=re.escape(message)):
     call()
