@@ -1,0 +1,27 @@
+"""SynthCMP: the embedded, procedural stand-in for the CMPlaces dataset.
+
+A readable scene grammar (`data/scene_grammar.json`) defines categories named after
+Places205 categories as backgrounds plus distributions over a shared object vocabulary.
+Each example samples its own scene instance and draws it in one modality: photo-like
+(NAT), clip art (CLP), line drawing (LDR), spatial text (SPT) or a description (DSC).
+"""
+
+from cmp_tf.data.synthcmp.grammar import Grammar, load_grammar
+from cmp_tf.data.synthcmp.heldout import HELDOUT_FILE, default_heldout_categories
+from cmp_tf.data.synthcmp.records import (
+    example_rng,
+    generate_records,
+    render_record,
+    render_spatial_text,
+)
+
+__all__ = [
+    "Grammar",
+    "HELDOUT_FILE",
+    "default_heldout_categories",
+    "example_rng",
+    "generate_records",
+    "load_grammar",
+    "render_record",
+    "render_spatial_text",
+]

@@ -1,0 +1,246 @@
+"""DSC: a paragraph of 2-6 sentences describing a scene, never naming its category.
+
+Sentences come from templates filled with object synonyms, colour and size adjectives,
+counts and spatial relations computed from the scene's boxes; generic distractor
+sentences from the grammar are mixed in. Synonyms that name the category are never
+used, and any sentence that still would is dropped.
+"""
+
+NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+MIN_SENTENCES, MAX_SENTENCES = 2, 6
+
+
+def is_plural(word, irregular):
+  """Whether a noun is already plural ("walls", "road markings"); mass nouns are not."""
+  last = word.rpartition(" ")[2]
+  if last in irregular.values():
+    return irregular.get(last) != last
+  return last.endswith("s") and not last.endswith(("ss", "us"))
+
+
+def plural(word, irregular):
+  """English plural of a (possibly multi-word) noun."""
+  if word in irregular:
+    return irregular[word]
+  if is_plural(word, irregular):
+    return word
+  head, _, last = word.rpartition(" ")
+  if last in irregular:
+    pl = irregular[last]
+  elif last.endswith(("s", "x", "ch", "sh")):
+    pl = last + "es"
+  elif last.endswith("y") and last[-2:-1] not in tuple("aeiou"):
+    pl = last[:-1] + "ies"
+  else:
+    pl = last + "s"
+  return f"{head} {pl}" if head else pl
+
+
+def article(phrase):
+  return "an" if phrase[:1].lower() in "aeiou" else "a"
+
+
+def _cap(sentence):
+  return sentence[:1].upper() + sentence[1:]
+
+
+class _Writer:
+  """Holds the scene, the draws and the category's banned words while writing one paragraph."""
+
+  def __init__(self, scene, grammar, draws):
+    self.scene = scene
+    self.grammar = grammar
+    self.draws = draws
+    self.banned = grammar.category(scene.category).banned
+    self.irregular = grammar.irregular_plurals
+    self.mentioned = []
+
+  # --- random helpers ---
+
+  def choice(self, options):
+    return self.draws.choice(options)
+
+  def random(self):
+    return self.draws.random()
+
+  def shuffled(self, items, weights=None):
+    """`items` in random order; heavier ones tend to come first (weighted, no replacement)."""
+    weights = weights or [1.0] * len(items)
+    keys = [self.random() ** (1.0 / w) for w in weights]
+    return [item for _, item in sorted(zip(keys, items), key=lambda kv: -kv[0])]
+
+  # --- phrases ---
+
+  def noun(self, obj):
+    return self.choice([w for w in obj.words if not self.banned.search(w)])
+
+  def noun_phrase(self, obj, noun, definite=False, adjectives=True):
+    """"a small red car", "the car", "some white stripes"."""
+    words = []
+    if adjectives:
+      if obj.size > 1.25 and self.random() < 0.6:
+        words.append(self.choice(("large", "big", "tall") if obj.box[2] - obj.box[0] > 0.2
+                                 else ("large", "big")))
+      elif obj.size < 0.75 and self.random() < 0.6:
+        words.append(self.choice(("small", "little", "tiny")))
+      if self.random() < 0.55:
+        words.append(obj.color)
+    phrase = " ".join(words + [noun])
+    if definite:
+      return f"the {phrase}"
+    if is_plural(noun, self.irregular):
+      return f"some {phrase}"
+    return f"{article(phrase)} {phrase}"
+
+  def location(self, obj):
+    cy, cx = obj.center
+    if cx < 0.33:
+      options = ["on the left", "on the left side"]
+    elif cx > 0.67:
+      options = ["on the right", "on the right side"]
+    else:
+      options = ["in the middle", "in the center"]
+    if cy < 0.3:
+      options += ["at the top", "up high"]
+    elif cy > 0.75:
+      options += ["in the foreground", "at the bottom"]
+    return self.choice(options)
+
+  def band_relation(self, obj, band):
+    """How a thing stands to a background band ("on the floor"), or None if it does not."""
+    top, bottom = band.box[0], band.box[2]
+    y0, y1 = obj.box[0], obj.box[2]
+    if band.name == "sky":  # only things that float: clouds, birds, the sun
+      return self.choice(("in", "up in")) if y1 < bottom - 0.05 else None
+    if band.name == "ceiling":
+      return "hanging from" if y0 <= bottom + 0.02 else None
+    if band.name == "wall":
+      if y1 < bottom - 0.02:
+        return self.choice(("on", "hanging on"))
+      return "against" if y1 <= bottom + 0.1 else None
+    if band.parts and band.parts[0].texture == "waves":
+      if top + 0.06 < y1 <= bottom + 0.01:
+        return self.choice(("in", "on"))
+      return self.choice(("beyond", "across")) if top - 0.02 <= y1 <= top + 0.06 else None
+    return "on" if top - 0.01 <= y1 <= bottom + 0.01 else None  # floor, grass, sand ...
+
+  def relation(self, obj, ref):
+    """How `obj` stands to `ref`, as a phrase that goes before "the <ref>"."""
+    if ref.stuff:
+      return self.band_relation(obj, ref)
+    if obj.support == ref.uid:
+      if obj.relation == "on":
+        return self.choice(("on", "on top of"))
+      waves = ref.parts and ref.parts[0].texture == "waves"
+      return "in" if waves else self.choice(("on", "in the middle of"))
+    (ay, ax), (by, bx) = obj.center, ref.center
+    dx, dy = ax - bx, ay - by
+    overlap = min(obj.box[3], ref.box[3]) - max(obj.box[1], ref.box[1]) > 0
+    if abs(dx) >= abs(dy) and abs(dx) > 0.1:
+      side = "left" if dx < 0 else "right"
+      return self.choice((f"to the {side} of", f"on the {side} side of", f"{side} of"))
+    if overlap and abs(obj.box[2] - ref.box[2]) > 0.08:
+      return "in front of" if obj.box[2] > ref.box[2] else "behind"
+    if abs(dy) > 0.1:
+      return self.choice(("above", "over")) if dy < 0 else self.choice(("below", "under", "beneath"))
+    return self.choice(("next to", "beside", "near"))
+
+  # --- sentences ---
+
+  def reference(self, obj, others):
+    """(reference object, relation phrase) for `obj`, or (None, None)."""
+    if obj.support is not None:
+      ref = self.scene.by_uid(obj.support)
+      return ref, self.relation(obj, ref)
+    if not others or self.random() >= 0.6:
+      return None, None
+    for ref in self.shuffled(others):
+      rel = self.relation(obj, ref)
+      if rel is not None:
+        return ref, rel
+    return None, None
+
+  def thing_sentence(self, group, others):
+    """One sentence about a group of same-name things (possibly with a reference object)."""
+    obj = self.choice(group)
+    noun = self.noun(obj)
+    ref, rel = self.reference(obj, others)
+    ref_phrase = ""
+    if ref is not None:
+      self.mentioned.append(ref)
+      ref_phrase = self.noun_phrase(ref, self.noun(ref), definite=True, adjectives=False)
+    if len(group) >= 2 and self.random() < 0.5:
+      count = NUMBERS[len(group)] if len(group) < len(NUMBERS) else "many"
+      nouns = plural(noun, self.irregular)
+      if ref is not None:
+        return self.choice((f"There are {count} {nouns} {rel} {ref_phrase}.",
+                            f"{_cap(count)} {nouns} stand {rel} {ref_phrase}."))
+      return self.choice((f"There are {count} {nouns} {self.location(obj)}.",
+                          f"I can see {count} {nouns}."))
+    many = is_plural(noun, self.irregular)
+    be, stand, there = ("are", "stand", "There are") if many else ("is", "stands", "There is")
+    phrase = self.noun_phrase(obj, noun)
+    if ref is not None:
+      return self.choice((f"{_cap(phrase)} {be} {rel} {ref_phrase}.",
+                          f"I can see {phrase} {rel} {ref_phrase}.",
+                          f"{_cap(rel)} {ref_phrase} {there.lower()} {phrase}.",
+                          f"{there} {phrase} {rel} {ref_phrase}."))
+    if self.random() < 0.25:
+      return f"The {noun} {be} {obj.color}."
+    return self.choice((f"{there} {phrase} {self.location(obj)}.",
+                        f"You can notice {phrase} {self.location(obj)}.",
+                        f"{_cap(phrase)} {stand} {self.location(obj)}.",
+                        f"I see {phrase}."))
+
+  def band_sentence(self, band):
+    noun = self.noun(band)
+    many = is_plural(noun, self.irregular)
+    be, look = ("are", "look") if many else ("is", "looks")
+    if band.name == "wall":
+      return self.choice((f"The {noun} {be} painted {band.color}.", f"The {noun} {be} {band.color}."))
+    return self.choice((f"The {noun} {be} {band.color}.", f"The {noun} {look} {band.color}."))
+
+  def write(self):
+    """(paragraph, mentioned objects)."""
+    things = [o for o in self.scene.objects if not o.stuff]
+    bands = [o for o in self.scene.objects if o.stuff]
+    groups = {}
+    for obj in things:
+      groups.setdefault(obj.name, []).append(obj)
+    weights = [sum((o.box[2] - o.box[0]) * (o.box[3] - o.box[1]) for o in group) ** 0.5 + 0.05
+               for group in groups.values()]
+    names = self.shuffled(list(groups), weights)
+    n_things = min(len(names), self.draws.integer(1, 4))
+    n_bands = int(self.random() < 0.5) if bands else 0
+    if n_things + n_bands == 0:
+      n_bands = 1
+    n_distract = self.draws.integer(0, 2)
+    n_distract = max(n_distract, MIN_SENTENCES - n_things - n_bands)
+    n_distract = min(n_distract, MAX_SENTENCES - n_things - n_bands)
+    sentences = []
+    for name in names[:n_things]:
+      others = [o for o in things if o.name != name] + bands
+      sentences.append(self.thing_sentence(groups[name], others))
+      self.mentioned.extend(groups[name])
+    for _ in range(n_bands):
+      band = self.choice(bands)
+      sentences.append(self.band_sentence(band))
+      self.mentioned.append(band)
+    distractors = list(self.grammar.distractors)
+    for sentence in self.shuffled(distractors)[:n_distract]:
+      sentences.insert(self.draws.integer(0, len(sentences)), sentence)
+    kept = [s for s in sentences if not self.banned.search(s)]
+    spare = [d for d in self.shuffled(distractors) if d not in kept]
+    while len(kept) < MIN_SENTENCES:
+      kept.append(spare.pop())
+    seen, unique = set(), []
+    for obj in self.mentioned:
+      if obj.uid not in seen:
+        seen.add(obj.uid)
+        unique.append(obj)
+    return " ".join(kept), unique
+
+
+def describe(scene, grammar, draws):
+  """(paragraph text, list of the scene objects it mentions)."""
+  return _Writer(scene, grammar, draws).write()
