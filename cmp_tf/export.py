@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf.serving import files, runs
@@ -119,7 +118,7 @@ def _save_version(info, model, modality, model_dir, version):
   module, text_note = _serving_module(info, model, modality)
   sigs = module.signatures()
   os.makedirs(model_dir, exist_ok=True)
-  building = tempfile.mkdtemp(prefix=f".{version}.building-", dir=model_dir)
+  building = files.make_temp_dir(model_dir, f".{version}.building-")
   try:
     tf.saved_model.save(module, building, signatures=sigs)
     model_info = {

@@ -112,10 +112,10 @@ class KerasEmbedder(Embedder):
 
   backend = KERAS
 
-  def __init__(self, info):
-    """`info`: runs.RunInfo of the run."""
+  def __init__(self, info, model=None):
+    """`info`: runs.RunInfo of the run; `model`: its Keras model if already loaded."""
     self.info = info
-    self._model = None
+    self._model = model
     self._functions = {}
     self._encoder = None
 

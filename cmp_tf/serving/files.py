@@ -6,6 +6,19 @@ import shutil
 import tempfile
 
 
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def make_temp_dir(parent, prefix):
+  """A new directory in `parent` with the usual mode (mkdtemp makes it 0700)."""
+  path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+  os.chmod(path, 0o777 & ~_umask())
+  return path
+
+
 @contextlib.contextmanager
 def atomic_path(path):
   """Yields a temp path beside `path`; on success it replaces `path`, on error it is removed."""
@@ -18,6 +31,7 @@ def atomic_path(path):
   os.close(fd)
   try:
     yield tmp
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
