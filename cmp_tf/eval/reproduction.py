@@ -1,0 +1,167 @@
+"""The reproduction report: every evaluated row merged into the paper's Tables 1-5.
+
+Pure assembly of results.json files written by `cmp_tf.evaluate`: Tables 1-3 take the
+rows of the normal runs (and the source network's and BL-Individual's subspace
+alignment), Tables 4-5 those of the zero-shot runs. The paper's own numbers appear
+only in PAPER_*, typed from the paper, and only beside ours for comparison.
+"""
+
+import numpy as np
+
+from cmp_tf.eval import report, tables
+
+# The paper's rows in its order; rows of other names follow them.
+ROW_ORDER = (
+    "BL-PlacesNet", "BL-Individual", "BL-Shared-Upper-Scratch", "BL-Shared-Upper",
+    "Subsp. Align. + PlacesNet", "Subsp. Align. + PlacesNet Finetune", "A: Tune",
+    "A: Tune (Free)", "B: StatReg (Gaussian)", "B: StatReg (GMM)", "C: Tune + StatReg (GMM)",
+)
+BASELINE_ROW = "BL-Individual"
+BEST_ROW = "C: Tune + StatReg (GMM)"
+
+# The paper's numbers (CMPlaces, percent), for comparison only: Table 1's "Mean mAP" column
+# and Table 3 (pool5, fc6, fc7). Chance in the paper: 0.73 mAP.
+PAPER_CHANCE_MAP = 0.73
+PAPER_TABLE1_MEAN_MAP = {
+    "BL-Individual": 6.1, "BL-Shared-Upper-Scratch": 5.4, "BL-Shared-Upper": 6.5,
+    "Subsp. Align. + PlacesNet Finetune": 6.4, "A: Tune": 8.5, "A: Tune (Free)": 9.3,
+    "B: StatReg (Gaussian)": 6.1, "B: StatReg (GMM)": 6.4, "C: Tune + StatReg (GMM)": 11.9,
+}
+PAPER_TABLE3 = {
+    "BL-Individual": {"pool5": 2.0, "fc6": 4.0, "fc7": 6.1},
+    "BL-Shared-Upper-Scratch": {"pool5": 1.5, "fc6": 3.8, "fc7": 5.4},
+    "BL-Shared-Upper": {"pool5": 1.6, "fc6": 3.2, "fc7": 6.5},
+    "A: Tune": {"pool5": 4.2, "fc6": 8.4, "fc7": 8.5},
+    "A: Tune (Free)": {"pool5": 4.1, "fc6": 8.4, "fc7": 9.3},
+    "B: StatReg (Gaussian)": {"pool5": 2.0, "fc6": 4.2, "fc7": 6.1},
+    "B: StatReg (GMM)": {"pool5": 2.0, "fc6": 5.5, "fc7": 6.4},
+    "C: Tune + StatReg (GMM)": {"pool5": 3.4, "fc6": 11.1, "fc7": 11.9},
+}
+# Table 1's DSC-query columns (DSC->NAT, CLP, SPT, LDR) of the two rows compared below.
+PAPER_DSC_QUERY_MAP = {"BL-Individual": (0.9, 1.4, 1.5, 1.2),
+                       "C: Tune + StatReg (GMM)": (19.5, 15.8, 21.4, 8.0)}
+NORMAL_TABLES = ("table1", "table2", "table3")
+ZERO_SHOT_TABLES = ("table4", "table5")
+DSC_QUERY_PAIRS = tuple(p for p in tables.RETRIEVAL_PAIRS if p[0] == "dsc")
+
+
+def _ordered(by_name):
+  names = [n for n in ROW_ORDER if n in by_name] + [n for n in by_name if n not in ROW_ORDER]
+  return {n: by_name[n] for n in names}
+
+
+def merge_rows(normal_results, zero_shot_results):
+  """{table id: {row: {column: value}}} of Tables 1-3 from `normal_results` and 4-5 from
+  `zero_shot_results` (lists of results.json dicts), rows in the paper's order."""
+  merged = {}
+  for results_list, wanted in ((normal_results, NORMAL_TABLES),
+                               (zero_shot_results, ZERO_SHOT_TABLES)):
+    for results in results_list:
+      for table, by_name in report.rows_from_json(results["rows"]).items():
+        if table not in wanted:
+          continue
+        for name, row in by_name.items():
+          report.add_row(merged, table, name, row)
+  return {table: _ordered(merged[table]) for table in merged}
+
+
+def merge_chance(normal_results, zero_shot_results):
+  """Chance levels of Tables 1-3 from a run with all five modalities (else any), 4-5 likewise."""
+  chance = {}
+  for results_list, wanted in ((normal_results, NORMAL_TABLES),
+                               (zero_shot_results, ZERO_SHOT_TABLES)):
+    ranked = sorted(results_list, key=lambda r: r.get("kind") != "run")
+    for table in wanted:
+      for results in ranked:
+        if table in results.get("chance", {}):
+          chance[table] = results["chance"][table]
+          break
+  return chance
+
+
+def check_same_data(results_list):
+  """The manifest fingerprint every result shares; an error names the odd one out."""
+  fingerprints = {}
+  for results in results_list:
+    fingerprints.setdefault(results.get("manifest_fingerprint"), []).append(
+        results.get("run_dir") or results.get("source_dir"))
+  if len(fingerprints) > 1:
+    details = "; ".join(f"{fp}: {', '.join(map(str, dirs))}" for fp, dirs in fingerprints.items())
+    raise ValueError(f"the evaluations were made on different datasets ({details})")
+  return next(iter(fingerprints), None)
+
+
+def _fmt(value, digits=1):
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_of(row, columns):
+  values = [row.get(c) for c in columns]
+  return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def comparison_markdown(rows):
+  """Our Table 1 mean mAP and Table 3 beside the paper's (percent)."""
+  table1 = rows.get("table1", {})
+  table3 = rows.get("table3", {})
+  names = [n for n in _ordered({**table1, **table3}) if n in PAPER_TABLE1_MEAN_MAP
+           or n in PAPER_TABLE3 or n in table1]
+  lines = ["**Ours beside the paper (mAP, percent; the paper's numbers are on CMPlaces)**", "",
+           "| Method | Table 1 mean: ours | paper | pool5: ours | paper | fc6: ours | paper | "
+           "fc7: ours | paper |",
+           "|---|" + "---:|" * 8]
+  for name in names:
+    mean = _mean_of(table1.get(name, {}), tables.RETRIEVAL_PAIRS)
+    cells = [_fmt(None if mean is None else 100 * mean),
+             _fmt(PAPER_TABLE1_MEAN_MAP.get(name))]
+    for layer in tables.LAYERS:
+      ours = table3.get(name, {}).get(layer)
+      cells += [_fmt(None if ours is None else 100 * ours),
+                _fmt(PAPER_TABLE3.get(name, {}).get(layer))]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  lines += ["", f"Chance level in the paper: {PAPER_CHANCE_MAP:.2f} mAP."]
+  return "\n".join(lines) + "\n"
+
+
+def ratios(rows):
+  """C over BL-Individual: Table 1 mean mAP and the mean mAP of DSC queries, ours and the
+  paper's. None where a row or a value is missing."""
+  table1 = rows.get("table1", {})
+  best, base = table1.get(BEST_ROW), table1.get(BASELINE_ROW)
+
+  def ratio(columns):
+    if best is None or base is None:
+      return None
+    a, b = _mean_of(best, columns), _mean_of(base, columns)
+    return None if a is None or not b else a / b
+
+  paper_dsc = {n: float(np.mean(v)) for n, v in PAPER_DSC_QUERY_MAP.items()}
+  return {
+      "mean_map": {"ours": ratio(tables.RETRIEVAL_PAIRS),
+                   "paper": PAPER_TABLE1_MEAN_MAP[BEST_ROW] / PAPER_TABLE1_MEAN_MAP[BASELINE_ROW]},
+      "dsc_query_map": {"ours": ratio(DSC_QUERY_PAIRS),
+                        "paper": paper_dsc[BEST_ROW] / paper_dsc[BASELINE_ROW]},
+  }
+
+
+def ratios_markdown(values):
+  lines = [f"**{BEST_ROW} over {BASELINE_ROW} (Table 1)**", "",
+           "| Ratio | ours | paper |", "|---|---:|---:|"]
+  labels = {"mean_map": "mean mAP of the 20 pairs",
+            "dsc_query_map": "mean mAP of DSC queries (DSC→NAT, CLP, SPT, LDR)"}
+  for key, label in labels.items():
+    lines.append(f"| {label} | {_fmt(values[key]['ours'], 2)} | "
+                 f"{_fmt(values[key]['paper'], 2)} |")
+  return "\n".join(lines) + "\n"
+
+
+def wall_time_markdown(entries):
+  """`entries`: [{"row", "setting", "train_s", "evaluate_s", "train", "evaluate"}]."""
+  lines = ["**Wall time of every row (seconds)**", "",
+           "| Row | Setting | Training | Evaluation | Training status | Evaluation status |",
+           "|---|---|---:|---:|---|---|"]
+  for e in entries:
+    lines.append(f"| {e['row']} | {e['setting']} | {_fmt(e.get('train_s'), 0)} | "
+                 f"{_fmt(e.get('evaluate_s'), 1)} | {e.get('train', '-')} | "
+                 f"{e.get('evaluate', '-')} |")
+  return "\n".join(lines) + "\n"
