@@ -15,6 +15,7 @@ on a 2-core machine decoding PNGs every epoch would otherwise bound training.
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from cmp_tf import modalities as mod_lib
@@ -44,7 +45,8 @@ def _count(manifest, modality, split, excluded_ids):
 
 def modality_dataset(data_dir, modality, split, *, batch_size, training, image_size=None,
                      exclude_categories=(), seed=0, input_context=None, with_meta=False,
-                     drop_remainder=None, cache_budget_bytes=DEFAULT_CACHE_BUDGET_BYTES,
+                     drop_remainder=None, max_examples=None,
+                     cache_budget_bytes=DEFAULT_CACHE_BUDGET_BYTES,
                      shuffle_buffer=DEFAULT_SHUFFLE_BUFFER):
   """Batches (x, label[, meta]) of one modality and split.
 
@@ -59,6 +61,9 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
   input_context (tf.distribute.InputContext): this pipeline reads its share of
   shards (or of records, when there are fewer shards than pipelines) and batches
   `input_context.get_per_replica_batch_size(batch_size)` examples.
+  max_examples: keep a random subset (drawn with `seed`, kept in order) of at
+  most this many examples, chosen before decoding (e.g. a quick probe or the
+  paper's 1000 random queries); not with `input_context`.
   """
   manifest = manifest_lib.read_manifest(data_dir)
   modality = mod_lib.parse_modality(modality)
@@ -79,6 +84,9 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
                                   input_context.input_pipeline_id)
   if drop_remainder is None:
     drop_remainder = training
+  if max_examples is not None and (max_examples < 1 or input_context is not None):
+    raise ValueError(f"max_examples must be >= 1 and used without input_context, got "
+                     f"{max_examples}")
 
   files = tf.data.Dataset.from_tensor_slices(paths)
   shard_records = num_pipelines > 1 and len(paths) < num_pipelines
@@ -105,11 +113,17 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
     excluded_t = tf.constant(excluded, tf.int64)
     ds = ds.filter(lambda p: tf.logical_not(tf.reduce_any(tf.equal(p[features.LABEL],
                                                                    excluded_t))))
+  num_examples = _count(manifest, modality, split, excluded) / num_pipelines
+  if max_examples is not None and max_examples < num_examples:
+    keep = np.zeros(int(num_examples), bool)
+    keep[np.random.default_rng(seed).choice(len(keep), max_examples, replace=False)] = True
+    ds = ds.enumerate().filter(_make_index_filter(keep)).map(_drop_index)
+    num_examples = max_examples
   decode = _make_decoder(modality, image_size, as_uint8, with_meta)
   ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
 
   if training:
-    n = _count(manifest, modality, split, excluded) / num_pipelines
+    n = num_examples
     if mod_lib.is_image(modality):
       per_example = image_size * image_size * 3 * (1 if as_uint8 else 4)
     else:
@@ -122,6 +136,21 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   ds = ds.map(_make_finisher(modality, as_uint8, with_meta), num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE)
+
+
+def _make_index_filter(keep):
+  keep = tf.constant(keep)
+
+  def kept(index, parsed):
+    del parsed
+    return keep[index]
+
+  return kept
+
+
+def _drop_index(index, parsed):
+  del index
+  return parsed
 
 
 def _make_decoder(modality, image_size, as_uint8, with_meta):

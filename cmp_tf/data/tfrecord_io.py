@@ -33,7 +33,8 @@ def choose_num_shards(num_records, bytes_per_record, target_bytes=TARGET_SHARD_B
 
 
 def serialize(record, vector_dim):
-  return features.to_tf_example(record, vector_dim).SerializeToString()
+  # Protobuf map order is not stable across processes unless asked: sort the keys.
+  return features.to_tf_example(record, vector_dim).SerializeToString(deterministic=True)
 
 
 def write_sharded(records, out_dir, split, num_shards, vector_dim):

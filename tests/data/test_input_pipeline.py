@@ -232,3 +232,19 @@ def test_two_replicas_get_half_the_global_batch(tmp_path):
       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().endswith("OK")
+
+
+def test_max_examples_keeps_a_seeded_subset_in_order(dataset):
+  data_dir, written = dataset
+
+  def ids(seed):
+    ds = input_pipeline.modality_dataset(data_dir, "dsc", "train", batch_size=4,
+                                         training=False, with_meta=True, max_examples=10,
+                                         seed=seed, exclude_categories=["kitchen"])
+    return [s.decode() for b in ds for s in b[2]["example_id"].numpy()]
+
+  a = ids(0)
+  order = [r.example_id for r in written["dsc", "train"]]
+  assert len(a) == 10 and a == sorted(a, key=order.index)
+  assert not any("/kitchen/" in i for i in a)
+  assert a == ids(0) and a != ids(1)
