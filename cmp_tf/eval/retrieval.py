@@ -9,7 +9,8 @@ Definitions used everywhere in cmp_tf (the paper's section 5.1):
 - Ties are broken pessimistically: among targets with equal similarity, the non-relevant ones
   rank first. (scikit-learn instead treats a tie group as one threshold, which lies between the
   pessimistic and the optimistic order.) A tie can only lower a score, so a constant similarity
-  never looks better than chance.
+  never looks better than chance. Float32 similarities of 2,000 targets do tie now and then
+  (rounding); pass dtype=np.float64 where even that matters.
 - precision@k counts relevant targets among the first k ranks, pessimistically, and divides by
   k even when fewer than k targets exist (as trec_eval does).
 - A query whose label no target shares has no defined AP: a ValueError names those labels.
