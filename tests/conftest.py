@@ -4,3 +4,18 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+  """The tiny SynthCMP dataset of configs/data_tiny.flags, built once per test session.
+
+  Read-only for tests: copy it (shutil.copytree) before changing anything in it.
+  """
+  from cmp_tf.data import build
+  data_dir = tmp_path_factory.mktemp("tiny_data")
+  build.build_dataset(str(data_dir), build.config_from_flagfile(build.TINY_FLAGFILE),
+                      workers=1, report=False, progress=False)
+  return str(data_dir)

@@ -45,7 +45,7 @@ class BuildConfig:
   source: str = "synthcmp"
   seed: int = 0
   categories: tuple = ()
-  num_categories: int = 0  # 0: all of the default set
+  num_categories: int = 0  # 0: all of the default set; ignored when categories are given
   image_size: int = 64
   nat_train_per_category: int = 300
   train_per_category: int = 60
@@ -73,8 +73,6 @@ class BuildConfig:
     if len(set(categories)) != len(categories):
       dup = sorted({c for c in categories if categories.count(c) > 1})
       raise ValueError(f"--categories: {dup} listed more than once")
-    if categories and self.num_categories:
-      raise ValueError("--categories and --num_categories: give one, not both")
     if self.source == "cmplaces" and not self.cmplaces_root:
       raise ValueError("--cmplaces_root: required with --source=cmplaces (the directory "
                        "holding labels/categories.txt)")
@@ -109,7 +107,7 @@ def define_flags(flag_values):
   flags.DEFINE_list("categories", [], "Category names, comma separated (empty: the default "
                     "set of the source).", flag_values=fv)
   flags.DEFINE_integer("num_categories", d.num_categories, "Use the first N categories of the "
-                       "default set (0: all).", flag_values=fv)
+                       "default set (0: all); --categories overrides it.", flag_values=fv)
   flags.DEFINE_integer("image_size", d.image_size, "Stored image side in pixels.",
                        flag_values=fv)
   flags.DEFINE_integer("nat_train_per_category", d.nat_train_per_category,

@@ -7,9 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data import build, tfrecord_io
+from cmp_tf.data import build, features, tfrecord_io
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data.errors import DataError
 
@@ -58,10 +59,12 @@ def test_every_tiny_record_parses_back_to_what_was_rendered(tiny_data_dir):
   categories = manifest["categories"]
   for modality in mod_lib.ALL_MODALITIES:
     for split in mod_lib.SPLITS:
-      records = tfrecord_io.read_records(
-          manifest_lib.shard_paths(manifest, tiny_data_dir, modality, split))
-      assert len({r.example_id for r in records}) == len(records)
-      for record in records[::7]:  # every 7th: re-rendering is the slow part
+      paths = manifest_lib.shard_paths(manifest, tiny_data_dir, modality, split)
+      serialized = [s for path in paths for _, s in tfrecord_io.iter_serialized(path)]
+      ids = [tf.train.Example.FromString(s).features.feature["example_id"].bytes_list.value[0]
+             for s in serialized]
+      assert len(set(ids)) == len(ids) == manifest["modalities"][modality][split]["count"]
+      for record in map(features.from_tf_example, serialized[::11]):  # a sample: eager parsing
         index = int(record.example_id.rsplit("/", 1)[-1])
         expected = synthcmp.render_record(grammar, modality, split, record.category,
                                           record.label, index, manifest["seed"],
@@ -93,7 +96,7 @@ def test_same_seed_rebuilds_byte_identical_shards_with_any_workers(tiny_data_dir
 
 
 def _small_config(**overrides):
-  fields = dict(modalities=("clp", "dsc"), num_categories=4, image_size=16,
+  fields = dict(modalities=("clp", "ldr"), num_categories=4, image_size=16,
                 train_per_category=2, val_per_category=1, workers=1, report=False)
   fields.update(overrides)
   return build.config_from_flagfile(build.TINY_FLAGFILE, **fields)
@@ -130,7 +133,7 @@ def test_failed_build_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monkeyp
   with pytest.raises(RuntimeError, match="renderer crashed"):
     build.build_dataset(fresh, _small_config(), progress=False)
   assert _files(fresh) == []
-  with pytest.raises(DataError, match="incomplete build"):
+  with pytest.raises(DataError, match="is empty; build it with"):
     manifest_lib.read_manifest(fresh)
 
 
@@ -139,10 +142,10 @@ def test_overwrite_replaces_and_drops_modalities_not_rebuilt(tmp_path):
   build.build_dataset(data_dir, _small_config(), progress=False)
   with pytest.raises(ValueError, match="--overwrite"):
     build.build_dataset(data_dir, _small_config(), progress=False)
-  build.build_dataset(data_dir, _small_config(modalities=("ldr",), overwrite=True),
+  build.build_dataset(data_dir, _small_config(modalities=("spt",), overwrite=True),
                       progress=False)
-  assert list(manifest_lib.read_manifest(data_dir)["modalities"]) == ["ldr"]
-  assert sorted(os.listdir(data_dir)) == ["ldr", "manifest.json"]
+  assert list(manifest_lib.read_manifest(data_dir)["modalities"]) == ["spt"]
+  assert sorted(os.listdir(data_dir)) == ["manifest.json", "spt"]
 
 
 @pytest.mark.parametrize("flag, message", [
@@ -179,6 +182,12 @@ def test_missing_cmplaces_root_fails_naming_the_flag(tmp_path, capsys):
 def test_missing_data_dir_flag(capsys):
   assert build.run(["build", f"--flagfile={build.TINY_FLAGFILE}"]) == 2
   assert "--data_dir: required" in capsys.readouterr().err
+
+
+def test_categories_flag_overrides_num_categories(tmp_path):
+  manifest = build.build_dataset(tmp_path, _small_config(categories=("bedroom", "kitchen"),
+                                                         modalities=("ldr",)), progress=False)
+  assert manifest["categories"] == ["bedroom", "kitchen"]
 
 
 def test_flagfiles_parse():
