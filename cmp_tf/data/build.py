@@ -200,7 +200,7 @@ def build_dataset(data_dir, config=None, *, progress=True, argv=None, **override
     os.makedirs(staging)
     if config.source == "synthcmp" and config.workers > 1:
       pool = _start_pool(plan.grammar, min(config.workers, os.cpu_count() or 1))
-    splits, skipped = _write_all(plan, staging, pool, progress)
+    splits, skipped, seconds = _write_all(plan, staging, pool, progress)
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
@@ -226,6 +226,7 @@ def build_dataset(data_dir, config=None, *, progress=True, argv=None, **override
       "skipped": skipped,
       "build": {"wall_time_s": round(wall, 2),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "split_seconds": seconds,
                 "argv": list(argv) if argv is not None else [],
                 "config": _config_json(config)},
   }
@@ -427,16 +428,17 @@ def _with_vectors(records, encoder):
 
 
 def _write_all(plan, staging, pool, progress):
-  """Writes every modality and split under `staging`; returns (manifest splits, skipped)."""
+  """Writes every modality and split under `staging`: (manifest splits, skipped, seconds)."""
   from tqdm import tqdm
 
   from cmp_tf.data import tfrecord_io
   config = plan.config
-  splits, skipped = {}, {}
+  splits, skipped, seconds = {}, {}, {}
   for modality in config.modalities:
     splits[modality] = {}
     for split in mod_lib.SPLITS:
       split_skipped = {}
+      start = time.time()
       if config.source == "synthcmp":
         total, records = _synthcmp_records(plan, modality, split, pool)
       else:
@@ -459,12 +461,14 @@ def _write_all(plan, staging, pool, progress):
       if count == 0:
         raise DataError(f"no {modality}/{split} examples left to write (all skipped: "
                         f"{split_skipped})")
-      splits[modality][split] = {"count": count,
-                                 "shards": [f"{modality}/{n}" for n in names],
-                                 "label_counts": label_counts}
+      splits[modality][split] = {
+          "count": count, "shards": [f"{modality}/{n}" for n in names],
+          "shard_bytes": [os.path.getsize(os.path.join(staging, modality, n)) for n in names],
+          "label_counts": label_counts}
       if config.source == "cmplaces":
         skipped[f"{modality}/{split}"] = split_skipped
-  return splits, skipped
+      seconds[f"{modality}/{split}"] = round(time.time() - start, 2)
+  return splits, skipped, seconds
 
 
 def _counting(records, label_counts):

@@ -21,6 +21,7 @@ import tensorflow as tf
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import features
 from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.data.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_CACHE_BUDGET_BYTES = 2 << 30
@@ -40,6 +41,9 @@ def _count(manifest, modality, split, excluded_ids):
   entry = manifest_lib.split_entry(manifest, modality, split)
   if not excluded_ids:
     return entry["count"]
+  if "label_counts" not in entry:
+    raise DataError(f"the manifest has no label_counts for {modality}/{split}, needed to "
+                    "leave categories out; rebuild the dataset")
   return entry["count"] - sum(entry["label_counts"][i] for i in excluded_ids)
 
 

@@ -7,11 +7,14 @@ A dataset directory without a manifest is an incomplete build. The format:
    "seed": int, "image_size": int, "sentence_encoder": {"name": str, "dim": int},
    "vector_dim": int,
    "modalities": {"nat": {"train": {"count": int, "shards": ["nat/train-00000-of-00004.tfrecord"],
+                                    "shard_bytes": [int per shard],
                                     "label_counts": [int per category]}, "val": {...}}, ...},
    "skipped": {"<modality>/<split>": {"<reason>": count}},
    "build": {"wall_time_s": float, "created": iso time, "argv": [...]}}
 
 Shard paths are relative to the dataset directory; labels index "categories".
+"shard_bytes" and "label_counts" are optional: with them a truncated shard is
+caught when the manifest is read, and counts without some categories are exact.
 """
 
 import json
@@ -133,12 +136,21 @@ def _validate_split(where, name, entry, num_categories, data_dir):
     if len(counts) != num_categories or sum(counts) != entry["count"]:
       _fail(where, f"{name}: 'label_counts' must have one count per category summing to "
             f"'count' ({entry['count']})")
-  for shard in entry["shards"]:
+  sizes = entry.get("shard_bytes")
+  if sizes is not None and len(sizes) != len(entry["shards"]):
+    _fail(where, f"{name}: 'shard_bytes' must have one size per shard")
+  for i, shard in enumerate(entry["shards"]):
     if os.path.isabs(shard) or ".." in shard.split("/"):
       _fail(where, f"{name}: shard path {shard!r} must be relative to the dataset directory")
-    if data_dir is not None and not os.path.isfile(os.path.join(data_dir, shard)):
+    if data_dir is None:
+      continue
+    path = os.path.join(data_dir, shard)
+    if not os.path.isfile(path):
       raise DataError(f"shard listed in {MANIFEST_NAME} for {name} is missing; rebuild the "
-                      "dataset", path=os.path.join(data_dir, shard))
+                      "dataset", path=path)
+    if sizes is not None and os.path.getsize(path) != sizes[i]:
+      raise DataError(f"shard has {os.path.getsize(path)} bytes but was written with "
+                      f"{sizes[i]} (truncated or modified); rebuild the dataset", path=path)
 
 
 def label_names(manifest):

@@ -137,6 +137,19 @@ def test_failed_build_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monkeyp
     manifest_lib.read_manifest(fresh)
 
 
+def test_truncated_shard_is_caught_when_the_manifest_is_read(tmp_path):
+  data_dir = tmp_path / "data"
+  manifest = build.build_dataset(data_dir, _small_config(), progress=False)
+  path = manifest_lib.shard_paths(manifest, data_dir, "ldr", "train")[0]
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) - 100)
+  with pytest.raises(DataError, match="truncated or modified") as info:
+    manifest_lib.read_manifest(data_dir)
+  assert path in str(info.value)
+  with pytest.raises(DataError, match=r"ldr/train-00000-of-00001.tfrecord, record \d+: truncated"):
+    tfrecord_io.verify_shards([path])
+
+
 def test_overwrite_replaces_and_drops_modalities_not_rebuilt(tmp_path):
   data_dir = tmp_path / "data"
   build.build_dataset(data_dir, _small_config(), progress=False)
