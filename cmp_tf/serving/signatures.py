@@ -16,9 +16,12 @@ Every signature returns the same outputs, computed in inference mode:
   embedding                fc7 / ||fc7||: the retrieval embedding (cosine = inner product)
   probabilities            softmax of the logits
   category                 [N] tf.string: the most probable category's name
+DSC's serving_default also returns `vectors`, the averaged sentence vectors it computed.
 
-Bad input fails with InvalidArgumentError whose message names the input and the
-batch indices at fault, before the network runs.
+Bad input (an empty batch, undecodable bytes, pixels outside [0, 1], a wrong shape,
+non-finite vectors, text without a sentence or not UTF-8) fails with
+InvalidArgumentError whose message names the input and the batch indices at
+fault, before the network runs.
 """
 
 import tensorflow as tf
@@ -49,13 +52,18 @@ def _assert(condition, message, bad=None):
   """An Assert op on `condition` whose message lists the batch indices where `bad` holds."""
   data = [message]
   if bad is not None:
-    data += ["at batch index:", tf.where(bad)[:, 0]]
+    data = [f"{message}; at batch index:", tf.where(bad)[:, 0]]
   return tf.debugging.Assert(condition, data, summarize=20)
 
 
 def _after(checks, tensor):
   with tf.control_dependencies(checks):
     return tf.identity(tensor)
+
+
+def _check_batch(x, name):
+  """An Assert that the batch is not empty (the convolutions reject an empty batch)."""
+  return tf.debugging.Assert(tf.shape(x)[0] > 0, [f"{name}: the batch is empty"])
 
 
 def check_encoded_images(images):
@@ -70,6 +78,7 @@ def check_encoded_images(images):
     known |= match
   unknown = ~known & ~empty
   return _after([
+      _check_batch(images, IMAGES),
       _assert(~tf.reduce_any(empty), f"{IMAGES}: empty image bytes", empty),
       _assert(~tf.reduce_any(unknown),
               f"{IMAGES}: not an encoded image (expected {', '.join(_IMAGE_MAGIC)} bytes; "
@@ -97,7 +106,7 @@ def check_pixels(pixels, image_size):
   """`pixels` unchanged, after checks of its shape [N, S, S, 3] and values (finite, in [0, 1])."""
   shape_check = _check_trailing_shape(pixels, PIXELS, [image_size, image_size, 3])
   bad = _any_per_example(~tf.math.is_finite(pixels) | (pixels < 0.0) | (pixels > 1.0))
-  return _after([shape_check, _assert(
+  return _after([_check_batch(pixels, PIXELS), shape_check, _assert(
       ~tf.reduce_any(bad), f"{PIXELS}: values must be finite and in [0, 1] (scale 8-bit "
       "pixels by 1/255)", bad)], pixels)
 
@@ -106,7 +115,7 @@ def check_vectors(vectors, dim):
   """`vectors` unchanged, after checks of its shape [N, dim] and that all values are finite."""
   shape_check = _check_trailing_shape(vectors, VECTORS, [dim])
   bad = _any_per_example(~tf.math.is_finite(vectors))
-  return _after([shape_check, _assert(
+  return _after([_check_batch(vectors, VECTORS), shape_check, _assert(
       ~tf.reduce_any(bad), f"{VECTORS}: values must be finite", bad)], vectors)
 
 
@@ -179,8 +188,11 @@ class TextServingModule(_ServingModule):
     return self._outputs(check_vectors(vectors, self.text_dim))
 
   def _serve_descriptions(self, descriptions):
+    descriptions = _after([_check_batch(descriptions, DESCRIPTIONS)], descriptions)
     vectors = self.text_encoder.describe_to_vector(descriptions)
-    return self._outputs(vectors)
+    out = self._outputs(vectors)
+    out[VECTORS] = tf.identity(vectors, name=VECTORS)
+    return out
 
   def signatures(self):
     if self.serve_descriptions is None:
