@@ -62,7 +62,7 @@ class TrainConfig:
   image_size: int = _field(0, "Input resolution; 0: the variant's own.")
   dropout: float = _field(0.5, "Dropout after fc6 and fc7.")
   # Optimisation (SGD with momentum; paper 4.5).
-  batch_size: int = _field(16, "Examples per modality per replica; the global batch is "
+  batch_size: int = _field(32, "Examples per modality per replica; the global batch is "
                            "batch_size x number of replicas.")
   learning_rate: float = _field(1e-3, "SGD learning rate of stages that start from the "
                                 "source network (paper: 1e-3).")
@@ -81,7 +81,7 @@ class TrainConfig:
   prior_samples: int = _field(4000, "NAT training examples whose source activations "
                               "the priors are fitted on.")
   # Source network ("Places-CNN" stand-in).
-  source_steps: int = _field(1500, "Steps of training the source network on NAT.")
+  source_steps: int = _field(1000, "Steps of training the source network on NAT.")
   source_learning_rate: float = _field(0.01, "SGD learning rate of the source network.")
   source_batch_size: int = _field(64, "NAT examples per replica per source step.")
   # Running.

@@ -100,7 +100,9 @@ def build_train_step(job, strategy, optimizer):
         l2 = 0.5 * job.weight_decay * tf.add_n(
             [tf.reduce_sum(tf.square(v)) for v in decayed]) / num_replicas
       metrics["loss/weight_decay"] = l2
-      loss = loss + prior_total + other + l2
+      objective = loss + prior_total + other
+      metrics["loss/objective"] = objective  # eq. 1 of the paper, without weight decay
+      loss = objective + l2
       metrics["loss/total"] = loss
     grads = tape.gradient(loss, variables)
     # Sum over replicas of each replica's squared gradient norm: only its finiteness is used.
@@ -142,7 +144,7 @@ class _Accumulator:
 
 def _summaries(job, metrics, global_batch, num_replicas):
   """Step metrics -> readable scalars: per-modality loss and accuracy, prior NLL."""
-  out = {"loss/total": metrics["loss/total"], "loss/weight_decay": metrics["loss/weight_decay"]}
+  out = {k: metrics[k] for k in ("loss/total", "loss/objective", "loss/weight_decay")}
   for m in job.modalities:
     out[f"loss/{m}"] = metrics[f"loss/{m}"]
     out[f"accuracy/{m}"] = metrics[f"correct/{m}"] / global_batch
@@ -232,12 +234,12 @@ class _Progress:
   def update(self, step, values):
     accuracy = [(f"acc_{m}", values[f"accuracy/{m}"]) for m in self.job.modalities]
     if self.bar is not None:
-      self.bar.update(step, values=[("loss", values["loss/total"])] + accuracy)
+      self.bar.update(step, values=[("loss", values["loss/objective"])] + accuracy)
     elif step % self.job.log_every == 0 or step == self.job.steps:
       rate = (step - self.start) / max(1e-9, time.perf_counter() - self.started)
       shown = " ".join(f"{k} {v:.3f}" for k, v in accuracy)
       print(f"  stage {self.job.index} step {step}/{self.job.steps}: loss "
-            f"{values['loss/total']:.4f} {shown} ({rate:.2f} steps/s)", flush=True)
+            f"{values['loss/objective']:.4f} {shown} ({rate:.2f} steps/s)", flush=True)
 
 
 def _write_summaries(job, values, step, elapsed, trained_steps, examples_per_step):

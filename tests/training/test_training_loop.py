@@ -1,0 +1,186 @@
+"""The trainer on the tiny dataset: frozen layers, NaN handling, replicas, kill and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf import models
+from cmp_tf.data import input_pipeline
+from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.training import stages, trainer
+
+
+def _tiny_model(data_dir, *, share_upper=True, dropout=0.5):
+  manifest = manifest_lib.read_manifest(data_dir)
+  spec = stages.model_spec(manifest=manifest, modalities=mod_lib.ALL_MODALITIES,
+                           image_variant="alexnet_tiny", image_size=32, dropout=dropout,
+                           share_upper=share_upper)
+  return stages.build_model(spec, tf.distribute.get_strategy(), seed=1)
+
+
+def _job(model, data_dir, tmp_path, *, steps, make_dataset=None, freeze_upper=False,
+         name="test", checkpoint_every=2, learning_rate=0.05):
+  strategy = tf.distribute.get_strategy()
+  return trainer.StageJob(
+      index=0, name=name, model=model, modalities=mod_lib.ALL_MODALITIES,
+      trainable_variables=stages.trainable_variables(model, freeze_upper=freeze_upper),
+      steps=steps, learning_rate=learning_rate, momentum=0.9, weight_decay=5e-4,
+      per_replica_batch=4,
+      make_dataset=make_dataset or stages.dataset_factory(
+          strategy, data_dir=data_dir, modalities=mod_lib.ALL_MODALITIES,
+          per_replica_batch=4, image_size=32, exclude_categories=(), seed=0,
+          stage_key="test"),
+      checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every=checkpoint_every,
+      progress=False)
+
+
+def test_frozen_stage_leaves_the_shared_upper_bit_identical(tiny_data_dir, tmp_path):
+  model = _tiny_model(tiny_data_dir)
+  upper = [v for layer in models.upper_layers(model) for v in layer.weights]
+  before_upper = [v.numpy().copy() for v in upper]
+  before_branch = {m: [v.numpy().copy() for layer in models.branch_layers(model, m)
+                       for v in layer.weights] for m in mod_lib.ALL_MODALITIES}
+  trainer.run_stage(_job(model, tiny_data_dir, tmp_path, steps=3, freeze_upper=True),
+                    tf.distribute.get_strategy())
+  for v, old in zip(upper, before_upper):
+    assert np.array_equal(v.numpy(), old), f"frozen {v.path} changed"
+  for m, old_values in before_branch.items():
+    new_values = [v.numpy() for layer in models.branch_layers(model, m) for v in layer.weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(new_values, old_values)), (
+        f"the {m} branch did not train")
+
+
+def test_nan_loss_stops_naming_stage_and_step_and_keeps_the_checkpoint(tiny_data_dir, tmp_path):
+  strategy = tf.distribute.get_strategy()
+  modalities = mod_lib.ALL_MODALITIES
+
+  def make_dataset(chunk):
+    def dataset_fn(context):
+      ds = input_pipeline.joint_dataset(tiny_data_dir, modalities, batch_size=4,
+                                        seed=chunk, input_context=context)
+      if chunk >= 1:  # from step 3 on, the NAT images are NaN
+        ds = ds.map(lambda x, y: ({**x, "nat": x["nat"] * np.nan}, y))
+      return ds
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+  model = _tiny_model(tiny_data_dir)
+  job = _job(model, tiny_data_dir, tmp_path, steps=4, make_dataset=make_dataset,
+             name="poisoned")
+  with pytest.raises(trainer.NonFiniteLossError, match=r"stage 0 \(poisoned\).* step 3 of 4"):
+    trainer.run_stage(job, strategy)
+  saved = tf.train.get_checkpoint_state(str(tmp_path / "ckpt"))
+  assert saved.model_checkpoint_path.endswith("ckpt-2")
+  assert len(saved.all_model_checkpoint_paths) == 1
+  # The kept checkpoint holds finite weights.
+  for name, _ in tf.train.list_variables(saved.model_checkpoint_path):
+    if name.startswith("model_variables/"):
+      value = tf.train.load_variable(saved.model_checkpoint_path, name)
+      assert np.all(np.isfinite(value)), name
+
+
+# --- The train command in subprocesses (slow) -------------------------------------------
+
+
+def _weights(path):
+  out = {}
+  with h5py.File(path, "r") as f:
+    f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                 if isinstance(obj, h5py.Dataset) else None)
+  return out
+
+
+def _command(data_dir, run_dir, cache_dir, *extra):
+  return [sys.executable, "-m", "cmp_tf.train", f"--data_dir={data_dir}",
+          f"--run_dir={run_dir}", f"--cache_dir={cache_dir}", "--image_variant=alexnet_tiny",
+          "--source_steps=6", "--source_batch_size=8", "--batch_size=4", "--log_every=2",
+          "--checkpoint_every=2", "--prior_samples=96", "--gmm_components=3",
+          "--gmm_max_iter=20", "--noevaluate", "--noexport", *extra]
+
+
+def _run(command, timeout=300):
+  result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  return result
+
+
+C_FLAGS = ("--method=c_tune_statreg_gmm", "--frozen_steps=4", "--steps=6")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_data_dir, tmp_path_factory):
+  """An uninterrupted method-C run (source network and GMM priors included)."""
+  root = tmp_path_factory.mktemp("reference")
+  _run(_command(tiny_data_dir, root / "run", root / "cache", *C_FLAGS))
+  return root
+
+
+@pytest.mark.slow
+def test_train_command_writes_a_complete_run(reference_run):
+  import json
+  run = reference_run / "run"
+  state = json.loads((run / "run.json").read_text())
+  assert state["status"] == "complete" and state["method_name"] == "C: Tune + StatReg (GMM)"
+  assert [s["name"] for s in state["stages"]] == ["tune", "free_statreg"]
+  for stage in state["stages"]:
+    assert set(stage["val_accuracy"]) == set(mod_lib.ALL_MODALITIES)
+  assert state["source"]["nat_val_accuracy"] is not None
+  assert (run / "final.weights.h5").exists() and (run / "spec.json").exists()
+  assert "--method=c_tune_statreg_gmm" in (run / "flags.txt").read_text()
+  spec = models.CrossModalSpec.from_config(json.loads((run / "spec.json").read_text()))
+  assert spec.priors is None and spec.share_upper
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(run / "logs"))
+  events.Reload()
+  tags = set(events.Tags()["tensors"])
+  assert {"loss/dsc", "accuracy/nat", "prior_nll/fc6", "learning_rate", "stage"} <= tags
+
+
+@pytest.mark.slow
+def test_kill_and_resume_reaches_the_same_weights(reference_run, tiny_data_dir, tmp_path):
+  run_dir, cache = tmp_path / "run", reference_run / "cache"  # the cached source is reused
+  command = _command(tiny_data_dir, run_dir, cache, *C_FLAGS)
+  first_checkpoint = run_dir / "ckpt" / "stage_1" / "checkpoint"
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 240
+    while not first_checkpoint.exists():
+      assert process.poll() is None, "the run ended before its first checkpoint in stage 1"
+      assert time.time() < deadline, "no checkpoint in time"
+      time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+  finally:
+    process.wait()
+  assert not (run_dir / "final.weights.h5").exists(), "killed too late: the run had finished"
+  result = _run(command)
+  assert "stage 0 (tune) already complete" in result.stdout
+  assert "steps 2..6" in result.stdout
+  resumed = _weights(run_dir / "final.weights.h5")
+  reference = _weights(reference_run / "run" / "final.weights.h5")
+  assert resumed.keys() == reference.keys()
+  for name in reference:
+    np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_one_and_two_replicas_agree(reference_run, tiny_data_dir, tmp_path):
+  source = next((reference_run / "cache" / "source").glob("*/source.weights.h5"))
+  finals = []
+  for replicas, batch in ((1, 4), (2, 2)):
+    run_dir = tmp_path / f"run{replicas}"
+    _run(_command(tiny_data_dir, run_dir, tmp_path / "cache", "--method=bl_shared_upper",
+                  "--steps=4", "--dropout=0", f"--source_weights={source}",
+                  f"--cpu_replicas={replicas}", f"--batch_size={batch}"))
+    finals.append(_weights(run_dir / "final.weights.h5"))
+  one, two = finals
+  for name in one:
+    np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
+  moved = _weights(source)
+  assert any(not np.allclose(one[n], moved[n]) for n in moved if n in one), "nothing trained"

@@ -1,0 +1,150 @@
+"""Recipes, settings and flagfiles: fast checks, no training."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from cmp_tf import paths
+from cmp_tf.training import config as config_lib
+from cmp_tf.training import recipes
+
+METHOD_FLAGFILES = sorted(p for p in paths.CONFIGS_DIR.glob("*.flags")
+                          if not p.name.startswith("data_"))
+
+
+def _parse_flagfile(path, *extra):
+  from cmp_tf import train
+  fv = train.define_flags(flags.FlagValues())
+  fv(["train", f"--flagfile={path}", *extra])
+  return train.config_from_flags(fv)
+
+
+def test_every_method_has_a_flagfile_and_a_zero_shot_one():
+  names = {p.stem for p in METHOD_FLAGFILES}
+  methods = set()
+  for path in METHOD_FLAGFILES:
+    config = _parse_flagfile(path)
+    methods.add((config.method, config.zero_shot))
+  for method in recipes.METHOD_NAMES:
+    assert (method, False) in methods, f"no flagfile trains {method}"
+    assert (method, True) in methods, f"no zero-shot flagfile trains {method}"
+  assert {"c", "quick"} <= names
+
+
+@pytest.mark.parametrize("path", METHOD_FLAGFILES, ids=lambda p: p.name)
+def test_flagfile_parses_validates_and_resolves_its_recipe(path):
+  config = _parse_flagfile(path).validate()
+  recipe = config.recipe()
+  assert recipe.method == config.method
+  assert recipe.zero_shot == config.zero_shot
+  assert config.data_is_default  # flagfiles name no machine-specific data path
+  text = path.read_text()
+  assert text.lstrip().startswith("#"), f"{path.name} should open with a comment"
+
+
+def test_c_flagfile_is_method_c_on_the_default_data():
+  config = _parse_flagfile(paths.CONFIGS_DIR / "c.flags").validate()
+  assert config.method == "c_tune_statreg_gmm" and not config.zero_shot
+  assert config.resolved_data_config().name == "data_default.flags"
+  assert config.gmm_components == 100
+
+
+def test_quick_flagfile_is_a_tiny_method_c_run():
+  config = _parse_flagfile(paths.CONFIGS_DIR / "quick.flags").validate()
+  assert config.method == "c_tune_statreg_gmm"
+  assert config.image_variant == "alexnet_tiny" and config.resolved_image_size == 32
+  assert config.resolved_data_config().name == "data_tiny.flags"
+
+
+def test_recipes_follow_the_paper():
+  settings = recipes.RecipeSettings(frozen_steps=7, steps=11)
+  ind = recipes.build_recipe("bl_individual", settings).stages
+  assert len(ind) == 1 and not ind[0].share_upper and ind[0].init == recipes.INIT_SOURCE
+  scratch = recipes.build_recipe("bl_shared_upper_scratch", settings).stages
+  assert scratch[0].init == recipes.INIT_SCRATCH and scratch[0].share_upper
+  assert not recipes.build_recipe("bl_shared_upper_scratch", settings).needs_source
+  tune = recipes.build_recipe("a_tune", settings).stages
+  assert len(tune) == 1 and tune[0].freeze_upper and tune[0].steps == 7
+  free = recipes.build_recipe("a_tune_free", settings).stages
+  assert [s.freeze_upper for s in free] == [True, False]
+  assert free[1].init == recipes.INIT_PREVIOUS and free[1].steps == 11
+  for kind, method in (("gaussian", "b_statreg_gaussian"), ("gmm", "b_statreg_gmm")):
+    (stage,) = recipes.build_recipe(method, settings).stages
+    assert not stage.share_upper and stage.init == recipes.INIT_SOURCE
+    assert {(p.kind, p.layer) for p in stage.priors} == {
+        (kind, "pool5"), (kind, "fc6"), (kind, "fc7")}
+  c = recipes.build_recipe("c_tune_statreg_gmm", settings).stages
+  assert c[0].freeze_upper and not c[0].priors
+  assert not c[1].freeze_upper and c[1].share_upper
+  assert {p.kind for p in c[1].priors} == {"gmm"}
+
+
+def test_a_zero_weight_leaves_a_layer_unregularised():
+  settings = recipes.RecipeSettings(prior_weights={"pool5": 0.0, "fc6": 0.5, "fc7": 0.0})
+  (stage,) = recipes.build_recipe("b_statreg_gmm", settings).stages
+  assert [(p.layer, p.weight) for p in stage.priors] == [("fc6", 0.5)]
+
+
+@pytest.mark.parametrize("overrides, flag", [
+    ({"method": "d_magic"}, "method"),
+    ({"image_variant": "vgg16"}, "image_variant"),
+    ({"modalities": ["nat", "sketch"]}, "modalities"),
+    ({"lambda_fc6": -1.0}, "lambda_fc6"),
+    ({"gmm_components": 0}, "gmm_components"),
+    ({"steps": 0}, "steps"),
+    ({"frozen_steps": -3}, "frozen_steps"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"source_steps": 0}, "source_steps"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"strategy": "tpu"}, "strategy"),
+    ({"data_dir": "/nonexistent/cmp_tf_data"}, "data_dir"),
+    ({"source_weights": "/nonexistent/source.weights.h5"}, "source_weights"),
+    ({"method": "b_statreg_gmm", "lambda_pool5": 0.0, "lambda_fc6": 0.0,
+      "lambda_fc7": 0.0}, "lambda_fc6"),
+    ({"jit_compile": True}, "jit_compile"),
+])
+def test_bad_settings_name_the_flag(overrides, flag):
+  config = config_lib.TrainConfig(**overrides)
+  with pytest.raises(config_lib.ConfigError, match=f"^--{flag}: ") as info:
+    config.validate()
+  assert info.value.flag == flag
+
+
+def test_data_dir_without_manifest_is_rejected(tmp_path):
+  config = config_lib.TrainConfig(data_dir=str(tmp_path))
+  with pytest.raises(config_lib.ConfigError, match="--data_dir: .*no manifest.json"):
+    config.validate()
+
+
+def test_train_command_rejects_bad_flags_before_any_work(tmp_path):
+  env = dict(os.environ, CMP_TF_CACHE=str(tmp_path / "cache"))
+  for args, flag in ((["--method=d_magic"], "--method"),
+                     (["--lambda_fc7=-0.5"], "--lambda_fc7"),
+                     (["--modalities=nat,photo"], "--modalities")):
+    result = subprocess.run(
+        [sys.executable, "-m", "cmp_tf.train", f"--run_dir={tmp_path / 'run'}", *args],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0
+    assert flag in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_image_variants_match_the_models():
+  from cmp_tf.models import variants
+  assert config_lib.IMAGE_VARIANTS == {
+      name: v.image_size for name, v in variants.VARIANTS.items()}
+
+
+def test_effective_flags_reparse_to_the_same_config(tmp_path):
+  from cmp_tf import train
+  config = config_lib.TrainConfig(method="a_tune_free", zero_shot=True, lambda_fc6=0.25,
+                                  modalities=["nat", "dsc"], run_dir=str(tmp_path / "r"))
+  path = tmp_path / "flags.txt"
+  path.write_text(train.effective_flags(config))
+  again = _parse_flagfile(path)
+  assert again.to_dict() == {**config.to_dict(), "run_dir": str(tmp_path / "r")}
