@@ -224,7 +224,8 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
                     "train_s": (info.get("training") or {}).get("wall_time_s"),
                     "evaluate": status, "evaluate_s": source_results["wall_time_s"]["total"]})
     normal.append(source_results)
-    zero.append(source_results)
+    if zero_shot:
+      zero.append(source_results)
 
   return _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures,
                        num_queries=num_queries, seed=seed, started=started)

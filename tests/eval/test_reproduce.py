@@ -1,0 +1,121 @@
+"""The reproduction command: training commands, merged tables, resuming, the report."""
+
+import json
+import os
+
+import pytest
+
+from cmp_tf import reproduce
+from cmp_tf.eval import report, reproduction, tables
+from cmp_tf.training import recipes
+
+# === Fast ===
+
+
+def test_methods_are_checked_before_any_work(tmp_path):
+  assert reproduce.parse_methods(["all"]) == list(recipes.METHOD_NAMES)
+  assert reproduce.parse_methods(["a_tune", " bl_individual", "a_tune"]) == [
+      "a_tune", "bl_individual"]
+  with pytest.raises(ValueError, match=r"--methods: unknown \['c_tune'\]"):
+    reproduce.parse_methods(["c_tune"])
+  with pytest.raises(ValueError, match="--train_flagfiles: no such file"):
+    reproduce.reproduce(tmp_path, methods=["a_tune"], train_flagfiles=[str(tmp_path / "x")])
+  with pytest.raises(ValueError, match="--data_dir: .* has no manifest.json"):
+    reproduce.reproduce(tmp_path, methods=["a_tune"], data_dir=str(tmp_path))
+  assert not os.path.exists(tmp_path / "runs")
+
+
+def test_train_command_is_the_train_entry_point(tmp_path):
+  command = reproduce.train_command("c_tune_statreg_gmm", True, "/o/runs/c_zeroshot",
+                                    data_dir="/d", train_flagfiles=["/x.flags"], python="py")
+  assert command[:3] == ["py", "-m", "cmp_tf.train"]
+  flagfile = reproduce.method_flagfile("c_tune_statreg_gmm")
+  method_flags = [f"--flagfile={flagfile}"] if flagfile else []
+  assert command[3:] == method_flags + [
+      "--flagfile=/x.flags", "--method=c_tune_statreg_gmm", "--zero_shot",
+      "--run_dir=/o/runs/c_zeroshot", "--noevaluate", "--noexport", "--data_dir=/d"]
+  assert "--nozero_shot" in reproduce.train_command("a_tune", False, "r", python="py")
+
+
+def _results(rows, *, kind="run", fingerprint="f", chance=None, name="r"):
+  return {"kind": kind, "run_dir": name, "manifest_fingerprint": fingerprint,
+          "rows": report.rows_to_json(rows), "num_classes": 10,
+          "chance": chance or {"table1": 0.1, "table2": 0.1, "table3": 0.1, "table4": 0.1,
+                               "table5": 0.2}}
+
+
+def _table1_row(value, dsc_value=None):
+  return {p: (dsc_value if p[0] == "dsc" and dsc_value is not None else value)
+          for p in tables.RETRIEVAL_PAIRS}
+
+
+def test_merged_rows_follow_the_paper_order_and_settings():
+  c = _results({"table1": {"C: Tune + StatReg (GMM)": _table1_row(0.2, 0.3)},
+                "table4": {"C: Tune + StatReg (GMM)": {"clp": 0.9}}})
+  bl = _results({"table1": {"BL-Individual": _table1_row(0.1, 0.05)},
+                 "table3": {"BL-Individual": {"fc7": 0.1}}})
+  c_zs = _results({"table1": {"C: Tune + StatReg (GMM)": _table1_row(0.5)},
+                   "table4": {"C: Tune + StatReg (GMM)": {"clp": 0.4}}})
+  source = _results({"table1": {"Subsp. Align. + PlacesNet": {("nat", "clp"): 0.3}},
+                     "table4": {"BL-PlacesNet": {"clp": 0.2}}}, kind="source",
+                    chance={"table1": 0.5, "table4": 0.1})
+  rows = reproduction.merge_rows([c, bl, source], [c_zs, source])
+  assert list(rows["table1"]) == ["BL-Individual", "Subsp. Align. + PlacesNet",
+                                  "C: Tune + StatReg (GMM)"]
+  assert rows["table1"]["C: Tune + StatReg (GMM)"][("nat", "clp")] == 0.2  # not the zero-shot run
+  assert list(rows["table4"]) == ["BL-PlacesNet", "C: Tune + StatReg (GMM)"]
+  assert rows["table4"]["C: Tune + StatReg (GMM)"]["clp"] == 0.4
+  assert reproduction.merge_chance([source, c], [])["table1"] == 0.1  # a run's, all 5 modalities
+
+  ratio = reproduction.ratios(rows)
+  assert ratio["mean_map"]["ours"] == pytest.approx((16 * 0.2 + 4 * 0.3) / (16 * 0.1 + 4 * 0.05))
+  assert ratio["dsc_query_map"]["ours"] == pytest.approx(6.0)
+  assert ratio["mean_map"]["paper"] == pytest.approx(11.9 / 6.1)
+  markdown = reproduction.comparison_markdown(rows)
+  assert "| BL-Individual | 9.0 | 6.1 | - | 2.0 | - | 4.0 | 10.0 | 6.1 |" in markdown
+
+
+def test_results_from_different_datasets_are_refused():
+  with pytest.raises(ValueError, match="different datasets"):
+    reproduction.check_same_data([_results({}, fingerprint="a"), _results({}, fingerprint="b")])
+
+
+# === Slow: two tiny methods trained, evaluated, then resumed ===
+
+
+@pytest.mark.slow
+def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
+  flagfile = tmp_path / "tiny.flags"
+  flagfile.write_text("\n".join([
+      f"--cache_dir={tmp_path / 'cache'}", "--image_variant=alexnet_tiny", "--steps=2",
+      "--frozen_steps=2", "--source_steps=2", "--batch_size=2", "--source_batch_size=4",
+      "--checkpoint_every=2", "--nojit_compile", "--strategy=default"]) + "\n")
+  out = tmp_path / "out"
+  kwargs = dict(methods=["bl_individual", "a_tune"], zero_shot=False, data_dir=tiny_data_dir,
+                train_flagfiles=[str(flagfile)], progress=False)
+  first = reproduce.reproduce(out, **kwargs)
+  assert first["complete"] and [e["train"] for e in first["runs"]][:2] == ["trained", "trained"]
+  assert set(first["rows"]["table1"]) == {
+      "BL-Individual", "Subsp. Align. + PlacesNet", "Subsp. Align. + PlacesNet Finetune",
+      "A: Tune"}
+  assert "table4" not in first["rows"]
+  markdown = (out / "report.md").read_text()
+  for number in (1, 2, 3):
+    assert f"**Table {number}:" in markdown
+  assert markdown.count("Chance level:") == 3
+  assert "| BL-Individual | " in markdown and "| 6.1 |" in markdown  # the paper beside ours
+  assert "Wall time of every row" in markdown
+
+  weights = out / "runs" / "a_tune" / "final.weights.h5"
+  trained_at = os.stat(weights).st_mtime_ns
+  bl_results = out / "runs" / "bl_individual" / "eval" / "results.json"
+  evaluated_at = os.stat(bl_results).st_mtime_ns
+  os.remove(out / "runs" / "a_tune" / "eval" / "results.json")  # as if interrupted there
+  second = reproduce.reproduce(out, **kwargs)
+  statuses = {e["run"]: (e["train"], e["evaluate"]) for e in second["runs"]}
+  assert statuses == {"bl_individual": ("kept", "kept"), "a_tune": ("kept", "evaluated"),
+                      "source": ("source network (trained)", "kept")}
+  assert os.stat(weights).st_mtime_ns == trained_at
+  assert os.stat(bl_results).st_mtime_ns == evaluated_at
+  assert second["rows"] == first["rows"]
+  assert json.loads((out / "results.json").read_text())["rows"] == second["rows"]
