@@ -9,11 +9,16 @@ function is exactly the uint8 pixels scaled to [0, 1], so images are kept as
 uint8 up to the batch (a quarter of the memory in the cache) and scaled after
 batching; the values are identical.
 
-Training datasets cache the decoded examples in memory when they fit a budget:
+Training datasets keep the decoded examples in memory when they fit a budget:
 on a 2-core machine decoding PNGs every epoch would otherwise bound training.
+The decoded arrays are kept per process (keyed by the shards' paths, sizes and
+times), so a training dataset created again starts at once; epochs are then
+shuffled index permutations gathered a batch at a time.
 """
 
+import collections
 import math
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -60,7 +65,8 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
   "object_names": ragged [B, None] string, "object_boxes": ragged [B, None, 4]}.
 
   training=True: seeded shuffle reshuffled every epoch, repeated forever,
-  incomplete batches dropped; the order is a function of `seed`. training=False:
+  incomplete batches dropped; the order is a function of `seed`. Decoded examples
+  are kept in memory when they fit `cache_budget_bytes`. training=False:
   one pass in the order the records were written, the last batch kept.
   input_context (tf.distribute.InputContext): this pipeline reads its share of
   shards (or of records, when there are fewer shards than pipelines) and batches
@@ -92,12 +98,21 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
     raise ValueError(f"max_examples must be >= 1 and used without input_context, got "
                      f"{max_examples}")
 
+  per_example = (image_size * image_size * 3 * (1 if as_uint8 else 4)
+                 if mod_lib.is_image(modality) else vector_dim * 4)
+  num_examples = _count(manifest, modality, split, excluded) / num_pipelines
+  if max_examples is not None:
+    num_examples = min(num_examples, max_examples)
+  fits = num_examples * per_example <= cache_budget_bytes
+  # In memory: decode once per process, then shuffle indices and gather whole batches.
+  in_memory = training and fits and not with_meta and tf.executing_eagerly()
+
   files = tf.data.Dataset.from_tensor_slices(paths)
   shard_records = num_pipelines > 1 and len(paths) < num_pipelines
   if num_pipelines > 1 and not shard_records:
     files = files.shard(num_pipelines, pipeline_id)
   num_files = len(paths[pipeline_id::num_pipelines]) if not shard_records else len(paths)
-  if training:
+  if training and not in_memory:
     files = files.shuffle(num_files, seed=seed, reshuffle_each_iteration=True)
     cycle = min(num_files, _TRAIN_CYCLE)
   else:
@@ -117,29 +132,83 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
     excluded_t = tf.constant(excluded, tf.int64)
     ds = ds.filter(lambda p: tf.logical_not(tf.reduce_any(tf.equal(p[features.LABEL],
                                                                    excluded_t))))
-  num_examples = _count(manifest, modality, split, excluded) / num_pipelines
-  if max_examples is not None and max_examples < num_examples:
-    keep = np.zeros(int(num_examples), bool)
-    keep[np.random.default_rng(seed).choice(len(keep), max_examples, replace=False)] = True
+  total = int(round(_count(manifest, modality, split, excluded) / num_pipelines))
+  if max_examples is not None and max_examples < total:
+    keep = np.zeros(total, bool)
+    keep[np.random.default_rng(seed).choice(total, max_examples, replace=False)] = True
     ds = ds.enumerate().filter(_make_index_filter(keep)).map(_drop_index)
-    num_examples = max_examples
-  decode = _make_decoder(modality, image_size, as_uint8, with_meta)
-  ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+  ds = ds.map(_make_decoder(modality, image_size, as_uint8, with_meta),
+              num_parallel_calls=AUTOTUNE)
+  finish = _make_finisher(modality, as_uint8, with_meta)
 
+  if in_memory:
+    key = (_dataset_identity(paths), modality, split, image_size, tuple(excluded), max_examples,
+           seed if max_examples is not None else None, num_pipelines, pipeline_id)
+    x, y = _decoded_in_memory(key, ds, cache_budget_bytes)
+    if len(y) == 0:
+      raise DataError(f"no {modality}/{split} examples left for this input pipeline",
+                      path=data_dir)
+    x, y = tf.constant(x), tf.constant(y)
+    ds = tf.data.Dataset.range(len(y)).shuffle(len(y), seed=seed,
+                                               reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(_make_gather(x, y, finish), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
   if training:
-    n = num_examples
-    if mod_lib.is_image(modality):
-      per_example = image_size * image_size * 3 * (1 if as_uint8 else 4)
-    else:
-      per_example = vector_dim * 4
-    if n * per_example <= cache_budget_bytes:
+    if fits:
       ds = ds.cache()
-    ds = ds.shuffle(max(1, min(math.ceil(n), shuffle_buffer)), seed=seed,
+    ds = ds.shuffle(max(1, min(math.ceil(num_examples), shuffle_buffer)), seed=seed,
                     reshuffle_each_iteration=True)
     ds = ds.repeat()
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-  ds = ds.map(_make_finisher(modality, as_uint8, with_meta), num_parallel_calls=AUTOTUNE)
+  ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE)
+
+
+# Decoded training data kept per process, so that datasets created again (e.g. one
+# per checkpoint interval) start at once instead of decoding every image again.
+_MEMORY = collections.OrderedDict()
+
+
+def _dataset_identity(paths):
+  """The shards as they are on disk: a rebuilt dataset gets a new identity."""
+  identity = []
+  for path in paths:
+    stat = os.stat(path)
+    identity.append((os.path.abspath(path), stat.st_size, stat.st_mtime_ns))
+  return tuple(identity)
+
+
+def _decoded_in_memory(key, ds, budget_bytes):
+  """(x, labels) numpy arrays of the decoded examples of `ds`, computed once per key."""
+  if key in _MEMORY:
+    _MEMORY.move_to_end(key)
+    return _MEMORY[key]
+  xs, ys = [], []
+  for x, y in ds.batch(1024).as_numpy_iterator():
+    xs.append(x)
+    ys.append(y)
+  element = ds.element_spec[0]
+  x = np.concatenate(xs) if xs else np.zeros([0] + element.shape.as_list(),
+                                             element.dtype.as_numpy_dtype)
+  y = np.concatenate(ys) if ys else np.zeros([0], np.int32)
+  _MEMORY[key] = (x, y)
+  while len(_MEMORY) > 1 and sum(a.nbytes for a, _ in _MEMORY.values()) > budget_bytes:
+    _MEMORY.popitem(last=False)
+  return x, y
+
+
+def clear_memory():
+  """Forgets the decoded training data kept in memory."""
+  _MEMORY.clear()
+
+
+def _make_gather(x, y, finish):
+
+  def gather(indices):
+    return finish(tf.gather(x, indices), tf.gather(y, indices))
+
+  return gather
 
 
 def _make_index_filter(keep):

@@ -133,12 +133,13 @@ def test_exclude_categories_and_count(dataset):
                                     exclude_categories=["attic"])
 
 
-def test_training_is_shuffled_repeated_and_seeded(dataset):
+@pytest.mark.parametrize("budget", [input_pipeline.DEFAULT_CACHE_BUDGET_BYTES, 0])
+def test_training_is_shuffled_repeated_and_seeded(dataset, budget):
   data_dir, _ = dataset
 
   def labels(seed):
     ds = input_pipeline.modality_dataset(data_dir, "nat", "train", batch_size=8, training=True,
-                                         seed=seed)
+                                         seed=seed, cache_budget_bytes=budget)
     assert ds.element_spec[0].shape.as_list() == [8, SIZE, SIZE, 3]
     return _collect(ds, n=20)[1]
 
@@ -148,6 +149,29 @@ def test_training_is_shuffled_repeated_and_seeded(dataset):
   assert not np.array_equal(a, c)
   assert not np.array_equal(a[:36], np.sort(a[:36]))  # shuffled
   assert not np.array_equal(a[:32], a[36:68])  # reshuffled each epoch
+
+
+def test_training_data_is_decoded_once_per_process(tmp_path):
+  data_dir = str(tmp_path)
+  write_dataset(data_dir, modalities=("clp",), num_shards=2)
+  input_pipeline.clear_memory()
+
+  def first_batch():
+    ds = input_pipeline.modality_dataset(data_dir, "clp", "train", batch_size=4, training=True,
+                                         seed=7, exclude_categories=["harbor"])
+    return next(iter(ds))
+
+  x1, y1 = first_batch()
+  assert len(input_pipeline._MEMORY) == 1
+  x2, y2 = first_batch()
+  assert len(input_pipeline._MEMORY) == 1
+  np.testing.assert_array_equal(x1, x2)
+  np.testing.assert_array_equal(y1, y2)
+  assert 3 not in first_batch()[1].numpy()
+  write_dataset(data_dir, modalities=("clp",), num_shards=3)  # rebuilt: new shards
+  first_batch()
+  assert len(input_pipeline._MEMORY) == 2
+  input_pipeline.clear_memory()
 
 
 def test_eval_keeps_last_partial_batch(dataset):
