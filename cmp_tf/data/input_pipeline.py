@@ -107,44 +107,44 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
   # In memory: decode once per process, then shuffle indices and gather whole batches.
   in_memory = training and fits and not with_meta and tf.executing_eagerly()
 
-  files = tf.data.Dataset.from_tensor_slices(paths)
-  shard_records = num_pipelines > 1 and len(paths) < num_pipelines
-  if num_pipelines > 1 and not shard_records:
-    files = files.shard(num_pipelines, pipeline_id)
-  num_files = len(paths[pipeline_id::num_pipelines]) if not shard_records else len(paths)
-  if training and not in_memory:
-    files = files.shuffle(num_files, seed=seed, reshuffle_each_iteration=True)
-    cycle = min(num_files, _TRAIN_CYCLE)
-  else:
-    cycle = num_files if num_files <= _MAX_ORDERED_CYCLE else 1
-  if cycle > 1:
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle, block_length=1,
-                          num_parallel_calls=AUTOTUNE, deterministic=True)
-  else:
-    ds = files.flat_map(tf.data.TFRecordDataset)
-  if shard_records:
-    ds = ds.shard(num_pipelines, pipeline_id)
-
-  spec = features.feature_spec(modality, vector_dim, with_objects=with_meta)
-  ds = ds.batch(_PARSE_BATCH).map(lambda s: tf.io.parse_example(s, spec),
-                                  num_parallel_calls=AUTOTUNE).unbatch()
-  if excluded:
-    excluded_t = tf.constant(excluded, tf.int64)
-    ds = ds.filter(lambda p: tf.logical_not(tf.reduce_any(tf.equal(p[features.LABEL],
-                                                                   excluded_t))))
   total = int(round(_count(manifest, modality, split, excluded) / num_pipelines))
-  if max_examples is not None and max_examples < total:
-    keep = np.zeros(total, bool)
-    keep[np.random.default_rng(seed).choice(total, max_examples, replace=False)] = True
-    ds = ds.enumerate().filter(_make_index_filter(keep)).map(_drop_index)
-  ds = ds.map(_make_decoder(modality, image_size, as_uint8, with_meta),
-              num_parallel_calls=AUTOTUNE)
-  finish = _make_finisher(modality, as_uint8, with_meta)
 
+  def examples(shuffle_files):
+    """Decoded (x, label[, meta]) in write order, or from seeded-shuffled shards."""
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    shard_records = num_pipelines > 1 and len(paths) < num_pipelines
+    if num_pipelines > 1 and not shard_records:
+      files = files.shard(num_pipelines, pipeline_id)
+    num_files = len(paths) if shard_records else len(paths[pipeline_id::num_pipelines])
+    if shuffle_files:
+      files = files.shuffle(num_files, seed=seed, reshuffle_each_iteration=True)
+      cycle = min(num_files, _TRAIN_CYCLE)
+    else:
+      cycle = num_files if num_files <= _MAX_ORDERED_CYCLE else 1
+    if cycle > 1:
+      ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle, block_length=1,
+                            num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
+      ds = files.flat_map(tf.data.TFRecordDataset)
+    if shard_records:
+      ds = ds.shard(num_pipelines, pipeline_id)
+    spec = features.feature_spec(modality, vector_dim, with_objects=with_meta)
+    ds = ds.batch(_PARSE_BATCH).map(lambda s: tf.io.parse_example(s, spec),
+                                    num_parallel_calls=AUTOTUNE).unbatch()
+    if excluded:
+      ds = ds.filter(_make_label_filter(excluded))
+    if max_examples is not None and max_examples < total:
+      keep = np.zeros(total, bool)
+      keep[np.random.default_rng(seed).choice(total, max_examples, replace=False)] = True
+      ds = ds.enumerate().filter(_make_index_filter(keep)).map(_drop_index)
+    return ds.map(_make_decoder(modality, image_size, as_uint8, with_meta),
+                  num_parallel_calls=AUTOTUNE)
+
+  finish = _make_finisher(modality, as_uint8, with_meta)
   if in_memory:
     key = (_dataset_identity(paths), modality, split, image_size, tuple(excluded), max_examples,
            seed if max_examples is not None else None, num_pipelines, pipeline_id)
-    x, y = _decoded_in_memory(key, ds, cache_budget_bytes)
+    x, y = _decoded_in_memory(key, lambda: examples(shuffle_files=False), cache_budget_bytes)
     if len(y) == 0:
       raise DataError(f"no {modality}/{split} examples left for this input pipeline",
                       path=data_dir)
@@ -154,6 +154,7 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(_make_gather(x, y, finish), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+  ds = examples(shuffle_files=training)
   if training:
     if fits:
       ds = ds.cache()
@@ -179,11 +180,12 @@ def _dataset_identity(paths):
   return tuple(identity)
 
 
-def _decoded_in_memory(key, ds, budget_bytes):
-  """(x, labels) numpy arrays of the decoded examples of `ds`, computed once per key."""
+def _decoded_in_memory(key, make_examples, budget_bytes):
+  """(x, labels) numpy arrays of the decoded examples of `make_examples()`, once per key."""
   if key in _MEMORY:
     _MEMORY.move_to_end(key)
     return _MEMORY[key]
+  ds = make_examples()
   xs, ys = [], []
   for x, y in ds.batch(1024).as_numpy_iterator():
     xs.append(x)
@@ -209,6 +211,15 @@ def _make_gather(x, y, finish):
     return finish(tf.gather(x, indices), tf.gather(y, indices))
 
   return gather
+
+
+def _make_label_filter(excluded):
+  excluded = tf.constant(excluded, tf.int64)
+
+  def kept(parsed):
+    return tf.logical_not(tf.reduce_any(tf.equal(parsed[features.LABEL], excluded)))
+
+  return kept
 
 
 def _make_index_filter(keep):
