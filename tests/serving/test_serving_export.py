@@ -181,3 +181,18 @@ def test_signature_names_are_the_documented_ones(loaded):
       assert inputs == {"serving_default": ["descriptions"], "serve_vectors": ["vectors"]}
     outputs = sorted(sigs.signatures["serving_default"].structured_outputs)
     assert set(signatures.OUTPUTS) <= set(outputs)
+
+
+def test_benchmark_times_every_signature(exported_run):
+  from cmp_tf.serving import benchmark
+
+  run_dir, summary = exported_run
+  results = benchmark.benchmark_export(summary["export_dir"], summary["version"], batch_size=2,
+                                       repeats=1, modalities=(mod_lib.LDR, mod_lib.DSC))
+  assert sorted(results[mod_lib.LDR]) == [
+      "serve_pixels (float pixels)", "serving_default (JPEG 256x256)",
+      "serving_default (PNG 32x32)"]
+  assert sorted(results[mod_lib.DSC]) == [
+      "serve_vectors (sentence vectors)", "serving_default (descriptions (2-3 sentences))"]
+  assert all(0 < best <= median for rows in results.values() for best, median in rows.values())
+  assert "LDR" in benchmark.format_results(results, 2)
