@@ -8,7 +8,17 @@ the config stays small, the values travel with the model's weights, and
 `set_params` loads a fitted `PriorParams`. The mean is over the batch the layer sees,
 i.e. the per-replica batch under a distribution strategy. The loss is added in
 training and inference alike, so validation losses include it.
+
+Speed: by default (`jit_compile=True`) the NLL and its gradient with respect to the
+activations are computed together by one XLA-compiled function and joined to the
+surrounding graph with `tf.custom_gradient`. On CPU that makes a GMM prior (B=64,
+D=1024, K=100) ~5x cheaper than TensorFlow's graph executor, without compiling the
+rest of the model (XLA makes the convolutions slower on CPU); it also works inside
+an XLA-compiled step and per replica under MirroredStrategy. The fitted values get
+no gradient: they are constants of the regulariser.
 """
+
+import functools
 
 import keras
 import numpy as np
@@ -18,6 +28,34 @@ import tensorflow_probability as tfp
 from cmp_tf.priors import params as params_lib
 
 tfd = tfp.distributions
+
+
+def gmm_distribution(logits, means, variances, variance_floor):
+  """Mixture of diagonal Gaussians; variances below the floor are raised to it."""
+  return tfd.MixtureSameFamily(
+      mixture_distribution=tfd.Categorical(logits=logits),
+      components_distribution=tfd.MultivariateNormalDiag(
+          loc=means, scale_diag=tf.sqrt(tf.maximum(variances, variance_floor))))
+
+
+def gaussian_distribution(loc, scale_tril):
+  return tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
+
+
+def _nll(make_distribution, h, *params):
+  return -make_distribution(*params).log_prob(h)
+
+
+def _nll_and_grad(make_distribution, h, *params):
+  with tf.GradientTape() as tape:
+    tape.watch(h)
+    nll = _nll(make_distribution, h, *params)
+  return nll, tape.gradient(nll, h)
+
+
+_MAKERS = {params_lib.GMM: gmm_distribution, params_lib.GAUSSIAN: gaussian_distribution}
+_COMPILED = {kind: tf.function(functools.partial(_nll_and_grad, maker), jit_compile=True)
+             for kind, maker in _MAKERS.items()}
 
 
 @keras.saving.register_keras_serializable(package="cmp_tf")
@@ -30,10 +68,11 @@ class ActivationPrior(keras.layers.Layer):
     num_components: K (GMM only).
     weight: lambda of eq. 1; 0 computes nothing and adds no loss.
     variance_floor: lower bound applied to the GMM variances at every call.
+    jit_compile: compute the NLL and its gradient with XLA (see the module doc).
   """
 
   def __init__(self, kind, dim, num_components=None, weight=1.0, variance_floor=1e-4,
-               **kwargs):
+               jit_compile=True, **kwargs):
     super().__init__(**kwargs)
     where = f"ActivationPrior {self.name}"
     self.kind = params_lib.check_kind(kind, f"{where}: kind")
@@ -46,6 +85,7 @@ class ActivationPrior(keras.layers.Layer):
     self.variance_floor = float(variance_floor)
     if not self.variance_floor > 0:
       raise ValueError(f"{where}: variance_floor must be > 0, got {variance_floor}")
+    self.jit_compile = bool(jit_compile)
     if self.kind == params_lib.GMM:
       if num_components is None or int(num_components) < 1:
         raise ValueError(f"{where}: a GMM needs num_components >= 1, got {num_components}")
@@ -93,21 +133,31 @@ class ActivationPrior(keras.layers.Layer):
       arrays = {"mean": self.loc.numpy(), "scale_tril": self.scale_tril.numpy()}
     return params_lib.PriorParams(kind=self.kind, layer=layer, arrays=arrays)
 
+  def _param_tensors(self):
+    if self.kind == params_lib.GMM:
+      return (tf.convert_to_tensor(self.logits), tf.convert_to_tensor(self.means),
+              tf.convert_to_tensor(self.variances),
+              tf.constant(self.variance_floor, tf.float32))
+    return (tf.convert_to_tensor(self.loc), tf.convert_to_tensor(self.scale_tril))
+
   def distribution(self):
     """The tfp distribution over [dim] activations."""
-    if self.kind == params_lib.GMM:
-      variances = tf.maximum(tf.convert_to_tensor(self.variances), self.variance_floor)
-      return tfd.MixtureSameFamily(
-          mixture_distribution=tfd.Categorical(logits=tf.convert_to_tensor(self.logits)),
-          components_distribution=tfd.MultivariateNormalDiag(
-              loc=tf.convert_to_tensor(self.means), scale_diag=tf.sqrt(variances)))
-    return tfd.MultivariateNormalTriL(
-        loc=tf.convert_to_tensor(self.loc), scale_tril=tf.convert_to_tensor(self.scale_tril))
+    return _MAKERS[self.kind](*self._param_tensors())
 
   def negative_log_likelihood(self, h):
-    """Per-example NLL [B] of activations h [B, dim] (float32)."""
+    """Per-example NLL [B] of activations h [B, dim] (float32), differentiable in h."""
     h = tf.cast(h, tf.float32)
-    return -self.distribution().log_prob(h)
+    params = self._param_tensors()
+    if not self.jit_compile:
+      return _nll(_MAKERS[self.kind], h, *params)
+    compiled = _COMPILED[self.kind]
+
+    @tf.custom_gradient
+    def nll(h):
+      value, grad = compiled(h, *params)
+      return value, lambda upstream: upstream[..., None] * grad
+
+    return nll(h)
 
   def call(self, inputs):
     if self.weight > 0:
@@ -127,5 +177,6 @@ class ActivationPrior(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(kind=self.kind, dim=self.dim, num_components=self.num_components,
-                  weight=self.weight, variance_floor=self.variance_floor)
+                  weight=self.weight, variance_floor=self.variance_floor,
+                  jit_compile=self.jit_compile)
     return config

@@ -42,10 +42,11 @@ def make_layer(params, weight=1.0, **kwargs):
   return layer
 
 
-def test_gaussian_nll_matches_scipy():
+@pytest.mark.parametrize("jit", [True, False])
+def test_gaussian_nll_matches_scipy(jit):
   _, _, params = random_gaussian(7)
   h = np.random.default_rng(1).standard_normal((5, 7)) * 2
-  layer = make_layer(params)
+  layer = make_layer(params, jit_compile=jit)
   got = layer.negative_log_likelihood(tf.constant(h, tf.float32)).numpy()
   # The reference uses the float32 values the layer holds, in float64 arithmetic.
   tril = params.arrays["scale_tril"].astype(np.float64)
@@ -54,10 +55,11 @@ def test_gaussian_nll_matches_scipy():
   np.testing.assert_allclose(got, want, rtol=1e-4)
 
 
-def test_gmm_nll_matches_scipy_logsumexp():
+@pytest.mark.parametrize("jit", [True, False])
+def test_gmm_nll_matches_scipy_logsumexp(jit):
   params = random_gmm(k=6, dim=5)
   h = np.random.default_rng(2).standard_normal((9, 5)) * 3
-  layer = make_layer(params)
+  layer = make_layer(params, jit_compile=jit)
   got = layer.negative_log_likelihood(tf.constant(h, tf.float32)).numpy()
   np.testing.assert_allclose(got, gmm_nll_reference(params, h), rtol=1e-4)
 
@@ -97,6 +99,21 @@ def test_zero_weight_adds_no_loss():
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "gmm"])
+def test_compiled_gradient_equals_autodiff(kind):
+  params = random_gaussian(6)[2] if kind == "gaussian" else random_gmm(4, 6)
+  h = tf.constant(np.random.default_rng(6).standard_normal((5, 6)) * 2, tf.float32)
+  upstream = tf.constant(np.arange(1.0, 6.0), tf.float32)
+  grads = []
+  for jit in (True, False):
+    layer = make_layer(params, jit_compile=jit)
+    with tf.GradientTape() as tape:
+      tape.watch(h)
+      loss = tf.reduce_sum(upstream * layer.negative_log_likelihood(h))
+    grads.append(tape.gradient(loss, h).numpy())
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "gmm"])
 @pytest.mark.parametrize("jit", [False, True])
 def test_gradients_finite_at_extreme_activations(kind, jit):
   dim = 16
@@ -105,12 +122,12 @@ def test_gradients_finite_at_extreme_activations(kind, jit):
   else:
     params = random_gmm(5, dim)
     params.arrays["variances"][:, :4] = 1e-12  # dead units: the floor must take over
-  layer = make_layer(params, weight=1.0, variance_floor=1e-4)
+  layer = make_layer(params, weight=1.0, variance_floor=1e-4, jit_compile=jit)
   pattern = np.resize([1e4, 0.0, -1e4], dim)
   h = tf.constant(np.stack([np.full(dim, 1e4), np.zeros(dim), np.full(dim, -1e4), pattern]),
                   tf.float32)
 
-  @tf.function(jit_compile=jit)
+  @tf.function(jit_compile=jit)  # the whole step under XLA, or only the prior
   def loss_and_grad(h):
     with tf.GradientTape() as tape:
       tape.watch(h)
@@ -126,12 +143,13 @@ def test_gradients_finite_at_extreme_activations(kind, jit):
 @pytest.mark.parametrize("kind", ["gaussian", "gmm"])
 def test_get_config_round_trip(kind):
   params = random_gaussian(5)[2] if kind == "gaussian" else random_gmm(3, 5, layer="fc6")
-  layer = make_layer(params, weight=0.5, variance_floor=1e-3, name="fc6_prior")
+  layer = make_layer(params, weight=0.5, variance_floor=1e-3, jit_compile=False,
+                     name="fc6_prior")
   config = layer.get_config()
   clone = ActivationPrior.from_config(config)
   assert clone.get_config() == config
-  assert (clone.kind, clone.dim, clone.num_components, clone.weight, clone.variance_floor) == (
-      kind, 5, params.num_components, 0.5, 1e-3)
+  assert (clone.kind, clone.dim, clone.num_components, clone.weight, clone.variance_floor,
+          clone.jit_compile) == (kind, 5, params.num_components, 0.5, 1e-3, False)
   clone.set_weights(layer.get_weights())
   h = tf.random.normal((3, 5))
   np.testing.assert_allclose(clone.negative_log_likelihood(h), layer.negative_log_likelihood(h))
