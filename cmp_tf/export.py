@@ -128,6 +128,7 @@ def _save_version(info, model, modality, model_dir, version):
         "text_dim": info.spec.text_dim if not mod_lib.is_image(modality) else None,
         "sentence_encoder": info.sentence_encoder if not mod_lib.is_image(modality) else None,
         "raw_text_input": text_note if not mod_lib.is_image(modality) else None,
+        "serves_raw_text": getattr(module, "serve_descriptions", None) is not None,
         "embedding": "L2-normalised fc7 (output 'embedding'); 'fc7' is the raw activation",
         "signatures": {k: _signature_info(f) for k, f in sigs.items()},
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -183,15 +184,19 @@ def export_run(run_dir, version=None, *, data_dir=None, overwrite=False, verbose
     summary["modalities"][modality] = {
         "path": version_dir, "size_bytes": files.directory_size(version_dir),
         "signatures": model_info["signatures"],
-        "raw_text_input": model_info.get("raw_text_input")}
+        "raw_text_input": model_info.get("raw_text_input"),
+        "serves_raw_text": model_info.get("serves_raw_text", False)}
   checkpoints.write_json_atomic(os.path.join(root, EXPORT_JSON), summary)
   checkpoints.write_text_atomic(os.path.join(root, MODELS_CONFIG), model_config_text(
       {m: os.path.join(root, m) for m in modalities}))
   checkpoints.write_text_atomic(os.path.join(root, DOCKER_MODELS_CONFIG), model_config_text(
       {m: f"{DOCKER_ROOT}/{m}" for m in modalities}))
-  dsc_note = summary["modalities"].get(mod_lib.DSC, {}).get("raw_text_input")
-  if verbose and mod_lib.DSC in modalities and dsc_note:
-    print(f"export: DSC takes raw text through {dsc_note}", flush=True)
+  dsc = summary["modalities"].get(mod_lib.DSC)
+  if verbose and dsc is not None:
+    if dsc["serves_raw_text"]:
+      print(f"export: DSC takes raw text through {dsc['raw_text_input']}", flush=True)
+    else:
+      print(f"export: DSC takes sentence vectors only: {dsc['raw_text_input']}", flush=True)
   return summary
 
 

@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.training import runner
@@ -35,8 +36,17 @@ class RunInfo:
     return self.manifest["sentence_encoder"]["name"]
 
   def load_model(self):
-    """The trained Keras model (final.weights.h5)."""
-    model, _ = runner.load_final_model(self.run_dir)
+    """The trained Keras model (final.weights.h5); weights that do not fit are a RunError."""
+    try:
+      model, _ = runner.load_final_model(self.run_dir)
+    except ValueError as e:
+      shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", str(e))
+      where = re.search(r"Variable path=(\S+),", str(e))
+      detail = (f": {where.group(1) if where else 'a variable'} is {shapes.group(1)} in the "
+                f"network but {shapes.group(2)} in the file" if shapes else "")
+      raise RunError(f"{os.path.join(self.run_dir, runner.FINAL_WEIGHTS)} does not fit the "
+                     "network its spec.json describes, as this version of cmp_tf builds it"
+                     f"{detail}; retrain the run with this version") from None
     return model
 
 

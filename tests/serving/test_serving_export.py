@@ -196,3 +196,41 @@ def test_benchmark_times_every_signature(exported_run):
       "serve_vectors (sentence vectors)", "serving_default (descriptions (2-3 sentences))"]
   assert all(0 < best <= median for rows in results.values() for best, median in rows.values())
   assert "LDR" in benchmark.format_results(results, 2)
+
+
+def _copy_run(run_dir, tmp_path):
+  import shutil
+
+  copy = tmp_path / "run"
+  copy.mkdir()
+  for name in ("final.weights.h5", "spec.json", "run.json"):
+    shutil.copy(os.path.join(run_dir, name), copy / name)
+  return copy
+
+
+def test_an_encoder_that_cannot_run_in_the_graph_leaves_vectors(tiny_run, tiny_data_dir,
+                                                                 tmp_path):
+  run_copy = _copy_run(tiny_run, tmp_path)
+  data_copy = tmp_path / "data"  # only the manifest is read at export
+  data_copy.mkdir()
+  with open(os.path.join(tiny_data_dir, "manifest.json")) as f:
+    manifest = json.load(f)
+  manifest["sentence_encoder"]["name"] = "tfhub.dev/google/universal-sentence-encoder/4"
+  (data_copy / "manifest.json").write_text(json.dumps(manifest))
+  summary = export.export_run(str(run_copy), data_dir=str(data_copy), verbose=False)
+  dsc = summary["modalities"][mod_lib.DSC]
+  assert not dsc["serves_raw_text"] and "remote TF-Hub handle" in dsc["raw_text_input"]
+  assert dsc["signatures"]["serving_default"]["inputs"] == {
+      "vectors": {"dtype": "float32", "shape": [None, 512]}}
+
+
+def test_weights_that_do_not_fit_the_spec_are_named(tiny_run, tmp_path):
+  from cmp_tf.serving import runs
+
+  run_copy = _copy_run(tiny_run, tmp_path)
+  spec = json.loads((run_copy / "spec.json").read_text())
+  spec["text_dim"] = 256
+  (run_copy / "spec.json").write_text(json.dumps(spec))
+  with pytest.raises(runs.RunError, match=r"final.weights.h5 does not fit the network .*"
+                     r"dsc_\w+/kernel is \(256, \d*\) in the network but \(512, \d*\) in the file"):
+    export.export_run(str(run_copy), verbose=False)
