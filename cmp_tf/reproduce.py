@@ -7,7 +7,8 @@ Each method is trained exactly as
   python -m cmp_tf.train --flagfile=configs/<method>.flags --run_dir=DIR/runs/<method>
 (one process per run, its output also in DIR/logs/<run>.log; --train_flagfiles are
 read after the method's flagfile, so they override it), and with --zero_shot once
-more in DIR/runs/<method>_zeroshot with the held-out categories removed. Every run is
+more, from configs/<method>_zeroshot.flags, in DIR/runs/<method>_zeroshot. The
+flagfile stems are FLAGFILE_STEMS (e.g. c.flags for c_tune_statreg_gmm). Every run is
 evaluated with `cmp_tf.evaluate` (BL-Individual also with subspace alignment, the
 "Subsp. Align. + PlacesNet Finetune" rows), and so is the source network the runs
 started from (DIR/source: "BL-PlacesNet" and "Subsp. Align. + PlacesNet").
@@ -35,6 +36,13 @@ SOURCE_DIR = "source"
 REPORT_MD = "report.md"
 RESULTS_JSON = "results.json"
 SA_METHOD = "bl_individual"  # its features make the "Subsp. Align. + PlacesNet Finetune" rows
+# configs/<stem>.flags trains a method; configs/<stem>_zeroshot.flags its zero-shot variant.
+FLAGFILE_STEMS = {
+    "bl_individual": "bl_individual", "bl_shared_upper": "bl_shared_upper",
+    "bl_shared_upper_scratch": "bl_shared_upper_scratch", "a_tune": "a_tune",
+    "a_tune_free": "a_tune_free", "b_statreg_gaussian": "b_gaussian",
+    "b_statreg_gmm": "b_gmm", "c_tune_statreg_gmm": "c",
+}
 
 
 def parse_methods(names):
@@ -49,10 +57,14 @@ def parse_methods(names):
   return list(dict.fromkeys(names))
 
 
-def method_flagfile(method):
-  """configs/<method>.flags, or None when the checkout has none (the trainer's defaults)."""
-  path = paths.CONFIGS_DIR / f"{method}.flags"
-  return str(path) if path.is_file() else None
+def method_flagfile(method, zero_shot):
+  """The shipped flagfile of a method (configs/<stem>[_zeroshot].flags); an error if missing."""
+  stem = FLAGFILE_STEMS[method] + ("_zeroshot" if zero_shot else "")
+  path = paths.CONFIGS_DIR / f"{stem}.flags"
+  if not path.is_file():
+    raise ValueError(f"--methods: {method}{' (zero-shot)' if zero_shot else ''} has no "
+                     f"flagfile {path}")
+  return str(path)
 
 
 def run_name(method, zero_shot):
@@ -62,10 +74,7 @@ def run_name(method, zero_shot):
 def train_command(method, zero_shot, run_dir, *, data_dir=None, train_flagfiles=(),
                   python=sys.executable):
   """The `python -m cmp_tf.train` command line of one run (evaluation is done here)."""
-  command = [python, "-m", "cmp_tf.train"]
-  flagfile = method_flagfile(method)
-  if flagfile:
-    command.append(f"--flagfile={flagfile}")
+  command = [python, "-m", "cmp_tf.train", f"--flagfile={method_flagfile(method, zero_shot)}"]
   command += [f"--flagfile={f}" for f in train_flagfiles]
   command += [f"--method={method}", "--zero_shot" if zero_shot else "--nozero_shot",
               f"--run_dir={run_dir}", "--noevaluate", "--noexport"]
@@ -174,6 +183,9 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
   methods = parse_methods(list(methods))
   _check_inputs(out_dir, data_dir, train_flagfiles)
   settings = [False, True] if zero_shot else [False]
+  for setting in settings:
+    for method in methods:
+      method_flagfile(method, setting)
 
   entries, normal, zero, failures = [], [], [], []
   runs = {}
