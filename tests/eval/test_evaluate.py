@@ -143,6 +143,14 @@ def test_unfinished_runs_are_refused_before_any_work(tmp_path, state, message):
     evaluate.check_run(tmp_path / "missing")
 
 
+def test_source_evaluation_needs_a_source_network(tmp_path):
+  (tmp_path / "run.json").write_text(json.dumps({"status": "complete", "source": None}))
+  with pytest.raises(evaluate.NotFinishedError, match="did not start from a source network"):
+    evaluate.evaluate_source(tmp_path)
+  with pytest.raises(evaluate.NotFinishedError, match="not a cached source network"):
+    evaluate.evaluate_source(tmp_path / "nowhere")
+
+
 def test_cli_refuses_a_directory_that_is_not_a_run():
   result = subprocess.run([sys.executable, "-m", "cmp_tf.evaluate", "--run_dir=/nonexistent/run"],
                           capture_output=True, text=True, timeout=120)
