@@ -10,19 +10,21 @@ NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 MIN_SENTENCES, MAX_SENTENCES = 2, 6
 
 
-def is_plural(word, irregular):
+def is_plural(word, irregular, mass=frozenset()):
   """Whether a noun is already plural ("walls", "road markings"); mass nouns are not."""
   last = word.rpartition(" ")[2]
+  if word in mass or last in irregular:
+    return False
   if last in irregular.values():
-    return irregular.get(last) != last
+    return True
   return last.endswith("s") and not last.endswith(("ss", "us"))
 
 
-def plural(word, irregular):
-  """English plural of a (possibly multi-word) noun."""
+def plural(word, irregular, mass=frozenset()):
+  """English plural of a (possibly multi-word) noun; mass nouns stay as they are."""
   if word in irregular:
     return irregular[word]
-  if is_plural(word, irregular):
+  if word in mass or is_plural(word, irregular, mass):
     return word
   head, _, last = word.rpartition(" ")
   if last in irregular:
@@ -53,6 +55,7 @@ class _Writer:
     self.draws = draws
     self.banned = grammar.category(scene.category).banned
     self.irregular = grammar.irregular_plurals
+    self.mass = grammar.mass_nouns
     self.mentioned = []
 
   # --- random helpers ---
@@ -88,7 +91,7 @@ class _Writer:
     phrase = " ".join(words + [noun])
     if definite:
       return f"the {phrase}"
-    if is_plural(noun, self.irregular):
+    if noun in self.mass or is_plural(noun, self.irregular, self.mass):
       return f"some {phrase}"
     return f"{article(phrase)} {phrase}"
 
@@ -171,13 +174,13 @@ class _Writer:
       ref_phrase = self.noun_phrase(ref, self.noun(ref), definite=True, adjectives=False)
     if len(group) >= 2 and self.random() < 0.5:
       count = NUMBERS[len(group)] if len(group) < len(NUMBERS) else "many"
-      nouns = plural(noun, self.irregular)
+      nouns = plural(noun, self.irregular, self.mass)
       if ref is not None:
         return self.choice((f"There are {count} {nouns} {rel} {ref_phrase}.",
                             f"{_cap(count)} {nouns} stand {rel} {ref_phrase}."))
       return self.choice((f"There are {count} {nouns} {self.location(obj)}.",
                           f"I can see {count} {nouns}."))
-    many = is_plural(noun, self.irregular)
+    many = is_plural(noun, self.irregular, self.mass)
     be, stand, there = ("are", "stand", "There are") if many else ("is", "stands", "There is")
     phrase = self.noun_phrase(obj, noun)
     if ref is not None:
@@ -194,7 +197,7 @@ class _Writer:
 
   def band_sentence(self, band):
     noun = self.noun(band)
-    many = is_plural(noun, self.irregular)
+    many = is_plural(noun, self.irregular, self.mass)
     be, look = ("are", "look") if many else ("is", "looks")
     if band.name == "wall":
       return self.choice((f"The {noun} {be} painted {band.color}.", f"The {noun} {be} {band.color}."))

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 import numpy as np
 
@@ -107,6 +107,7 @@ class Grammar:
   categories: Dict[str, Category]
   distractors: Tuple[str, ...]
   irregular_plurals: Dict[str, str]
+  mass_nouns: FrozenSet[str]
   places205: Dict[str, int]
 
   @property
@@ -199,12 +200,13 @@ class _Compiler:
     if not isinstance(raw, dict):
       self.fail("top level", "expected a JSON object")
     self.keys(raw, "top level", required=("colors", "objects", "categories", "distractors"),
-              optional=("about", "irregular_plurals"))
+              optional=("about", "irregular_plurals", "mass_nouns"))
     self.palette = self.compile_palette(raw["colors"])
     plurals = raw.get("irregular_plurals", {})
     if not isinstance(plurals, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in plurals.items()):
       self.fail("irregular_plurals", "expected an object of word -> plural")
+    mass_nouns = self.words(raw["mass_nouns"], "mass_nouns") if "mass_nouns" in raw else ()
     self.objects = {}
     if not isinstance(raw["objects"], list) or not raw["objects"]:
       self.fail("objects", "expected a non-empty list")
@@ -233,7 +235,7 @@ class _Compiler:
     return Grammar(
         path=self.path, palette=self.palette, objects=self.objects, categories=categories,
         distractors=tuple(distractors), irregular_plurals={k.lower(): v for k, v in plurals.items()},
-        places205=dict(self.places205))
+        mass_nouns=frozenset(mass_nouns), places205=dict(self.places205))
 
   # --- helpers ---
 

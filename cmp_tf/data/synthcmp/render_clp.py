@@ -7,6 +7,7 @@ from PIL import Image, ImageDraw
 from cmp_tf.data.synthcmp.scene import pixel_polygons
 
 OUTLINE = (0, 0, 0)
+PLAIN_BACKGROUND = 0.25  # chance of objects on white paper, with only the horizon drawn
 
 
 def saturate(rgb, saturation=1.35, hue_shift=0.0):
@@ -24,12 +25,14 @@ def render(scene, draws, size):
   image = Image.new("RGB", (size, size), (255, 255, 255))
   draw = ImageDraw.Draw(image)
   width = max(1, int(round(size / 32 * draws.uniform(0.8, 1.3))))
-  saturation, hue_shift = draws.uniform(1.0, 1.6), draws.uniform(-0.04, 0.04)  # the artist's palette
+  saturation, hue_shift = draws.uniform(1.0, 1.6), draws.uniform(-0.08, 0.08)  # the artist's palette
+  plain = draws.random() < PLAIN_BACKGROUND
   parts = scene.parts()
   for part, polygon in zip(parts, pixel_polygons(parts, size)):
     fill = saturate(part.rgb, saturation, hue_shift)
     if part.edge is not None:  # a background band: outline only its upper edge
-      draw.polygon(polygon, fill=fill)
+      if not plain:
+        draw.polygon(polygon, fill=fill)
       if len(part.edge):
         draw.line((part.edge[:, ::-1] * size).ravel().tolist(), fill=OUTLINE, width=width)
       continue

@@ -87,7 +87,7 @@ def render(scene, draws, size):
   """A line drawing RGB PIL image of `scene`."""
   image = Image.new("RGB", (size, size), (255, 255, 255))
   draw = ImageDraw.Draw(image)
-  width = max(1, int(round(size / 64 * draws.uniform(0.8, 1.5))))
+  width = max(1, int(round(size / 96 * draws.uniform(0.8, 1.8))))
   ink = draws.integer(0, 60)
   outlines = _outlines(scene, size, draws)
   if outlines:

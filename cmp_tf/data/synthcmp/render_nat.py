@@ -100,6 +100,7 @@ def render(scene, draws, size):
   grad[sky, 0] = rng.uniform(0.3, 0.8, int(sky.sum()))
   grad[sky, 1] *= 0.4
   strength = np.array([TEXTURE_STRENGTH.get(t, 0.0) for t in textures]) * rng.uniform(0.6, 1.4, n)
+  base, grad, strength = (a.astype(np.float32) for a in (base, grad, strength))
   ids = np.asarray(labels, np.intp)
   Y, X = _grid(size)
   present = np.flatnonzero(np.bincount(ids.ravel(), minlength=n))

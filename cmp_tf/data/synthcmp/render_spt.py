@@ -18,7 +18,7 @@ DEFAULT_EXTENT = 0.3  # box side assumed for a word given only by its centre
 def font_size(box, size):
   """Pixel font size for a word naming an object with box (ymin, xmin, ymax, xmax)."""
   h, w = max(box[2] - box[0], 0.0), max(box[3] - box[1], 0.0)
-  lo, hi = max(4, int(0.1 * size)), max(5, int(0.17 * size))
+  lo, hi = max(6, int(0.07 * size)), max(8, int(0.17 * size))
   return int(min(hi, max(lo, round(0.5 * math.sqrt(h * w) * size))))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 BAND_POINTS = 7  # points of a band's wobbly lower edge
 MIN_VISIBLE = 0.25  # objects less visible than this fraction of their box are dropped
+MAX_ZOOM = 1.3  # pictures are framed anywhere between the whole scene and 1/1.3 of it
 
 
 @dataclasses.dataclass
@@ -92,7 +93,36 @@ def sample_scene(grammar, category_name, draws):
         things.append(placed)
         uid += 1
   objects.extend(thing for thing, _ in sorted(things, key=lambda t: t[1]))
+  objects, horizon = _reframe(objects, horizon, draws)
   return Scene(category=category.name, kind=category.kind, horizon=horizon, objects=objects)
+
+
+def _reframe(objects, horizon, draws):
+  """Zooms into a random window, as framing varies between pictures of the same place.
+
+  Objects that leave the frame are dropped (and stop supporting others).
+  """
+  zoom = draws.uniform(1.0, MAX_ZOOM)
+  top = draws.uniform(0.0, 1.0 - 1.0 / zoom)
+  left = draws.uniform(0.0, 1.0 - 1.0 / zoom)
+  offset = np.array([top, left], np.float32)
+  kept = []
+  for obj in objects:
+    y0, x0, y1, x1 = ((v - o) * zoom for v, o in zip(obj.box, (top, left, top, left)))
+    box = (max(y0, 0.0), max(x0, 0.0), min(y1, 1.0), min(x1, 1.0))
+    if box[2] - box[0] < 0.01 or box[3] - box[1] < 0.01:
+      continue
+    obj.box = box
+    for part in obj.parts:
+      part.points = (part.points - offset) * zoom
+      if part.edge is not None and len(part.edge):
+        part.edge = (part.edge - offset) * zoom
+    kept.append(obj)
+  uids = {obj.uid for obj in kept}
+  for obj in kept:
+    if obj.support is not None and obj.support not in uids:
+      obj.support, obj.relation = None, None
+  return kept, (horizon - top) * zoom
 
 
 def _sample_bands(grammar, category, draws):
