@@ -43,7 +43,7 @@ def check_layer(layer, where="layer"):
   return layer
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class PriorParams:
   """The parameters of one layer's activation prior.
 
@@ -62,6 +62,15 @@ class PriorParams:
     self.settings = dict(self.settings)
     if self.arrays:
       _check_arrays(self.kind, self.arrays, f"{self.kind} prior for {self.layer}")
+
+  def __eq__(self, other):
+    if not isinstance(other, PriorParams):
+      return NotImplemented
+    return (self.kind == other.kind and self.layer == other.layer
+            and self.settings == other.settings and self.arrays.keys() == other.arrays.keys()
+            and all(np.array_equal(v, other.arrays[k]) for k, v in self.arrays.items()))
+
+  __hash__ = None
 
   @classmethod
   def unfitted(cls, kind, layer, dim, num_components=None):

@@ -50,9 +50,12 @@ def test_spec_defaults_validation_and_config_round_trip():
 def test_spec_priors_are_checked_and_keep_their_layout():
   gmm = fit_gmm(np.random.default_rng(0).random((50, 32)), layer="fc7", num_components=2)
   spec = tiny_spec(priors={"fc7": (gmm, 0.5)})
+  assert spec == tiny_spec(priors={"fc7": (gmm, 0.5)})
+  assert spec != tiny_spec(priors={"fc7": (gmm, 0.25)})
   config = json.loads(json.dumps(spec.to_config()))
   assert config["priors"] == {"fc7": {"kind": "gmm", "dim": 32, "num_components": 2,
-                                      "weight": 0.5, "variance_floor": 1e-4}}
+                                      "weight": 0.5,
+                                      "variance_floor": gmm.settings["variance_floor"]}}
   rebuilt = CrossModalSpec.from_config(config)
   params, weight = rebuilt.priors["fc7"]
   assert not params.fitted and (params.dim, params.num_components, weight) == (32, 2, 0.5)

@@ -39,17 +39,27 @@ def test_fit_gmm_finds_separated_clusters():
   assert sorted(distances.argmin(axis=1)) == [0, 1, 2]  # one component per cluster
   assert distances.min(axis=1).max() < 0.15
   np.testing.assert_allclose(np.exp(params.arrays["logits"]), [1 / 3] * 3, atol=0.02)
-  np.testing.assert_allclose(params.arrays["variances"], 0.25, atol=0.06)
+  floor = params.settings["variance_floor"]  # 1% of the per-unit variance, ~0.22 here
+  np.testing.assert_allclose(params.arrays["variances"], 0.25 + floor, atol=0.06)
   assert params.settings["num_components"] == 3 and params.settings["n_samples"] == 1200
 
 
 def test_fit_gmm_floors_variances_and_subsamples():
   rng = np.random.default_rng(3)
   x = np.maximum(rng.standard_normal((500, 6)), 0)
-  x[:, 0] = 0.0
-  params = fit_gmm(x, layer="fc7", num_components=4, variance_floor=1e-3, max_samples=200)
+  x[:, 0] = 0.0  # a dead unit
+  params = fit_gmm(x, layer="fc7", num_components=4, variance_floor=1e-3,
+                   relative_variance_floor=0.0, max_samples=200)
+  assert params.settings["variance_floor"] == 1e-3
   assert np.all(params.arrays["variances"] >= 1e-3 * 0.999)
   assert params.settings["n_samples"] == 200 and params.settings["n_available"] == 500
+  # The relative floor follows the layer's scale: x100 activations, x1e4 floor.
+  for scale in (1.0, 100.0):
+    scaled = fit_gmm(x * scale, layer="fc7", num_components=4, variance_floor=1e-6,
+                     relative_variance_floor=0.05)
+    unit_variance = np.mean(np.var(x * scale, axis=0))
+    np.testing.assert_allclose(scaled.settings["variance_floor"], 0.05 * unit_variance)
+    assert np.all(scaled.arrays["variances"][:, 0] >= 0.05 * unit_variance * 0.999)
 
 
 def test_fit_gmm_is_deterministic():

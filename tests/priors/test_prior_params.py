@@ -23,6 +23,8 @@ def test_round_trip(tmp_path, priors):
     assert sorted(back.arrays) == sorted(params.arrays)
     for name, value in params.arrays.items():
       np.testing.assert_array_equal(back.arrays[name], value)
+    assert back == params
+  assert priors[0] != priors[1]
   assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["fc7.npz", "pool5.npz"]
 
 
