@@ -60,12 +60,16 @@ class SourceSettings:
   weights_file: str = ""  # a local weights file replaces training
 
   def key(self, fingerprint):
+    """Digest of the data, the settings and the variant's definition (not only its name),
+    so a changed architecture never meets weights cached for another."""
     settings = dataclasses.asdict(self)
     if self.weights_file:
       # Only the architecture and the file's content matter for a loaded source.
       settings = {"image_variant": self.image_variant, "image_size": self.image_size,
                   "weights_digest": file_digest(self.weights_file)}
-    text = json.dumps({"manifest": fingerprint, **settings}, sort_keys=True)
+    architecture = dataclasses.asdict(models.get_variant(self.image_variant))
+    text = json.dumps({"manifest": fingerprint, "architecture": architecture, **settings},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -125,8 +129,9 @@ def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoi
                                              image_size=settings.image_size))
       info.update(key=key, manifest_fingerprint=fingerprint,
                   settings=dataclasses.asdict(settings), spec=spec.to_config())
-      checkpoints.save_weights_atomic(model, weights)
+      # The weights file marks a finished source: it is written last.
       checkpoints.write_json_atomic(os.path.join(directory, INFO_NAME), info)
+      checkpoints.save_weights_atomic(model, weights)
       print(f"source network cached in {directory}: NAT val accuracy "
             f"{info['val_accuracy'][mod_lib.NAT]:.3f}", flush=True)
     else:

@@ -42,6 +42,7 @@ def _job(model, data_dir, tmp_path, *, steps, make_dataset=None, freeze_upper=Fa
       progress=False)
 
 
+@pytest.mark.slow
 def test_frozen_stage_leaves_the_shared_upper_bit_identical(tiny_data_dir, tmp_path):
   model = _tiny_model(tiny_data_dir)
   upper = [v for layer in models.upper_layers(model) for v in layer.weights]
@@ -58,6 +59,7 @@ def test_frozen_stage_leaves_the_shared_upper_bit_identical(tiny_data_dir, tmp_p
         f"the {m} branch did not train")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_stage_and_step_and_keeps_the_checkpoint(tiny_data_dir, tmp_path):
   strategy = tf.distribute.get_strategy()
   modalities = mod_lib.ALL_MODALITIES
