@@ -19,7 +19,6 @@ from cmp_tf.models.spec import CrossModalSpec
 from cmp_tf.priors.activation_prior import ActivationPrior
 
 UPPER = ("fc6", "fc7", "classifier")
-FEATURES = ("pool5", "fc6", "fc7", "logits")
 FLATTEN = "pool5_flatten"
 
 
