@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -163,11 +164,20 @@ def _train_source(spec, settings, *, data_dir, directory, strategy, checkpoint_e
   return model, {"origin": "trained", "training": result}
 
 
+def _fit_defaults(function):
+  """The fitting function's keyword defaults (floors, shrinkage ...): part of a prior's key."""
+  return {name: p.default for name, p in inspect.signature(function).parameters.items()
+          if p.default is not inspect.Parameter.empty}
+
+
 def fit_settings(kind, *, num_samples, seed, gmm_components=None, gmm_max_iter=None):
   """The options a cached prior depends on (besides the source network)."""
   settings = {"kind": kind, "num_samples": int(num_samples), "seed": int(seed)}
   if kind == recipes.GMM:
-    settings.update(num_components=int(gmm_components), max_iter=int(gmm_max_iter))
+    settings.update(_fit_defaults(priors.fit_gmm), num_components=int(gmm_components),
+                    max_iter=int(gmm_max_iter), seed=int(seed))
+  else:
+    settings.update(_fit_defaults(priors.fit_gaussian))
   return settings
 
 
