@@ -12,7 +12,6 @@ Running the same command again resumes: finished stages are loaded, the current
 one continues from its newest checkpoint.
 """
 
-import json
 import os
 import time
 
@@ -87,21 +86,22 @@ def open_run(run_dir, config, fingerprint, flags_text, chief=True):
   return state
 
 
-def _worker_path(path, chief):
-  """Non-chief workers of a multi-worker run write their checkpoints beside the chief's."""
-  if chief:
-    return path
-  task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-  return f"{path}.worker{task.get('index', 0)}"
-
-
 def run_training(config, *, flags_text="", progress=True):
   """Trains config.method end to end; returns the run directory (a str)."""
   config.validate()
   started = time.perf_counter()
-  strategy_lib.configure_cpu_replicas(config.cpu_replicas)  # before any TensorFlow op
-  data_dir = ensure_dataset(config)
-  strategy = strategy_lib.make_strategy(config.strategy, config.cpu_replicas)
+  if config.strategy == "multiworker":
+    # Collective ops must be set up before any other TensorFlow op, and the workers
+    # cannot all build one dataset: it has to exist already.
+    strategy = strategy_lib.make_strategy(config.strategy)
+    data_dir = str(config.resolved_data_dir())
+    if not os.path.isfile(os.path.join(data_dir, manifest_lib.MANIFEST_NAME)):
+      raise config_lib.ConfigError("strategy", f"a multi-worker run needs a built dataset; "
+                                   f"build {data_dir} first (python -m cmp_tf.data.build)")
+  else:
+    strategy_lib.configure_cpu_replicas(config.cpu_replicas)  # before any TensorFlow op
+    data_dir = ensure_dataset(config)
+    strategy = strategy_lib.make_strategy(config.strategy, config.cpu_replicas)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   chief = strategy_lib.is_chief()
@@ -176,7 +176,7 @@ def run_training(config, *, flags_text="", progress=True):
             per_replica_batch=config.batch_size, image_size=image_size,
             exclude_categories=heldout if config.zero_shot else (), seed=config.seed,
             stage_key=f"stage{index}"),
-        checkpoint_dir=_worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}"), chief),
+        checkpoint_dir=strategy_lib.worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}")),
         checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
         prior_layers=[u.layer for u in stage.priors],
         prior_weights={u.layer: u.weight for u in stage.priors},

@@ -26,6 +26,7 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf import models, priors
 from cmp_tf.data import input_pipeline
 from cmp_tf.training import checkpoints, recipes, stages, trainer
+from cmp_tf.training import strategy as strategy_lib
 
 WEIGHTS_NAME = "source.weights.h5"
 INFO_NAME = "source.json"
@@ -75,8 +76,13 @@ class SourceSettings:
 
 
 @contextlib.contextmanager
-def file_lock(path):
-  """An exclusive lock on `path` released when the process ends, even by kill -9."""
+def file_lock(path, enabled=True):
+  """An exclusive lock on `path` released when the process ends, even by kill -9.
+
+  Disabled in multi-worker runs, whose workers must all train together."""
+  if not enabled:
+    yield
+    return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "a") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
@@ -115,7 +121,8 @@ def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoi
   directory = os.path.join(os.fspath(cache_dir), "source", key)
   spec = source_spec(manifest, settings)
   weights = os.path.join(directory, WEIGHTS_NAME)
-  with file_lock(os.path.join(directory, ".lock")):
+  with file_lock(os.path.join(directory, ".lock"),
+                 enabled=not strategy_lib.is_multiworker(strategy)):
     if not os.path.exists(weights):
       if settings.weights_file:
         model = stages.build_model(spec, strategy, settings.seed)
@@ -157,7 +164,8 @@ def _train_source(spec, settings, *, data_dir, directory, strategy, checkpoint_e
           strategy, data_dir=data_dir, modalities=stage.modalities,
           per_replica_batch=settings.batch_size, image_size=settings.image_size,
           exclude_categories=(), seed=settings.seed, stage_key="source"),
-      checkpoint_dir=os.path.join(directory, "ckpt"), checkpoint_every=checkpoint_every,
+      checkpoint_dir=strategy_lib.worker_path(os.path.join(directory, "ckpt")),
+      checkpoint_every=checkpoint_every,
       log_every=log_every, jit_compile=jit_compile, summary_writer=writer, progress=progress)
   result = trainer.run_stage(job, strategy)
   writer.close()

@@ -64,3 +64,16 @@ def is_chief():
   return task.get("type") == "chief" or (
       task.get("type") == "worker" and int(task.get("index", 0)) == 0
       and "chief" not in config.get("cluster", {}))
+
+
+def worker_path(path):
+  """`path` on the chief; beside it, per worker, on the other workers of a multi-worker run
+  (every worker saves its checkpoints, only the chief's are the run's)."""
+  if is_chief():
+    return path
+  task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+  return f"{path}.worker{task.get('type', 'worker')}{task.get('index', 0)}"
+
+
+def is_multiworker(strategy):
+  return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

@@ -15,7 +15,7 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf import models
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.training import stages, trainer
+from cmp_tf.training import runner, stages, trainer
 
 
 def _tiny_model(data_dir, *, share_upper=True, dropout=0.5):
@@ -138,6 +138,10 @@ def test_train_command_writes_a_complete_run(reference_run):
   assert "--method=c_tune_statreg_gmm" in (run / "flags.txt").read_text()
   spec = models.CrossModalSpec.from_config(json.loads((run / "spec.json").read_text()))
   assert spec.priors is None and spec.share_upper
+  model, loaded_spec = runner.load_final_model(str(run))
+  assert loaded_spec == spec
+  saved = _weights(run / "final.weights.h5")
+  assert any(np.array_equal(model.get_layer("fc6").kernel.numpy(), v) for v in saved.values())
   from tensorboard.backend.event_processing import event_accumulator
   events = event_accumulator.EventAccumulator(str(run / "logs"))
   events.Reload()
