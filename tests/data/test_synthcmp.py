@@ -230,6 +230,8 @@ def _category(raw, name):
      r"'car' is not a stuff object"),
     (lambda g: g["distractors"].append("It looks like a kitchen."),
      r"distractors: sentence 'It looks like a kitchen.' names category 'kitchen'"),
+    (lambda g: g["distractors"].append("Two cars drive by."),
+     r"distractors: sentence 'Two cars drive by.' names the object 'cars'"),
     (lambda g: _category(g, "coast")["objects"]["cloud"].update({"colour": "red"}),
      r"category 'coast', object 'cloud': unknown key\(s\) colour"),
 ])

@@ -86,8 +86,11 @@ class _Writer:
                                  else ("large", "big")))
       elif obj.size < 0.75 and self.random() < 0.6:
         words.append(self.choice(("small", "little", "tiny")))
-      if self.random() < 0.55:
+      color = self.random() < 0.55
+      if color and not obj.color_after:
         words.append(obj.color)
+      if color and obj.color_after:
+        noun = f"{noun} {obj.color_after} {obj.color}"
     phrase = " ".join(words + [noun])
     if definite:
       return f"the {phrase}"
@@ -189,6 +192,8 @@ class _Writer:
                           f"{_cap(rel)} {ref_phrase} {there.lower()} {phrase}.",
                           f"{there} {phrase} {rel} {ref_phrase}."))
     if self.random() < 0.25:
+      if obj.color_after:
+        return f"The {noun} {be} dressed {obj.color_after} {obj.color}."
       return f"The {noun} {be} {obj.color}."
     return self.choice((f"{there} {phrase} {self.location(obj)}.",
                         f"You can notice {phrase} {self.location(obj)}.",

@@ -60,6 +60,7 @@ class ObjectType:
   stuff: bool
   points: np.ndarray  # all parts' points concatenated, (sum K, 2), for one transform per instance
   part_sizes: Tuple[int, ...]
+  color_after: str = ""  # descriptions say "a man in red" rather than "a red man"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,10 +229,15 @@ class _Compiler:
       if category.name in categories:
         self.fail(f"categories[{i}]", f"duplicate category {category.name!r}")
       categories[category.name] = category
-    for category in categories.values():
-      for sentence in distractors:
+    object_words = banned_pattern([w for obj in self.objects.values() for w in obj.synonyms])
+    for sentence in distractors:
+      for category in categories.values():
         if category.banned.search(sentence):
           self.fail("distractors", f"sentence {sentence!r} names category {category.name!r}")
+      found = object_words.search(sentence)
+      if found:
+        self.fail("distractors", f"sentence {sentence!r} names the object {found.group(0)!r}; "
+                  "distractors must say nothing about the scene's content")
     return Grammar(
         path=self.path, palette=self.palette, objects=self.objects, categories=categories,
         distractors=tuple(distractors), irregular_plurals={k.lower(): v for k, v in plurals.items()},
@@ -375,7 +381,7 @@ class _Compiler:
     if isinstance(raw, dict) and isinstance(raw.get("name"), str):
       where = f"object {raw['name']!r}"
     self.keys(raw, where, required=("name", "synonyms", "colors", "texture"),
-              optional=("shape", "prior", "layer", "on", "perspective", "stuff"))
+              optional=("shape", "prior", "layer", "on", "perspective", "stuff", "color_after"))
     name = raw["name"].strip().lower()
     if not name or name in self.objects:
       self.fail(where, "empty or duplicate object name")
@@ -401,7 +407,9 @@ class _Compiler:
         layer=self.number(raw.get("layer", 3), f"{where}.layer", 0, 10), on=on,
         perspective=perspective, stuff=stuff,
         points=(np.concatenate([p.points for p in parts]) if parts else np.zeros((0, 2), np.float32)),
-        part_sizes=tuple(len(p.points) for p in parts))
+        part_sizes=tuple(len(p.points) for p in parts),
+        color_after=self.words([raw["color_after"]], f"{where}.color_after")[0]
+        if "color_after" in raw else "")
 
   def compile_category(self, raw, i):
     where = f"categories[{i}]"

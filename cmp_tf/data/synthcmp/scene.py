@@ -35,6 +35,7 @@ class SceneObject:
   support: Optional[int] = None  # uid of the object this one stands on or is within
   relation: Optional[str] = None  # "on" | "within"
   size: float = 1.0  # height relative to the middle of the object's prior (for "small"/"large")
+  color_after: str = ""  # see ObjectType.color_after
 
   @property
   def center(self):
@@ -224,7 +225,7 @@ def _place(grammar, entry, things, horizon, draws, uid):
   placed = SceneObject(
       name=obj.name, color=color, box=visible, parts=parts, stuff=False, uid=uid,
       words=obj.synonyms, support=support.uid if support is not None else None,
-      relation=relation, size=h / mid_h if relation != "on" else 1.0)
+      relation=relation, size=h / mid_h if relation != "on" else 1.0, color_after=obj.color_after)
   if support is not None:
     base = next(key for thing, key in things if thing.uid == support.uid)
     key = base[:3] + (1, uid)
