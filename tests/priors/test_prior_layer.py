@@ -163,6 +163,11 @@ def test_get_params_round_trip():
   back = make_layer(params).get_params("fc7")
   for name, value in params.arrays.items():
     np.testing.assert_array_equal(back.arrays[name], value)
+  params = random_gaussian(6)[2]  # the layer holds the inverse factor
+  back = make_layer(params).get_params("fc6")
+  np.testing.assert_array_equal(back.arrays["mean"], params.arrays["mean"])
+  np.testing.assert_allclose(back.arrays["scale_tril"], params.arrays["scale_tril"],
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_bad_arguments_fail_clearly():
