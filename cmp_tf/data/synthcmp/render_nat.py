@@ -36,9 +36,12 @@ def _texture_fields(used, size, draws):
   Y, X = _grid(size)
   rng = draws.rng
   fields = {}
+  grain = None
   for name in sorted(used):
-    if name in ("smooth", "gradient", "noise"):
-      field = rng.standard_normal((size, size)).astype(np.float32)
+    if name in ("smooth", "gradient", "noise"):  # plain grain: one field serves all three
+      if grain is None:
+        grain = rng.standard_normal((size, size), np.float32)
+      field = grain
     elif name == "blotch":
       coarse = rng.standard_normal((max(2, size // 8),) * 2).astype(np.float32)
       field = np.asarray(Image.fromarray(coarse, "F").resize((size, size), Image.BILINEAR))

@@ -6,6 +6,7 @@ objects with names, colours, boxes and polygons in normalised image coordinates
 """
 
 import dataclasses
+import functools
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -57,6 +58,7 @@ class Scene:
     return [part for obj in self.objects for part in obj.parts]
 
 
+@functools.lru_cache(maxsize=4096)
 def shade(rgb, role):
   """The colour of a part role relative to the instance colour."""
   if role == "dark":
@@ -111,14 +113,19 @@ def _reframe(objects, horizon, draws):
   for obj in objects:
     y0, x0, y1, x1 = ((v - o) * zoom for v, o in zip(obj.box, (top, left, top, left)))
     box = (max(y0, 0.0), max(x0, 0.0), min(y1, 1.0), min(x1, 1.0))
-    if box[2] - box[0] < 0.01 or box[3] - box[1] < 0.01:
-      continue
-    obj.box = box
-    for part in obj.parts:
-      part.points = (part.points - offset) * zoom
-      if part.edge is not None and len(part.edge):
-        part.edge = (part.edge - offset) * zoom
-    kept.append(obj)
+    if box[2] - box[0] >= 0.01 and box[3] - box[1] >= 0.01:
+      obj.box = box
+      kept.append(obj)
+  # One transform for all polygons and band edges, then views back into each part.
+  parts = [part for obj in kept for part in obj.parts]
+  edges = [part for part in parts if part.edge is not None and len(part.edge)]
+  arrays = [part.points for part in parts] + [part.edge for part in edges]
+  moved = (np.concatenate(arrays) - offset) * zoom
+  start = 0
+  for part in parts:
+    part.points, start = moved[start:start + len(part.points)], start + len(part.points)
+  for part in edges:
+    part.edge, start = moved[start:start + len(part.edge)], start + len(part.edge)
   uids = {obj.uid for obj in kept}
   for obj in kept:
     if obj.support is not None and obj.support not in uids:
