@@ -86,10 +86,8 @@ def open_run(run_dir, config, fingerprint, flags_text, chief=True):
   return state
 
 
-def run_training(config, *, flags_text="", progress=True):
-  """Trains config.method end to end; returns the run directory (a str)."""
-  config.validate()
-  started = time.perf_counter()
+def _setup(config):
+  """(strategy, data_dir) in the order TensorFlow needs: devices, data, then the strategy."""
   if config.strategy == "multiworker":
     # Collective ops must be set up before any other TensorFlow op, and the workers
     # cannot all build one dataset: it has to exist already.
@@ -104,110 +102,130 @@ def run_training(config, *, flags_text="", progress=True):
     strategy = strategy_lib.make_strategy(config.strategy, config.cpu_replicas)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
+  return strategy, data_dir
+
+
+def _source_and_priors(config, recipe, *, data_dir, manifest, strategy, progress):
+  """(source network or None, {(kind, layer): PriorParams}) the recipe needs."""
+  if not recipe.needs_source:
+    return None, {}
+  settings = source_lib.SourceSettings(
+      image_variant=config.image_variant, image_size=config.resolved_image_size,
+      dropout=config.dropout, steps=config.source_steps,
+      learning_rate=config.source_learning_rate, momentum=config.momentum,
+      weight_decay=config.weight_decay, batch_size=config.source_batch_size,
+      seed=config.seed, weights_file=config.source_weights)
+  source = source_lib.ensure_source(
+      data_dir=data_dir, manifest=manifest, settings=settings, cache_dir=config.cache_dir,
+      strategy=strategy, checkpoint_every=config.checkpoint_every,
+      jit_compile=config.jit_compile, log_every=config.log_every, progress=progress)
+  uses = [u for s in recipe.stages for u in s.priors]
+  fitted = {}
+  if uses:
+    fitted = source_lib.ensure_priors(
+        source, data_dir, uses, image_size=config.resolved_image_size,
+        num_samples=config.prior_samples, seed=config.seed,
+        gmm_components=config.gmm_components, gmm_max_iter=config.gmm_max_iter)
+  return source, fitted
+
+
+def _train_stage(config, index, stage, *, init_from, fitted, manifest, data_dir, run_dir,
+                 strategy, writer, offset, progress):
+  """Trains one stage; returns (its result for run.json, its weights without priors)."""
+  image_size = config.resolved_image_size
+  common = dict(manifest=manifest, modalities=stage.modalities,
+                image_variant=config.image_variant, image_size=image_size,
+                dropout=config.dropout, share_upper=stage.share_upper)
+  prior_arg = {u.layer: (fitted[(u.kind, u.layer)], u.weight) for u in stage.priors}
+  model = stages.build_model(stages.model_spec(**common, priors=prior_arg), strategy,
+                             stages.derive_seed(config.seed, "stage", index))
+  if stage.init != recipes.INIT_SCRATCH:
+    stages.copy_weights(init_from, model, from_source=stage.init == recipes.INIT_SOURCE,
+                        modalities=stage.modalities)
+  heldout = tuple(manifest["heldout_categories"])
+  job = trainer.StageJob(
+      index=index, name=stage.name, model=model, modalities=stage.modalities,
+      trainable_variables=stages.trainable_variables(model, freeze_upper=stage.freeze_upper),
+      steps=stage.steps, learning_rate=stage.learning_rate, momentum=config.momentum,
+      weight_decay=config.weight_decay, per_replica_batch=config.batch_size,
+      make_dataset=stages.dataset_factory(
+          strategy, data_dir=data_dir, modalities=stage.modalities,
+          per_replica_batch=config.batch_size, image_size=image_size,
+          exclude_categories=heldout if config.zero_shot else (), seed=config.seed,
+          stage_key=f"stage{index}"),
+      checkpoint_dir=strategy_lib.worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}")),
+      checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
+      prior_layers=[u.layer for u in stage.priors],
+      prior_weights={u.layer: u.weight for u in stage.priors},
+      global_step_offset=offset, log_every=config.log_every,
+      jit_compile=config.jit_compile, summary_writer=writer, progress=progress)
+  result = trainer.run_stage(job, strategy)
+  result.update(stages.validation_accuracy(model, data_dir, stage.modalities,
+                                           image_size=image_size, heldout_categories=heldout))
+  plain = stages.build_model(stages.model_spec(**common), strategy, config.seed)
+  stages.copy_weights(model, plain, from_source=False, modalities=stage.modalities)
+  return result, plain
+
+
+def run_training(config, *, flags_text="", progress=True):
+  """Trains config.method end to end; returns the run directory (a str)."""
+  config.validate()
+  started = time.perf_counter()
+  strategy, data_dir = _setup(config)
   chief = strategy_lib.is_chief()
   manifest = manifest_lib.read_manifest(data_dir)
   recipe = config.recipe()
-  for stage in recipe.stages:
-    for m in stage.modalities:
-      manifest_lib.split_entry(manifest, m, "train")
-      manifest_lib.split_entry(manifest, m, "val")
-  fingerprint = source_lib.manifest_fingerprint(manifest)
+  for m in {m for stage in recipe.stages for m in stage.modalities}:
+    for split in mod_lib.SPLITS:
+      manifest_lib.split_entry(manifest, m, split)
   run_dir = str(config.resolved_run_dir())
-  state = open_run(run_dir, config, fingerprint, flags_text, chief=chief)
-  image_size = config.resolved_image_size
-  heldout = tuple(manifest["heldout_categories"])
+  state = open_run(run_dir, config, source_lib.manifest_fingerprint(manifest), flags_text,
+                   chief=chief)
   print(f"{recipe.display_name}{' (zero-shot)' if config.zero_shot else ''}: "
         f"{len(recipe.stages)} stage(s), {strategy.num_replicas_in_sync} replica(s), "
         f"run dir {run_dir}", flush=True)
-
-  source = None
-  if recipe.needs_source:
-    settings = source_lib.SourceSettings(
-        image_variant=config.image_variant, image_size=image_size, dropout=config.dropout,
-        steps=config.source_steps, learning_rate=config.source_learning_rate,
-        momentum=config.momentum, weight_decay=config.weight_decay,
-        batch_size=config.source_batch_size, seed=config.seed,
-        weights_file=config.source_weights)
-    source = source_lib.ensure_source(
-        data_dir=data_dir, manifest=manifest, settings=settings, cache_dir=config.cache_dir,
-        strategy=strategy, checkpoint_every=config.checkpoint_every,
-        jit_compile=config.jit_compile, log_every=config.log_every, progress=progress)
-    state["source"] = {"directory": source.directory,
-                       "nat_val_accuracy": source.info.get("val_accuracy", {}).get(mod_lib.NAT),
-                       "origin": source.info.get("origin")}
-  prior_uses = [u for s in recipe.stages for u in s.priors]
-  fitted = {}
-  if prior_uses:
-    fitted = source_lib.ensure_priors(
-        source, data_dir, prior_uses, image_size=image_size, num_samples=config.prior_samples,
-        seed=config.seed, gmm_components=config.gmm_components,
-        gmm_max_iter=config.gmm_max_iter)
+  source, fitted = _source_and_priors(config, recipe, data_dir=data_dir, manifest=manifest,
+                                      strategy=strategy, progress=progress)
+  if source is not None:
+    state["source"] = {"directory": source.directory, "origin": source.info.get("origin"),
+                       "nat_val_accuracy": source.info.get("val_accuracy", {}).get(mod_lib.NAT)}
 
   writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) if chief else None
   previous, offset = None, 0
   results = list(state.get("stages", []))
   for index, stage in enumerate(recipe.stages):
-    common = dict(manifest=manifest, modalities=stage.modalities,
-                  image_variant=config.image_variant, image_size=image_size,
-                  dropout=config.dropout, share_upper=stage.share_upper)
-    plain_spec = stages.model_spec(**common)
     stage_weights = os.path.join(run_dir, f"stage_{index}.weights.h5")
-    done = index < len(results) and results[index].get("status") == "complete"
-    if done and os.path.exists(stage_weights):
-      previous = stages.build_model(plain_spec, strategy, config.seed)
+    if (index < len(results) and results[index].get("status") == "complete"
+        and os.path.exists(stage_weights)):
+      previous = stages.build_model(
+          stages.model_spec(manifest=manifest, modalities=stage.modalities,
+                            image_variant=config.image_variant,
+                            image_size=config.resolved_image_size, dropout=config.dropout,
+                            share_upper=stage.share_upper), strategy, config.seed)
       previous.load_weights(stage_weights)
-      offset += stage.steps
       print(f"stage {index} ({stage.name}) already complete", flush=True)
-      continue
-    prior_arg = {u.layer: (fitted[(u.kind, u.layer)], u.weight) for u in stage.priors}
-    spec = stages.model_spec(**common, priors=prior_arg)
-    model = stages.build_model(spec, strategy, stages.derive_seed(config.seed, "stage", index))
-    if stage.init == recipes.INIT_SOURCE:
-      stages.copy_weights(source.model, model, from_source=True, modalities=stage.modalities)
-    elif stage.init == recipes.INIT_PREVIOUS:
-      stages.copy_weights(previous, model, from_source=False, modalities=stage.modalities)
-    job = trainer.StageJob(
-        index=index, name=stage.name, model=model, modalities=stage.modalities,
-        trainable_variables=stages.trainable_variables(model, freeze_upper=stage.freeze_upper),
-        steps=stage.steps, learning_rate=stage.learning_rate, momentum=config.momentum,
-        weight_decay=config.weight_decay, per_replica_batch=config.batch_size,
-        make_dataset=stages.dataset_factory(
-            strategy, data_dir=data_dir, modalities=stage.modalities,
-            per_replica_batch=config.batch_size, image_size=image_size,
-            exclude_categories=heldout if config.zero_shot else (), seed=config.seed,
-            stage_key=f"stage{index}"),
-        checkpoint_dir=strategy_lib.worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}")),
-        checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
-        prior_layers=[u.layer for u in stage.priors],
-        prior_weights={u.layer: u.weight for u in stage.priors},
-        global_step_offset=offset, log_every=config.log_every,
-        jit_compile=config.jit_compile, summary_writer=writer, progress=progress)
-    result = trainer.run_stage(job, strategy)
-    result.update(stages.validation_accuracy(model, data_dir, stage.modalities,
-                                             image_size=image_size, heldout_categories=heldout))
-    plain = stages.build_model(plain_spec, strategy, config.seed)
-    stages.copy_weights(model, plain, from_source=False, modalities=stage.modalities)
-    if chief:
-      checkpoints.save_weights_atomic(plain, stage_weights)
-    result.update(index=index, name=stage.name, status="complete",
-                  weights=os.path.basename(stage_weights))
-    results[index:index + 1] = [result]
-    state["stages"] = results
-    if chief:
-      checkpoints.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
-    _print_stage(index, stage, result)
-    previous = plain
+    else:
+      init_from = source.model if stage.init == recipes.INIT_SOURCE else previous
+      result, previous = _train_stage(
+          config, index, stage, init_from=init_from, fitted=fitted, manifest=manifest,
+          data_dir=data_dir, run_dir=run_dir, strategy=strategy, writer=writer,
+          offset=offset, progress=progress)
+      result.update(index=index, name=stage.name, status="complete",
+                    weights=os.path.basename(stage_weights))
+      results[index:index + 1] = [result]
+      state["stages"] = results
+      if chief:
+        checkpoints.save_weights_atomic(previous, stage_weights)
+        checkpoints.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
+      _print_stage(index, stage, result)
     offset += stage.steps
-
   if writer is not None:
     writer.close()
-  final_spec = stages.model_spec(
-      manifest=manifest, modalities=recipe.stages[-1].modalities,
-      image_variant=config.image_variant, image_size=image_size, dropout=config.dropout,
-      share_upper=recipe.stages[-1].share_upper)
+
   if chief:
     checkpoints.save_weights_atomic(previous, os.path.join(run_dir, FINAL_WEIGHTS))
-    checkpoints.write_json_atomic(os.path.join(run_dir, SPEC_JSON), final_spec.to_config())
+    checkpoints.write_json_atomic(os.path.join(run_dir, SPEC_JSON),
+                                  stages.without_priors(previous.spec).to_config())
     state.update(status="complete", final={"weights": FINAL_WEIGHTS, "spec": SPEC_JSON},
                  val_accuracy=results[-1].get("val_accuracy"),
                  train_wall_time_s=round(time.perf_counter() - started, 1))
