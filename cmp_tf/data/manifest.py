@@ -19,10 +19,10 @@ caught when the manifest is read, and counts without some categories are exact.
 
 import json
 import os
-import tempfile
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data.errors import DataError
+from cmp_tf.fileio import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -33,23 +33,6 @@ BUILD_COMMAND = ("python -m cmp_tf.data.build --flagfile=configs/data_default.fl
 
 def manifest_path(data_dir):
   return os.path.join(os.fspath(data_dir), MANIFEST_NAME)
-
-
-def write_json_atomic(path, obj):
-  """Writes `obj` as indented JSON to `path` via a temp file in the same directory."""
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump(obj, f, indent=1, sort_keys=False)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def write_manifest(data_dir, manifest):

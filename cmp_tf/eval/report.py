@@ -7,11 +7,10 @@ evaluation can be merged with others' into one table (`cmp_tf.reproduce`).
 """
 
 import json
-import os
-import tempfile
 
 from cmp_tf.eval import rows as rows_lib
 from cmp_tf.eval import tables
+from cmp_tf.fileio import write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
 
 TITLES = {
     "table1": "Table 1: Cross-modal retrieval mAP (fc7)",
@@ -21,25 +20,6 @@ TITLES = {
     "table5": "Table 5: Zero-shot scene retrieval mAP (held-out categories)",
 }
 _PAIR_SEPARATOR = "->"
-
-
-def write_text_atomic(path, text):
-  """Writes `text` to `path` through a temp file in the same directory."""
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def write_json_atomic(path, obj):
-  write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
 
 
 def read_json(path):

@@ -12,30 +12,7 @@ import tempfile
 
 import tensorflow as tf
 
-
-def _temp_path(path, suffix=""):
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp",
-                             dir=directory)
-  os.close(fd)
-  return tmp
-
-
-def write_text_atomic(path, text):
-  """Writes `text` to `path` through a temp file in the same directory."""
-  tmp = _temp_path(path)
-  try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def write_json_atomic(path, obj):
-  write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
+from cmp_tf.fileio import write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
 
 
 def read_json(path, default=None):
