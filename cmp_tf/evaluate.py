@@ -25,7 +25,6 @@ arrays features, labels, example_ids) plus, for subspace alignment,
 features_train/fc7/<modality>.npz (training sets, every category).
 """
 
-import hashlib
 import os
 import sys
 import time
@@ -34,6 +33,7 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf.eval import features as features_lib
 from cmp_tf.eval import report, zero_shot
 from cmp_tf.eval import rows as rows_lib
+from cmp_tf.fileio import file_digest
 
 EVAL_DIR = "eval"
 RESULTS_JSON = "results.json"
@@ -49,15 +49,6 @@ FORMAT_VERSION = 1
 
 class NotFinishedError(ValueError):
   """The directory is not a finished run (or not a cached source network)."""
-
-
-def file_digest(path):
-  """A short sha256 of a file's content: which weights an evaluation used."""
-  sha = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      sha.update(block)
-  return sha.hexdigest()[:16]
 
 
 def single_threaded_blas():

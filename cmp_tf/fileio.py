@@ -1,5 +1,6 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one."""
 
+import hashlib
 import json
 import os
 import tempfile
@@ -30,3 +31,12 @@ def write_text_atomic(path, text):
 def write_json_atomic(path, obj):
   """Writes `obj` as indented JSON (a trailing newline) to `path`, atomically."""
   write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
+
+
+def file_digest(path):
+  """A short sha256 of a file's content (which weights a result came from)."""
+  sha = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      sha.update(block)
+  return sha.hexdigest()[:16]

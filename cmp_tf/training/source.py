@@ -25,6 +25,7 @@ import tensorflow as tf
 from cmp_tf import modalities as mod_lib
 from cmp_tf import models, priors
 from cmp_tf.data import input_pipeline
+from cmp_tf.fileio import file_digest
 from cmp_tf.training import checkpoints, recipes, stages, trainer
 from cmp_tf.training import strategy as strategy_lib
 
@@ -37,14 +38,6 @@ def manifest_fingerprint(manifest):
   """Digest of what a dataset holds (everything but the build's time and argv)."""
   content = {k: v for k, v in manifest.items() if k != "build"}
   return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def file_digest(path):
-  sha = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      sha.update(block)
-  return sha.hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
