@@ -77,8 +77,13 @@ def run_post_hooks(run_dir, *, evaluate=True, export=True):
     if importlib.util.find_spec(module_name) is None:
       print(f"({module_name} is not installed: skipped)", flush=True)
       continue
-    module = importlib.import_module(module_name)
-    done[module_name] = getattr(module, function)(run_dir)
+    try:
+      module = importlib.import_module(module_name)
+      done[module_name] = getattr(module, function)(run_dir)
+    except Exception:
+      print(f"cmp_tf.train: the run in {run_dir} is trained and saved, but "
+            f"{module_name}.{function} failed:", file=sys.stderr, flush=True)
+      raise
   return done
 
 
