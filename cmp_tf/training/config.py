@@ -69,8 +69,8 @@ class TrainConfig:
   scratch_learning_rate: float = _field(1e-2, "SGD learning rate of stages from scratch.")
   momentum: float = _field(0.9, "SGD momentum.")
   weight_decay: float = _field(5e-4, "L2 weight decay on kernels (Caffe-style, in the loss).")
-  frozen_steps: int = _field(300, "Steps of a stage with the shared upper frozen (A, C).")
-  steps: int = _field(300, "Steps of a stage with every layer trainable.")
+  frozen_steps: int = _field(400, "Steps of a stage with the shared upper frozen (A, C).")
+  steps: int = _field(400, "Steps of a stage with every layer trainable.")
   seed: int = _field(0, "Seed of initialisation, dropout and input order.")
   # Activation priors (method B and C).
   lambda_pool5: float = _field(1e-4, "Weight of the pool5 prior NLL (0: no prior there).")
@@ -81,7 +81,7 @@ class TrainConfig:
   prior_samples: int = _field(4000, "NAT training examples whose source activations "
                               "the priors are fitted on.")
   # Source network ("Places-CNN" stand-in).
-  source_steps: int = _field(1000, "Steps of training the source network on NAT.")
+  source_steps: int = _field(2000, "Steps of training the source network on NAT.")
   source_learning_rate: float = _field(0.01, "SGD learning rate of the source network.")
   source_batch_size: int = _field(64, "NAT examples per replica per source step.")
   # Running.
