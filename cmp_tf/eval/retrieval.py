@@ -15,14 +15,15 @@ Definitions used everywhere in cmp_tf (the paper's section 5.1):
   k even when fewer than k targets exist (as trec_eval does).
 - A query whose label no target shares has no defined AP: a ValueError names those labels.
 
-Every ranking needs one argsort per row; ties are resolved from the sorted scores with
-cumulative sums, so ties cost no second sort. Queries are processed in chunks so memory stays
-bounded whatever the number of queries.
+Ranking needs no argsort: each relevant target's pessimistic rank is its hit number plus the
+count of non-relevant targets scoring at least as high, read from a value sort of each row (a
+fraction of an argsort's cost) by a vectorised binary search; ties cost nothing extra. Queries
+are processed in chunks so memory stays bounded whatever the number of queries.
 """
 
 import numpy as np
 
-# Elements per chunk of the [queries, targets] working arrays (~32 MB per int64 array).
+# Elements per chunk of the [queries, targets] similarity and its sorted copy.
 _CHUNK_ELEMENTS = 1 << 22
 
 
@@ -91,63 +92,63 @@ def _normalize(features, dtype):
   return features / np.where(norms > 0, norms, 1).astype(dtype)
 
 
-def _rank_scores(similarity, query_labels, target_labels, k):
+def _relevant_pairs(query_labels, target_labels):
+  """(rows, cols, counts): every (query, relevant target) pair, row by row, and the count per row.
+
+  Costs O(Q + T log T + pairs) rather than a [Q, T] comparison: targets are grouped by label once.
+  """
+  by_label = np.argsort(target_labels, kind="stable")
+  sorted_labels = target_labels[by_label]
+  first = np.searchsorted(sorted_labels, query_labels, side="left")
+  counts = np.searchsorted(sorted_labels, query_labels, side="right") - first
+  starts = np.cumsum(counts) - counts
+  rows = np.repeat(np.arange(len(query_labels)), counts)
+  within = np.arange(rows.size) - np.repeat(starts, counts)
+  return rows, by_label[np.repeat(first, counts) + within], counts
+
+
+def _count_at_least(sorted_rows, rows, values):
+  """For each (row, value): how many entries of the ascending `sorted_rows[row]` are >= value.
+
+  A binary search (lower bound) run for all pairs at once, log2(T) vectorised steps.
+  """
+  num_columns = sorted_rows.shape[1]
+  flat = sorted_rows.reshape(-1)
+  base = rows * num_columns
+  low = np.zeros(rows.size, dtype=np.int64)
+  high = np.full(rows.size, num_columns, dtype=np.int64)
+  for _ in range(num_columns.bit_length()):
+    active = low < high
+    middle = (low + high) // 2
+    below = flat[base + np.minimum(middle, num_columns - 1)] < values
+    low = np.where(active & below, middle + 1, low)
+    high = np.where(active & ~below, middle, high)
+  return num_columns - low
+
+
+def _rank_scores(similarity, query_labels, target_labels, k, owned=False):
   """Per-row AP and precision@k of a [Q, T] similarity chunk, ties broken pessimistically.
 
-  One argsort per row. Only a tie group holding both relevant and non-relevant targets makes
-  the order inside it matter, and such a group always has two neighbours of different
-  relevance. Rows without one (nearly all) read the ranks of their relevant targets
-  directly; the others go through `_tied_rank_scores`.
+  With ties broken pessimistically, a query's relevant targets taken by decreasing score
+  (h = 1, 2, ...) sit at ranks h + (non-relevant targets scoring at least as high): every
+  non-relevant target in a tie group ranks before the group's relevant ones. Those counts
+  come from each row sorted by value with its relevant targets pushed to the bottom (-inf),
+  searched for all relevant scores at once: a value sort instead of an argsort, and no
+  [Q, T] gathers. `owned`: the chunk is a temporary that may be overwritten.
   """
-  order = np.argsort(-similarity, axis=1)
-  relevant = target_labels[order] == query_labels[:, None]
-  scores = np.take_along_axis(similarity, order, axis=1)
-  same_as_next = scores[:, 1:] == scores[:, :-1]
-  tied = (same_as_next & (relevant[:, 1:] != relevant[:, :-1])).any(axis=1)
-  ap = np.empty(len(similarity))
-  pk = np.empty(len(similarity))
-  free = np.flatnonzero(~tied)
-  if free.size:
-    hits = relevant[free]
-    rows, cols = np.nonzero(hits)  # row-major: each row's relevant targets in rank order
-    counts = np.bincount(rows, minlength=free.size)
-    hit_number = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-    ap[free] = np.bincount(rows, hit_number / (cols + 1), minlength=free.size) / counts
-    pk[free] = hits[:, :k].sum(axis=1) / k
-  with_ties = np.flatnonzero(tied)
-  if with_ties.size:
-    ap[with_ties], pk[with_ties] = _tied_rank_scores(relevant[with_ties],
-                                                     same_as_next[with_ties], k)
-  return ap, pk
-
-
-def _tied_rank_scores(relevant, same_as_next, k):
-  """AP and precision@k of rows sorted by score whose tie groups are marked by `same_as_next`.
-
-  The order inside a tie group is arbitrary; the pessimistic one puts a group's relevant
-  targets on its last ranks, so only the group's bounds and relevant count matter.
-  """
-  num_targets = relevant.shape[1]
-  ranks = np.broadcast_to(np.arange(num_targets), relevant.shape)
-  starts = np.ones(relevant.shape, dtype=bool)
-  starts[:, 1:] = ~same_as_next
-  ends = np.ones(relevant.shape, dtype=bool)
-  ends[:, :-1] = ~same_as_next
-  first = np.maximum.accumulate(np.where(starts, ranks, 0), axis=1)
-  last = np.minimum.accumulate(np.where(ends, ranks, num_targets - 1)[:, ::-1], axis=1)[:, ::-1]
-  cum = np.cumsum(relevant, axis=1)
-  before = np.take_along_axis(cum - relevant, first, axis=1)  # relevant before the group
-  in_group = np.take_along_axis(cum, last, axis=1) - before
-  # The group's j-th relevant target (j = cum - before) sits at 1-based rank
-  # last + 1 - in_group + j, and is the cum-th relevant target overall.
-  rank = last + 1 - in_group + (cum - before)
-  ap = np.where(relevant, cum / rank, 0.0).sum(axis=1) / cum[:, -1]
-  if k >= num_targets:
-    return ap, cum[:, -1] / k
-  column = k - 1
-  # Ranks of the group holding rank k that come after it are filled by relevant ones first.
-  after_k = last[:, column] - column
-  pk = (before[:, column] + np.maximum(in_group[:, column] - after_k, 0)) / k
+  rows, cols, counts = _relevant_pairs(query_labels, target_labels)
+  scores = similarity[rows, cols]
+  others = similarity if owned else similarity.copy()
+  others[rows, cols] = -np.inf
+  others.sort(axis=1)
+  order = np.lexsort((-scores, rows))  # by row, then by decreasing score
+  rows, scores = rows[order], scores[order]
+  hit = np.arange(1, rows.size + 1) - np.repeat(np.cumsum(counts) - counts, counts)
+  rank = hit + _count_at_least(others, rows, scores)
+  num_queries = similarity.shape[0]
+  with np.errstate(divide="ignore", invalid="ignore"):  # a query without relevant targets
+    ap = np.bincount(rows, hit / rank, minlength=num_queries) / counts
+  pk = np.bincount(rows, rank <= k, minlength=num_queries) / k
   return ap, pk
 
 
@@ -202,11 +203,13 @@ def _sample_queries(num_available, num_queries, seed):
 
 
 def _scores_from_rows(row_similarity, query_labels, target_labels, k):
-  """Accumulates AP and P@k over chunks produced by `row_similarity(rows)`."""
+  """Accumulates AP and P@k over chunks produced by `row_similarity(rows)`, a new array each
+  time (it is sorted in place)."""
   ap_sum = 0.0
   pk_sum = 0.0
   for rows in _chunks(len(query_labels), len(target_labels)):
-    ap, pk = _rank_scores(row_similarity(rows), query_labels[rows], target_labels, k)
+    ap, pk = _rank_scores(row_similarity(rows), query_labels[rows], target_labels, k,
+                           owned=True)
     ap_sum += ap.sum()
     pk_sum += pk.sum()
   count = len(query_labels)
