@@ -5,13 +5,11 @@
 Builds the default dataset if it is missing, trains (or loads) and caches the
 source network and its activation priors, runs every stage of the method's
 recipe with checkpoints (run the same command again to resume after an
-interruption), then evaluates and exports the run when cmp_tf.evaluate and
-cmp_tf.export are installed. Every flag is a field of
+interruption), then evaluates and exports the run (--noevaluate, --noexport skip them). Every flag is a field of
 cmp_tf.training.config.TrainConfig; `--helpfull` lists them.
 """
 
 import importlib
-import importlib.util
 import sys
 
 from absl import app, flags, logging
@@ -68,14 +66,15 @@ def effective_flags(config):
 
 
 def run_post_hooks(run_dir, *, evaluate=True, export=True):
-  """Evaluation and export of the finished run, by the modules that exist."""
+  """Evaluation and export of the finished run; on the chief only in a multi-worker run
+  (the run directory is the chief's; other workers would race to write the same files)."""
+  from cmp_tf.training import strategy
   done = {}
+  if not strategy.is_chief():
+    return done
   for enabled, module_name, function in ((evaluate, "cmp_tf.evaluate", "evaluate_run"),
                                          (export, "cmp_tf.export", "export_run")):
     if not enabled:
-      continue
-    if importlib.util.find_spec(module_name) is None:
-      print(f"({module_name} is not installed: skipped)", flush=True)
       continue
     try:
       module = importlib.import_module(module_name)

@@ -23,12 +23,12 @@ USEM3 = "usem3"
 DEFAULT_ENCODER = USEM3
 
 # Words after which a period does not end a sentence.
-_ABBREVIATIONS = frozenset("""
+ABBREVIATIONS = frozenset("""
     mr mrs ms dr prof st mt ft jr sr vs etc e.g i.e a.m p.m approx fig cf
     dept est inc ltd co corp ave blvd rd sq
     """.split())
 # Abbreviations that may also close a sentence when the next word is capitalised.
-_SENTENCE_FINAL_ABBREVIATIONS = frozenset(["etc", "a.m", "p.m", "inc", "ltd", "co", "corp"])
+SENTENCE_FINAL_ABBREVIATIONS = frozenset(["etc", "a.m", "p.m", "inc", "ltd", "co", "corp"])
 # A run of terminal punctuation, closing quotes/brackets, then whitespace or the end;
 # or, as typed in a hurry, a word, the punctuation and a capital with no space ("room.The").
 _BOUNDARY = re.compile(r"[.!?]+[\"')\]\u201d\u2019]*(?=\s|$)|(?<=[a-z])[.!?]+(?=[A-Z])")
@@ -48,9 +48,9 @@ def _ends_in_abbreviation(text, next_text):
     return True  # "3. " inside an enumeration or a decimal split by a space
   if len(word) == 1 and word.isalpha() and words[-1].isupper():
     return True  # an initial, as in "J. Smith"
-  if word in _ABBREVIATIONS:
+  if word in ABBREVIATIONS:
     starts_upper = next_text[:1].isupper()
-    return not (word in _SENTENCE_FINAL_ABBREVIATIONS and starts_upper)
+    return not (word in SENTENCE_FINAL_ABBREVIATIONS and starts_upper)
   return False
 
 

@@ -13,7 +13,7 @@ import re
 
 import tensorflow as tf
 
-from cmp_tf.data.text_encoder import _ABBREVIATIONS, _SENTENCE_FINAL_ABBREVIATIONS
+from cmp_tf.data.text_encoder import ABBREVIATIONS, SENTENCE_FINAL_ABBREVIATIONS
 
 # Unicode noncharacters, reserved for internal use: any in the input become U+FDD0
 # (like them, an unknown character to the sentence encoder), which frees the
@@ -97,8 +97,8 @@ def split_sentences(descriptions):
   rest = tf.where(is_tail, "", tf.strings.regex_replace(rest, "^ +", ""))
   rest_upper = tf.strings.regex_full_match(rest, f"(?s){upper}.*")
 
-  word_re = _alternation(_ABBREVIATIONS)
-  final_re = _alternation(_SENTENCE_FINAL_ABBREVIATIONS)
+  word_re = _alternation(ABBREVIATIONS)
+  final_re = _alternation(SENTENCE_FINAL_ABBREVIATIONS)
 
   def step(state, elems):
     pending = state[0]

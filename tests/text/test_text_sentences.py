@@ -67,7 +67,7 @@ def test_random_texts_agree_with_python_splitter(split):
 def test_lowercasing_ascii_is_enough_for_abbreviations():
   # The port lowercases ASCII only; fine while no other character lowercases
   # into a letter that an abbreviation uses.
-  letters = set("".join(text_encoder._ABBREVIATIONS))
+  letters = set("".join(text_encoder.ABBREVIATIONS))
   for cp in range(0x80, 0x110000):
     char = chr(cp)
     if unicodedata.category(char) != "Cs" and char.lower().isascii():

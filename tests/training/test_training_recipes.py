@@ -148,3 +148,17 @@ def test_effective_flags_reparse_to_the_same_config(tmp_path):
   path.write_text(train.effective_flags(config))
   again = _parse_flagfile(path)
   assert again.to_dict() == {**config.to_dict(), "run_dir": str(tmp_path / "r")}
+
+
+def test_post_training_hooks_run_on_the_chief_only(tmp_path, monkeypatch):
+  from cmp_tf import train
+  calls = []
+  monkeypatch.setattr("cmp_tf.evaluate.evaluate_run", lambda run_dir: calls.append(run_dir))
+  monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, '
+                     '"task": {"type": "worker", "index": 1}}')
+  assert train.run_post_hooks(str(tmp_path), export=False) == {}
+  assert calls == []
+  monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, '
+                     '"task": {"type": "worker", "index": 0}}')
+  train.run_post_hooks(str(tmp_path), export=False)
+  assert calls == [str(tmp_path)]
