@@ -1,0 +1,62 @@
+"""How much of a cross-modal retrieval score is alignment and how much is feature quality.
+
+A cross-modal mAP can be low because the two modalities' features live in different places
+(misalignment, what the paper's methods fix) or because a modality's features do not
+separate the categories even among themselves. Within-modality retrieval bounds what
+alignment can reach: when every example of a modality retrieves the rest of its own modality
+with mAP w, a perfectly aligned other modality can hardly do better. So, per modality,
+
+  within      mAP of each validation example retrieving the rest of its own modality
+              (leave-one-out, same protocol as the cross-modal tables)
+  as_query    mean mAP of its 4 cross-modal pairs as the query modality
+  as_target   mean mAP of the 4 pairs that retrieve it
+  alignment   as_target / within: near 1, the others find its examples as well as it
+              finds its own; near chance / within, they are not aligned at all.
+"""
+
+import numpy as np
+
+from cmp_tf.eval import retrieval
+
+
+def within_modality_ap(features, labels, *, dtype=np.float32):
+  """[N] leave-one-out AP of each example retrieving the other examples of its modality.
+
+  Exact: the query itself is put below every other target (similarity -3), where it leaves
+  the other relevant targets' ranks unchanged, and its own term is removed from the AP.
+  A label held by one example only leaves that example without a relevant target: an error.
+  """
+  features = retrieval.check_features(features, "features")
+  labels = retrieval.check_labels(labels, len(features), "labels", "features")
+  counts = np.bincount(np.unique(labels, return_inverse=True)[1])
+  alone = np.unique(labels)[counts == 1]
+  if alone.size:
+    raise ValueError(f"labels: {alone.size} label(s) occur once ({alone[:5].tolist()}...); "
+                     "leave-one-out retrieval needs two examples of every label")
+  similarity = retrieval.cosine_similarity(features, features, dtype=dtype).astype(np.float64)
+  np.fill_diagonal(similarity, -3.0)  # below any cosine similarity
+  with_self = retrieval.average_precision(similarity, labels, labels)
+  relevant = (labels[:, None] == labels[None, :]).sum(axis=1)  # R + 1, the query included
+  n = len(labels)
+  return (relevant * with_self - relevant / n) / (relevant - 1)
+
+
+def alignment_diagnostic(features, labels, cross_scores):
+  """{modality: {"within", "as_query", "as_target", "alignment"}} (fractions).
+
+  Args:
+    features, labels: {modality: [N, D]} and {modality: [N]}, e.g. validation fc7.
+    cross_scores: `retrieval.cross_modal_retrieval(features, labels)`'s result.
+  """
+  out = {}
+  for modality in features:
+    within = float(np.mean(within_modality_ap(features[modality], labels[modality])))
+    as_query = [s["map"] for (q, _), s in cross_scores.items() if q == modality]
+    as_target = [s["map"] for (_, t), s in cross_scores.items() if t == modality]
+    entry = {"within": within,
+             "as_query": float(np.mean(as_query)) if as_query else None,
+             "as_target": float(np.mean(as_target)) if as_target else None}
+    entry["alignment"] = (entry["as_target"] / within
+                          if entry["as_target"] is not None and within > 0 else None)
+    out[modality] = entry
+  return out
