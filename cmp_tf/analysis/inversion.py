@@ -220,11 +220,9 @@ def inversion_grid(rows, decoder_names, title):
   return canvas
 
 
-def _check_activations(activations, modalities):
-  for modality in modalities:
-    if modality not in activations:
-      raise ValueError(f"activations: no {modality.upper()} (the network has a branch for it)")
-    acts = activations[modality]
+def _check_inputs(activations):
+  """Every image modality of `activations` must carry its images."""
+  for modality, acts in activations.items():
     if mod_lib.is_image(modality) and acts.inputs is None:
       raise ValueError(f"activations[{modality!r}]: no images; extract them with "
                        "keep_inputs=True")
@@ -237,13 +235,14 @@ def write_inversions(run_dir, out_dir, *, image_size=DEFAULT_IMAGE_SIZE, steps=D
   """Trains one pool5 decoder per visual modality; writes the cross-modal grid and numbers.
 
   Args:
-    run_dir: a finished run of cmp_tf.train.
+    run_dir: a finished run of cmp_tf.train (or its LoadedRun, to load it once).
     out_dir: where inversion/ is written (e.g. RUN/analysis).
     image_size: the reconstructions' size (4 * 2^k: 8, 16, 32, 64 ...).
     steps: training steps per decoder.
     seed: decoder weights, batch order, training subset and the grid's examples.
     activations: {modality: cmp_tf.analysis.activations.Activations} of the validation
-      split, extracted with keep_inputs=True; default: extracted here.
+      split, extracted with keep_inputs=True (every image branch; the grid's input
+      rows are the modalities given); default: every branch, extracted here.
     batch_size: training pairs per step.
     max_train_examples: training examples per decoder (a seeded random subset).
     examples_per_modality: grid rows per input modality.
@@ -262,15 +261,20 @@ def write_inversions(run_dir, out_dir, *, image_size=DEFAULT_IMAGE_SIZE, steps=D
     if isinstance(value, bool) or int(value) != value or value < 1:
       raise ValueError(f"{label}: expected a positive integer, got {value!r}")
   from cmp_tf.analysis import activations as activations_lib
-  run = activations_lib.load_run(run_dir)
+  if activations is not None:
+    _check_inputs(activations)
+  run = units_lib.load_run(run_dir)
   outputs = [m for m in mod_lib.IMAGE_MODALITIES if m in run.spec.modalities]
   if not outputs:
     raise ValueError(f"{run.run_dir}: the network has no image branch to invert")
-  inputs = run.modalities
   if activations is None:
-    activations = activations_lib.run_activations(run, modalities=inputs, max_examples=None,
-                                                  seed=seed, keep_inputs=True)
-  _check_activations(activations, inputs)
+    activations = activations_lib.run_activations(run, max_examples=None, seed=seed,
+                                                  keep_inputs=True)
+  missing = [m.upper() for m in outputs if m not in activations]
+  if missing:
+    raise ValueError(f"activations: no {', '.join(missing)} (each decoder is scored on its "
+                     "own validation examples)")
+  inputs = [m for m in run.modalities if m in activations]
   val_features = {m: activations[m].pool5_maps.reshape(len(activations[m]), -1) for m in inputs}
 
   decoders, summary = {}, {}
