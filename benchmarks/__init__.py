@@ -1,0 +1,8 @@
+"""Performance benchmarks of cmp_tf: one script per benchmark, run from the checkout's root.
+
+  python -m benchmarks.<name> [--flags]
+
+Each prints its figures and writes them, with the machine's load, as JSON
+(default benchmarks/results/<name>.json). BENCHMARKS.md lists the commands, the
+latest figures and their targets.
+"""

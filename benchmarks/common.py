@@ -1,0 +1,156 @@
+"""What every benchmark shares: the machine's state, interleaved timing, results files.
+
+The machine is shared and noisy, so timings are taken in interleaved rounds (each
+configuration once per round) and reported as the best and the median round, with
+the process CPU time beside the wall time; ratios are only ever taken between
+figures of one run. Every results file carries the load average when it was measured.
+"""
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+from cmp_tf import fileio, paths
+
+RESULTS_DIR = paths.REPO_ROOT / "benchmarks" / "results"
+
+
+def default_out(name):
+  """benchmarks/results/<name>.json in the checkout."""
+  return str(RESULTS_DIR / f"{name}.json")
+
+
+def load_average():
+  """The 1, 5 and 15 minute load averages, rounded."""
+  return [round(v, 2) for v in os.getloadavg()]
+
+
+def cpu_model():
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def machine():
+  """Where and when a figure was measured: CPUs, load, versions."""
+  info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "load_average": load_average(),
+          "python": platform.python_version(), "time": datetime.datetime.now().isoformat(
+              timespec="seconds")}
+  if "tensorflow" in sys.modules:
+    tf = sys.modules["tensorflow"]
+    info["tensorflow"] = tf.__version__
+    info["devices"] = [d.name for d in tf.config.list_logical_devices()]
+  return info
+
+
+def write_results(path, name, results, argv=None):
+  """Writes {"benchmark", "machine", "argv", "results"} atomically; returns the path."""
+  payload = {"benchmark": name, "machine": machine(), "argv": list(argv or sys.argv),
+             "results": _plain(results)}
+  fileio.write_json_atomic(path, payload)
+  print(f"results written to {path}", flush=True)
+  return path
+
+
+def _plain(value):
+  """`value` with NumPy scalars and tuples made JSON types."""
+  if isinstance(value, dict):
+    return {str(k): _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  if hasattr(value, "item") and callable(value.item):  # NumPy scalar
+    return value.item()
+  return value
+
+
+class Timing:
+  """Per-round seconds of one configuration; `per` divides them (e.g. steps per round)."""
+
+  def __init__(self, per=1):
+    self.per = per
+    self.wall, self.cpu = [], []
+
+  def add(self, wall, cpu):
+    self.wall.append(wall / self.per)
+    self.cpu.append(cpu / self.per)
+
+  def summary(self, scale=1.0):
+    """{"best", "median", "cpu_best", "cpu_median", "rounds"} times `scale` (e.g. 1e3 for ms)."""
+    return {"best": min(self.wall) * scale, "median": statistics.median(self.wall) * scale,
+            "cpu_best": min(self.cpu) * scale, "cpu_median": statistics.median(self.cpu) * scale,
+            "rounds": len(self.wall)}
+
+
+def interleaved(functions, rounds, per=1):
+  """Runs every function of {name: fn} once per round, in turn; returns {name: Timing}.
+
+  `per` (an int, or {name: int}) divides each function's times, e.g. its steps per call.
+
+  Interleaving spreads a neighbour's burst of load over every configuration instead
+  of one, so ratios of the best (or median) rounds stay meaningful on a shared machine.
+  """
+  timings = {name: Timing(per[name] if isinstance(per, dict) else per) for name in functions}
+  for _ in range(rounds):
+    for name, fn in functions.items():
+      timings[name].add(*time_once(fn))
+  return timings
+
+
+def time_once(fn):
+  """(wall seconds, process CPU seconds) of one call of `fn()`."""
+  wall, cpu = time.perf_counter(), time.process_time()
+  fn()
+  return time.perf_counter() - wall, time.process_time() - cpu
+
+
+class MatmulReference:
+  """Chained float32 [size, size] matmuls in TensorFlow on `device`: the reference rate.
+
+  A large matmul is about the best rate any op reaches on a device, so a model's
+  achieved FLOP/s divided by this rate, both measured in one run, is its utilisation.
+  Each product feeds the next, so nothing can be skipped or merged. On a GPU
+  TensorFlow's default TF32 math applies to this matmul as to the model's.
+  """
+
+  def __init__(self, size=2048, chain=8, device=None):
+    import tensorflow as tf
+
+    self.device = device or ("/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0")
+    self.size, self.chain = int(size), int(chain)
+    self.flops = 2.0 * self.size ** 3 * self.chain
+    with tf.device(self.device):
+      self._a = tf.random.normal((self.size, self.size), seed=1) / (self.size ** 0.5)
+      self._x = tf.random.normal((self.size, self.size), seed=2) / (self.size ** 0.5)
+
+    @tf.function
+    def chained(a, x):
+      for _ in range(self.chain):
+        x = tf.matmul(a, x)
+      return tf.reduce_sum(x)
+
+    self._fn = chained
+    self.run()  # trace and warm up
+
+  def run(self):
+    self._fn(self._a, self._x).numpy()
+
+  def describe(self, seconds):
+    """JSON-ready description with the rate achieved in `seconds` per run."""
+    return {"device": self.device, "size": self.size, "chain": self.chain,
+            "flops_per_s": self.flops / seconds}
+
+
+def fmt_rate(flops_per_s):
+  """FLOP/s as a short string (e.g. '84.1 GFLOP/s')."""
+  for unit, scale in (("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6)):
+    if flops_per_s >= scale:
+      return f"{flops_per_s / scale:.1f} {unit}"
+  return f"{flops_per_s:.0f} FLOP/s"

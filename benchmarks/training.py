@@ -1,0 +1,243 @@
+"""Training throughput and utilisation of every method, against a large matmul's rate.
+
+  python -m benchmarks.training [--size=default|full|tiny] [--methods=c_tune_statreg_gmm,...]
+      [--jit_compile] [--inter_op_threads=N --intra_op_threads=N] [--profile]
+
+Times the trainer's own step (cmp_tf.training.trainer.build_train_step) of every stage
+of every method on random input (the input pipeline has its own benchmark), and a
+chain of large float32 matmuls on the same device in the same interleaved rounds.
+Utilisation = achieved FLOP/s / matmul FLOP/s, with training counted as 3x the
+analytic forward FLOPs (cmp_tf.models.count_flops). Stages with the same computation
+(e.g. the frozen "tune" stage of A, A (Free) and C) are timed once. A method's rate
+is over its stages with equal step counts, as in configs/*.flags.
+
+--size=default is configs/c.flags' model (alexnet_small, 64 px, 30 classes, 32 per
+modality); --size=full is the paper's AlexNet at 227 px with 205 classes (for a GPU,
+see benchmarks/gpu.sh); --size=tiny is for smoke tests.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+from absl import app, flags
+
+from benchmarks import common, harness, op_profile
+
+FLAGS = flags.FLAGS
+DEFAULT_METHODS = ("source", "bl_individual", "bl_shared_upper", "bl_shared_upper_scratch",
+                   "a_tune", "a_tune_free", "b_statreg_gaussian", "b_statreg_gmm",
+                   "c_tune_statreg_gmm")
+DEFAULT_PROFILE_STAGE = "c_tune_statreg_gmm/free_statreg"
+TARGET_UTILISATION = 0.35
+
+
+def define_flags():
+  flags.DEFINE_enum("size", "default", list(harness.SIZES), "Model size (see the module doc).")
+  flags.DEFINE_integer("batch_size", 0, "Examples per modality per replica; 0: the size's.")
+  flags.DEFINE_list("methods", list(DEFAULT_METHODS), "Methods to time ('source': the "
+                    "source network's NAT-only stage).")
+  flags.DEFINE_integer("steps", 5, "Steps per timed round.")
+  flags.DEFINE_integer("rounds", 3, "Interleaved rounds; the best is reported.")
+  flags.DEFINE_boolean("jit_compile", False, "Compile the step with XLA (trainer option).")
+  flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "default"], "As in cmp_tf.train.")
+  flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads; 0: its default.")
+  flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads; 0: its default.")
+  flags.DEFINE_integer("matmul_size", 0, "Side of the reference matmul; 0: 2048 on a CPU, "
+                       "8192 on a GPU, 256 for --size=tiny.")
+  flags.DEFINE_float("time_budget_s", 0, "Stop building new stages once this many seconds "
+                     "have passed since start, and timing rounds at the budget (0: none).")
+  flags.DEFINE_boolean("profile", False, "Trace a few steps of --profile_stage with "
+                       "tf.profiler and print the time per op type.")
+  flags.DEFINE_string("profile_stage", DEFAULT_PROFILE_STAGE, "method/stage to profile.")
+  flags.DEFINE_string("profile_dir", "", "Where the trace goes; empty: a temp dir.")
+  flags.DEFINE_string("out", "", "Results JSON; empty: benchmarks/results/training[_<size>].json.")
+
+
+def _stage_key(stage):
+  """What a stage computes: two stages with one key run the same step."""
+  return (tuple(stage.modalities), stage.share_upper, stage.freeze_upper,
+          tuple((u.kind, u.layer) for u in stage.priors))
+
+
+def run_benchmark(*, size, methods, steps, rounds, jit_compile=False, strategy_name="mirrored",
+                  matmul_size=0, time_budget_s=0.0, profile_stage="", profile_dir="",
+                  started=None, log=print):
+  """Times every stage of `methods` at `size` (a harness.Size); returns the results dict."""
+  import tensorflow as tf
+
+  from cmp_tf.training import strategy as strategy_lib
+
+  started = time.perf_counter() if started is None else started
+  strategy = strategy_lib.make_strategy(strategy_name)
+  on_gpu = bool(tf.config.list_logical_devices("GPU"))
+  matmul_size = matmul_size or (256 if size.variant == "alexnet_tiny" else
+                                8192 if on_gpu else 2048)
+  reference = common.MatmulReference(size=matmul_size)
+
+  def out_of_time(fraction=1.0):
+    return time_budget_s > 0 and time.perf_counter() - started > fraction * time_budget_s
+
+  unique, method_stages, skipped = {}, {}, []
+  for method in methods:
+    method_stages[method] = []
+    for stage_name, stage in harness.method_stages(method):
+      full_name = f"{method}/{stage_name}"
+      key = _stage_key(stage)
+      if key not in unique:
+        if out_of_time(0.8):  # leave time for the timed rounds
+          skipped.append(full_name)
+          continue
+        build_start = time.perf_counter()
+        step = harness.build_stage_step(
+            full_name, stage, size, strategy, jit_compile=jit_compile,
+            batch_size=size.source_batch_size if method == "source" else None)
+        step.run()  # traces the step
+        step.run()
+        unique[key] = {"step": step, "same_as": [], "build_s": time.perf_counter() - build_start}
+        log(f"built {full_name}: {step.examples_per_step} examples/step, "
+            f"{step.flops_per_step / 1e9:.2f} GFLOP/step, "
+            f"{time.perf_counter() - build_start:.1f} s to build and trace", flush=True)
+      else:
+        unique[key]["same_as"].append(full_name)
+      method_stages[method].append((full_name, key))
+
+  functions = {"matmul": reference.run}
+  for entry in unique.values():
+    functions[entry["step"].name] = harness.run_steps(entry["step"], steps)
+  timings = {name: common.Timing(1 if name == "matmul" else steps) for name in functions}
+  for round_index in range(rounds):  # interleaved, as common.interleaved, within the budget
+    if round_index and out_of_time():
+      break
+    for name, fn in functions.items():
+      timings[name].add(*common.time_once(fn))
+  matmul = timings["matmul"].summary()
+  matmul_rate = reference.flops / matmul["best"]
+  matmul_cpu_rate = reference.flops / matmul["cpu_best"]
+
+  stages_out = {}
+  for entry in unique.values():
+    step = entry["step"]
+    t = timings[step.name].summary()
+    stages_out[step.name] = {
+        "same_as": entry["same_as"], "ms_per_step": t["best"] * 1e3,
+        "ms_per_step_median": t["median"] * 1e3, "cpu_ms_per_step": t["cpu_best"] * 1e3,
+        "examples_per_step": step.examples_per_step,
+        "examples_per_s": step.examples_per_step / t["best"],
+        "gflop_per_step": step.flops_per_step / 1e9,
+        "flops_per_s": step.flops_per_step / t["best"],
+        "utilisation": step.flops_per_step / t["best"] / matmul_rate,
+        "cpu_utilisation": step.flops_per_step / t["cpu_best"] / matmul_cpu_rate,
+        "trainable_variables": step.trainable_variables, "build_s": entry["build_s"],
+        "rounds": t["rounds"]}
+  methods_out = {}
+  for method, entries in method_stages.items():
+    if not entries or any(unique[key]["step"].name not in stages_out for _, key in entries):
+      continue
+    timed = [stages_out[unique[key]["step"].name] for _, key in entries]
+    seconds = sum(s["ms_per_step"] for s in timed) / 1e3
+    cpu_seconds = sum(s["cpu_ms_per_step"] for s in timed) / 1e3
+    flops = sum(s["gflop_per_step"] for s in timed) * 1e9
+    methods_out[method] = {
+        "stages": [name for name, _ in entries],
+        "examples_per_s": sum(s["examples_per_step"] for s in timed) / seconds,
+        "flops_per_s": flops / seconds, "utilisation": flops / seconds / matmul_rate,
+        "cpu_utilisation": flops / cpu_seconds / matmul_cpu_rate}
+
+  results = {
+      "size": dataclasses.asdict(size), "steps_per_round": steps, "jit_compile": jit_compile,
+      "strategy": strategy_name, "replicas": strategy.num_replicas_in_sync,
+      "threads": {"inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+                  "intra_op": tf.config.threading.get_intra_op_parallelism_threads()},
+      "tensor_float_32": tf.config.experimental.tensor_float_32_execution_enabled(),
+      "matmul": {**reference.describe(matmul["best"]), "cpu_flops_per_s": matmul_cpu_rate,
+                 "ms_median": matmul["median"] * 1e3},
+      "stages": stages_out, "methods": methods_out, "skipped": skipped,
+      "training_flops": "3 x analytic forward FLOPs (cmp_tf.models.count_flops)",
+      "target_utilisation": TARGET_UTILISATION, "wall_s": time.perf_counter() - started}
+  if profile_stage:
+    match = [e["step"] for e in unique.values()
+             if e["step"].name == profile_stage or profile_stage in e["same_as"]]
+    if not match:
+      raise ValueError(f"--profile_stage: {profile_stage!r} is not among the timed stages")
+    import tempfile
+    logdir = profile_dir or tempfile.mkdtemp(prefix="cmp_tf_profile_")
+    trace = op_profile.capture(match[0].run, 3, logdir)
+    results["profile"] = {"stage": profile_stage, "trace": trace,
+                          "ops": [{"op": k, "ms": ms, "share": share, "calls": n}
+                                  for k, ms, share, n in op_profile.op_table(trace)]}
+  return results
+
+
+def format_results(results):
+  """The figures as printed lines."""
+  size = results["size"]
+  matmul = results["matmul"]
+  lines = [f"{size['variant']} at {size['image_size']} px, {size['num_classes']} classes, "
+           f"batch {size['batch_size']} per modality, {results['replicas']} replica(s), "
+           f"jit_compile={results['jit_compile']}, threads inter/intra "
+           f"{results['threads']['inter_op']}/{results['threads']['intra_op']} (0 = default)",
+           f"reference matmul {matmul['size']}^2 on {matmul['device']}: "
+           f"{common.fmt_rate(matmul['flops_per_s'])} (median round "
+           f"{matmul['ms_median']:.0f} ms)",
+           f"{'stage':36s} {'ms/step':>8s} {'cpu ms':>7s} {'ex/s':>7s} {'GFLOP/s':>8s} "
+           f"{'util':>6s} {'cpu util':>8s}"]
+  for name, s in results["stages"].items():
+    lines.append(f"{name:36s} {s['ms_per_step']:8.1f} {s['cpu_ms_per_step']:7.1f} "
+                 f"{s['examples_per_s']:7.0f} {s['flops_per_s'] / 1e9:8.1f} "
+                 f"{s['utilisation']:6.1%} {s['cpu_utilisation']:8.1%}")
+    if s["same_as"]:
+      lines.append(f"{'':4s}(also {', '.join(s['same_as'])})")
+  lines.append(f"{'method':36s} {'ex/s':>7s} {'GFLOP/s':>8s} {'util':>6s} {'cpu util':>8s}")
+  for name, m in results["methods"].items():
+    lines.append(f"{name:36s} {m['examples_per_s']:7.0f} {m['flops_per_s'] / 1e9:8.1f} "
+                 f"{m['utilisation']:6.1%} {m['cpu_utilisation']:8.1%}")
+  if results["skipped"]:
+    lines.append(f"skipped (time budget): {', '.join(results['skipped'])}")
+  default = results["methods"].get("c_tune_statreg_gmm")
+  if default is not None:
+    verdict = "met" if default["utilisation"] >= results["target_utilisation"] else "MISSED"
+    lines.append(f"C (the default method): utilisation {default['utilisation']:.1%} "
+                 f"(target >= {results['target_utilisation']:.0%}: {verdict})")
+  if "profile" in results:
+    lines.append(f"time per op type, {results['profile']['stage']} "
+                 f"(trace in {os.path.dirname(results['profile']['trace'])}):")
+    lines.append(op_profile.format_table(
+        [(o["op"], o["ms"], o["share"], o["calls"]) for o in results["profile"]["ops"]]))
+  return "\n".join(lines)
+
+
+def main(argv):
+  started = time.perf_counter()
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  import tensorflow as tf
+
+  if FLAGS.inter_op_threads:
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+  if FLAGS.intra_op_threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+  for method in FLAGS.methods:
+    if method not in DEFAULT_METHODS:
+      raise app.UsageError(f"--methods: unknown method {method!r}; expected some of "
+                           f"{', '.join(DEFAULT_METHODS)}")
+  if FLAGS.steps < 1 or FLAGS.rounds < 1:
+    raise app.UsageError("--steps and --rounds must be >= 1")
+  size = harness.get_size(FLAGS.size, FLAGS.batch_size)
+  print(f"load average {common.load_average()}", flush=True)
+  results = run_benchmark(
+      size=size, methods=FLAGS.methods, steps=FLAGS.steps, rounds=FLAGS.rounds,
+      jit_compile=FLAGS.jit_compile, strategy_name=FLAGS.strategy,
+      matmul_size=FLAGS.matmul_size, time_budget_s=FLAGS.time_budget_s,
+      profile_stage=FLAGS.profile_stage if FLAGS.profile else "",
+      profile_dir=FLAGS.profile_dir, started=started)
+  print(format_results(results), flush=True)
+  suffix = "" if FLAGS.size == "default" else f"_{FLAGS.size}"
+  common.write_results(FLAGS.out or common.default_out(f"training{suffix}"), "training",
+                       results, sys.argv)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
