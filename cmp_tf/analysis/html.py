@@ -1,0 +1,182 @@
+"""The analysis page: one self-contained index.html with the numbers as tables and the
+pictures linked relatively, so the analysis directory can be moved or served as is.
+
+Each part of the analysis becomes a `Section`; `write_index` refuses to write a page
+that links a picture missing from the directory.
+"""
+
+import dataclasses
+import html
+import os
+
+from cmp_tf.fileio import write_text_atomic
+
+INDEX_NAME = "index.html"
+_STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 0.85em; color: #555; }
+p.note { color: #555; font-size: 0.9em; }
+"""
+
+
+@dataclasses.dataclass
+class Section:
+  """A titled part of the page: HTML `body` and the pictures it links (relative paths)."""
+  title: str
+  body: str
+  images: tuple = ()
+
+
+def text(value):
+  """Escaped text for an HTML page."""
+  return html.escape(str(value))
+
+
+def paragraph(value, note=False):
+  return f'<p{" class=note" if note else ""}>{text(value)}</p>'
+
+
+def table(header, rows):
+  """An HTML table; cells are escaped, floats shown with three decimals, None as a dash."""
+
+  def cell(value):
+    if value is None:
+      return "&ndash;"
+    if isinstance(value, float):
+      return f"{value:.3f}"
+    return text(value)
+
+  head = "".join(f"<th>{text(h)}</th>" for h in header)
+  body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+  return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def figure(src, caption="", width=None):
+  """An image linked by its path relative to the page, with a caption."""
+  style = f' style="width:{int(width)}px"' if width else ""
+  cap = f"<figcaption>{text(caption)}</figcaption>" if caption else ""
+  return (f'<figure{style}><a href="{text(src)}"><img src="{text(src)}" alt="{text(caption)}">'
+          f"</a>{cap}</figure>")
+
+
+def page(title, preamble, sections):
+  """The HTML text of the page."""
+  parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{text(title)}</title><style>{_STYLE}</style></head><body>",
+           f"<h1>{text(title)}</h1>"]
+  parts += [paragraph(line) for line in preamble]
+  if sections:
+    parts.append("<ul>" + "".join(f'<li><a href="#s{i}">{text(s.title)}</a></li>'
+                                  for i, s in enumerate(sections)) + "</ul>")
+  for i, section in enumerate(sections):
+    parts.append(f'<h2 id="s{i}">{text(section.title)}</h2>')
+    parts.append(section.body)
+  parts.append("</body></html>\n")
+  return "\n".join(parts)
+
+
+def write_index(out_dir, title, preamble, sections):
+  """Writes `out_dir`/index.html atomically after checking every linked picture exists."""
+  out_dir = os.fspath(out_dir)
+  missing = [src for s in sections for src in s.images
+             if not os.path.isfile(os.path.join(out_dir, src))]
+  if missing:
+    raise FileNotFoundError(f"{out_dir}: the page would link missing pictures: "
+                            f"{', '.join(missing[:5])}")
+  path = os.path.join(out_dir, INDEX_NAME)
+  write_text_atomic(path, page(title, preamble, sections))
+  return path
+
+
+# === The sections of cmp_tf.analyze's parts ===
+
+
+def invariance_section(result):
+  """t-SNE pictures and the modality probe per layer."""
+  probes = result["probe"]
+  layers = result["probe_layers"]
+  chance = probes[layers[0]]["chance"] if layers else None
+  rows = [[layer, probes[layer]["accuracy"], probes[layer]["std"], probes[layer]["chance"]]
+          for layer in layers]
+  examples = ", ".join(f"{m.upper()} {n}" for m, n in result["examples"].items())
+  body = [paragraph(f"Linear probe (logistic regression, {result['settings']['folds']}-fold "
+                    "stratified cross-validation) predicting the modality from each layer's "
+                    "L2-normalised features. Lower accuracy = more modality-invariant; "
+                    f"chance {chance:.3f}." if chance is not None else ""),
+          table(["layer", "probe accuracy", "std over folds", "chance"], rows),
+          paragraph(f"t-SNE of {result['tsne_layer']} (validation examples: {examples})."),
+          figure(result["pictures"]["modality"], "coloured by modality", width=560),
+          figure(result["pictures"]["category"], "coloured by category", width=560)]
+  return Section("Modality invariance (Figure 7)", "\n".join(body),
+                 tuple(result["pictures"].values()))
+
+
+def alignment_section(result, top_objects=10):
+  """Aligned-unit fraction per layer and the objects aligned units detect."""
+  others = [m.upper() for m in result["modalities"] if m != result["reference"]]
+  rule = (f"A unit is aligned when one object is its best detector (ROC AUC of the unit's "
+          f"activation for the object's presence) with AUC >= {result['threshold']} in "
+          f"{result['reference'].upper()} and in at least {result['min_other_modalities']} of "
+          f"{', '.join(others)}. Objects in fewer than {result['min_positives']} examples (or "
+          f"missing from fewer than {result['min_negatives']}) of a modality are skipped "
+          "there. Chance: the same score with each modality's object lists shuffled among "
+          "its examples.")
+  body = [paragraph(rule)]
+  if result.get("modalities_without_objects"):
+    body.append(paragraph("Without ground-truth objects (left out): " + ", ".join(
+        m.upper() for m in result["modalities_without_objects"]), note=True))
+  modalities = result["modalities"]
+  rows = []
+  for layer, entry in result["layers"].items():
+    rows.append([layer, entry["num_units"], entry["num_aligned"], entry["fraction"],
+                 entry["chance_fraction"]] + [entry["detector_fraction"][m] for m in modalities])
+  body.append(table(["layer", "units", "aligned", "aligned fraction", "chance"]
+                    + [f"detector share {m.upper()}" for m in modalities], rows))
+  body.append(paragraph("Detector share: the share of units whose best detector in that "
+                        "modality reaches the AUC threshold.", note=True))
+  for layer, entry in result["layers"].items():
+    objects = list(entry["detected_objects"].items())[:top_objects]
+    if objects:
+      body.append(f"<h3>{text(layer)}: objects detected by aligned units</h3>")
+      body.append(table(["object", "aligned units"], objects))
+  return Section("Unit alignment (objective version of the human study)", "\n".join(body))
+
+
+def units_section(result):
+  """The unit grids written by cmp_tf.analysis.units."""
+  body, images = [], []
+  if result.get("selection"):
+    body.append(paragraph(f"Units: {result['selection']}. Activation: {result['activation']}. "
+                          f"Mask: {result.get('mask', '')}. DSC words: "
+                          f"{result.get('dsc_words', '')}.", note=True))
+  for layer, entry in result["layers"].items():
+    body.append(f"<h3>{text(layer)} ({entry.get('num_live', '?')} of {entry['num_units']} "
+                "units live)</h3>")
+    for unit in entry["units"]:
+      body.append(figure(unit["png"], f"{layer} unit {unit['unit']}", width=380))
+      images.append(unit["png"])
+  return Section("Unit visualisations (Figures 2, 6)", "\n".join(body), tuple(images))
+
+
+def inversion_section(result):
+  """The cross-modal reconstruction grid of cmp_tf.analysis.inversion and its decoders."""
+  size = result.get("image_size")
+  body = [paragraph(f"One decoder per output modality maps pool5 to a {size}x{size} image, "
+                    "trained on that modality's own training pairs; rows are validation "
+                    "examples of each input modality, columns the input and each decoder's "
+                    "reconstruction. Unpaired data has no cross-modal target, so the "
+                    "numbers are each decoder's MSE on its own validation set beside that of "
+                    "always predicting its mean training image.")]
+  rows = [[m.upper(), d.get("train_examples"), d.get("steps"), d.get("val_mse"),
+           d.get("val_mse_mean_image")] for m, d in result.get("decoders", {}).items()]
+  body.append(table(["decoder", "training pairs", "steps", "val MSE", "mean-image MSE"], rows))
+  body.append(figure(result["png"], "pool5 inverted by each modality's decoder"))
+  return Section("Feature inversion (Figure 8)", "\n".join(body), (result["png"],))

@@ -1,0 +1,224 @@
+"""Analyses what a trained run's shared representation learned (paper sections 5.3-5.5).
+
+  python -m cmp_tf.analyze --run_dir=DIR [--out=DIR/analysis] [--max_per_modality=1000]
+      [--parts=invariance,alignment,units,inversion] [--seed=0]
+
+Parts, each computed from the run's final weights on the validation splits:
+  invariance  t-SNE of fc7 coloured by modality and by category, and the accuracy of a
+              linear probe predicting the modality from pool5/fc6/fc7 (Figure 7)
+  alignment   the share of units that detect the same ground-truth object in NAT and
+              in two other modalities (an objective version of the paper's human study)
+  units       top-5 activating examples of some units per modality, DSC words (Figs 2, 6)
+  inversion   images reconstructed from pool5 of every modality (Figure 8)
+
+Output in --out: invariance.json, alignment.json, units/, inversion/, the pictures, and
+index.html showing everything on one page. The JSON files name the weights they were
+computed from (`weights_digest`), so a later reader can tell whether they are current.
+Every part is also a library function: `analyze_run` here, or the modules of
+`cmp_tf.analysis` from a notebook.
+"""
+
+import os
+import sys
+import time
+
+from cmp_tf.fileio import write_json_atomic
+
+PARTS = ("invariance", "alignment", "units", "inversion")
+ANALYSIS_DIR = "analysis"
+INVARIANCE_JSON = "invariance.json"
+ALIGNMENT_JSON = "alignment.json"
+DEFAULT_MAX_PER_MODALITY = 1000
+FORMAT_VERSION = 1
+
+
+def check_parts(parts):
+  """The requested parts in canonical order; unknown ones -> ValueError naming --parts."""
+  if isinstance(parts, str):
+    parts = [p for p in parts.split(",") if p.strip()]
+  parts = [str(p).strip().lower() for p in parts]
+  unknown = [p for p in parts if p not in PARTS]
+  if not parts or unknown:
+    raise ValueError(f"--parts: expected some of {', '.join(PARTS)}, got "
+                     f"{', '.join(unknown) if unknown else 'none'}")
+  return tuple(p for p in PARTS if p in parts)
+
+
+def _check_max(max_per_modality):
+  if max_per_modality is not None and (isinstance(max_per_modality, bool)
+                                       or int(max_per_modality) != max_per_modality
+                                       or max_per_modality < 5):
+    raise ValueError(f"--max_per_modality: expected an integer >= 5, got {max_per_modality!r}")
+
+
+def settings_of(max_per_modality, seed):
+  """What a part's results depend on besides the weights (compared by `current_result`)."""
+  return {"max_per_modality": max_per_modality, "seed": int(seed)}
+
+
+def _provenance(run, settings):
+  return {"format_version": FORMAT_VERSION, "run_dir": run.run_dir,
+          "method": run.state.get("method"), "method_name": run.name,
+          "share_upper": bool(run.spec.share_upper), "weights_digest": run.weights_digest,
+          "settings": settings}
+
+
+def current_result(path, weights_digest, settings=None):
+  """The JSON at `path` when it was computed from these weights (and settings), else None."""
+  from cmp_tf.eval import report
+  if not os.path.isfile(path):
+    return None
+  try:
+    saved = report.read_json(path)
+  except (OSError, ValueError):
+    return None
+  if saved.get("format_version") != FORMAT_VERSION or saved.get("weights_digest") != (
+      weights_digest):
+    return None
+  if settings is not None and saved.get("settings") != settings:
+    return None
+  return saved
+
+
+def analyze_run(run_dir, *, out_dir=None, max_per_modality=DEFAULT_MAX_PER_MODALITY,
+                parts=PARTS, seed=0, data_dir=None, progress=True):
+  """Runs the analysis parts of a finished run and writes them with index.html.
+
+  Args:
+    run_dir: a run directory of cmp_tf.train whose run.json says "complete".
+    out_dir: where to write (default `run_dir`/analysis).
+    max_per_modality: at most this many validation examples per modality (random subset
+      drawn with `seed`); None: all.
+    parts: some of PARTS.
+    seed: the subsets', t-SNE's, the probe folds' and the unit choice's seed.
+    data_dir: the dataset; default: the one run.json names.
+    progress: print a line per step.
+
+  Returns:
+    {"out_dir", "index", "parts": {part: result dict}, "wall_time_s": {part: s, "total"}}.
+  """
+  from cmp_tf.analysis import activations as activations_lib
+
+  started = time.perf_counter()
+  parts = check_parts(parts)
+  _check_max(max_per_modality)
+  run = activations_lib.load_run(run_dir, data_dir=data_dir)
+  out_dir = os.path.abspath(os.fspath(out_dir or os.path.join(run.run_dir, ANALYSIS_DIR)))
+  os.makedirs(out_dir, exist_ok=True)
+  settings = settings_of(max_per_modality, seed)
+  times, results = {}, {}
+
+  def say(message):
+    if progress:
+      print(message, flush=True)
+
+  acts = None
+  if parts:
+    step = time.perf_counter()
+    keep_inputs = "units" in parts or "inversion" in parts  # they draw the examples
+    acts = activations_lib.run_activations(run, max_examples=max_per_modality, seed=seed,
+                                           keep_inputs=keep_inputs, progress=progress)
+    times["activations"] = round(time.perf_counter() - step, 2)
+  for part in parts:
+    step = time.perf_counter()
+    results[part] = _PART_RUNNERS[part](run, acts, out_dir, settings, seed, progress)
+    times[part] = round(time.perf_counter() - step, 2)
+    say(f"{part}: {times[part]:.1f} s")
+  index = write_page(run, out_dir, results, settings)
+  times["total"] = round(time.perf_counter() - started, 2)
+  say(f"analysis written to {out_dir} ({times['total']:.1f} s); open {index}")
+  return {"out_dir": out_dir, "index": index, "parts": results, "wall_time_s": times}
+
+
+def _invariance(run, acts, out_dir, settings, seed, progress):
+  from cmp_tf.analysis import invariance
+  result = invariance.run_invariance(acts, out_dir, categories=run.categories, seed=seed,
+                                     title=run.name)
+  result = {**_provenance(run, settings), **result}
+  write_json_atomic(os.path.join(out_dir, INVARIANCE_JSON), result)
+  return result
+
+
+def _alignment(run, acts, out_dir, settings, seed, progress):
+  from cmp_tf.analysis import alignment
+  result = {**_provenance(run, settings), **alignment.run_alignment(acts, seed=seed)}
+  write_json_atomic(os.path.join(out_dir, ALIGNMENT_JSON), result)
+  return result
+
+
+def _units(run, acts, out_dir, settings, seed, progress):
+  from cmp_tf.analysis import units
+  return units.write_unit_visualisations(run, out_dir, activations=acts, seed=seed)
+
+
+def _inversion(run, acts, out_dir, settings, seed, progress):
+  from cmp_tf.analysis import inversion
+  return inversion.write_inversions(run, out_dir, activations=acts, seed=seed, progress=progress)
+
+
+_PART_RUNNERS = {"invariance": _invariance, "alignment": _alignment, "units": _units,
+                 "inversion": _inversion}
+
+
+def write_page(run, out_dir, results, settings):
+  """index.html of the parts' results (a part not run this time is left out)."""
+  from cmp_tf.analysis import html
+  sections = []
+  if "invariance" in results:
+    sections.append(html.invariance_section(results["invariance"]))
+  if "alignment" in results:
+    sections.append(html.alignment_section(results["alignment"]))
+  if "units" in results:
+    sections.append(html.units_section(results["units"]))
+  if "inversion" in results:
+    sections.append(html.inversion_section(results["inversion"]))
+  limit = ("all" if settings["max_per_modality"] is None
+           else f"at most {settings['max_per_modality']}")
+  preamble = [f"Run: {run.run_dir} ({'shared' if run.spec.share_upper else 'per-modality'} "
+              f"fc6/fc7; weights {run.weights_digest}).",
+              f"Data: {run.data_dir}; validation examples: {limit} per modality "
+              f"(seed {settings['seed']})."]
+  return html.write_index(out_dir, f"Analysis of {run.name}", preamble, sections)
+
+
+def _define_flags():
+  from absl import flags
+  flags.DEFINE_string("run_dir", "", "A finished run of cmp_tf.train to analyse.")
+  flags.DEFINE_string("out", "", "Output directory (default <run_dir>/analysis).")
+  flags.DEFINE_string("data_dir", "", "Dataset; default: the one the run was trained on.")
+  flags.DEFINE_integer("max_per_modality", DEFAULT_MAX_PER_MODALITY,
+                       "At most this many validation examples per modality (a random "
+                       "subset); 0: all.")
+  flags.DEFINE_list("parts", list(PARTS), "Which analyses to run.")
+  flags.DEFINE_integer("seed", 0, "Seed of the subsets, t-SNE, probe folds and unit choice.")
+
+
+def main(argv):
+  from absl import app, flags
+  flag_values = flags.FLAGS
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not flag_values.run_dir:
+    print("cmp_tf.analyze: error: --run_dir: give the run directory to analyse",
+          file=sys.stderr)
+    return 2
+  from cmp_tf.data.errors import DataError
+  try:
+    analyze_run(flag_values.run_dir, out_dir=flag_values.out or None,
+                max_per_modality=flag_values.max_per_modality or None,
+                parts=flag_values.parts,
+                seed=flag_values.seed, data_dir=flag_values.data_dir or None)
+  except (ValueError, DataError) as e:
+    print(f"cmp_tf.analyze: error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+def run_main():
+  from absl import app
+  _define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run_main()
