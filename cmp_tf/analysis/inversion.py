@@ -72,11 +72,16 @@ def downscale(images, image_size):
   return np.clip(resized.numpy(), 0.0, 1.0).astype(np.float32)
 
 
-def build_decoder(input_dim, image_size, *, input_scale=1.0, seed=0, name="decoder"):
+def build_decoder(input_dim, image_size, *, input_scale=1.0, mean_image=None, seed=0,
+                  name="decoder"):
   """keras.Model: [B, input_dim] pool5 -> [B, s, s, 3] image in [0, 1].
 
   input_scale divides the input (the training features' std), so that one learning
-  rate suits every modality's feature scale.
+  rate suits every modality's feature scale. mean_image ([s, s, 3] in [0, 1], the
+  training images' mean) is added before the sigmoid as a fixed logit offset: the
+  decoder starts near its modality's mean image and learns what departs from it
+  (without it, the SPT decoder, whose images are mostly white, settled on a plain
+  white image, worse than the mean).
   """
   import keras
   image_size = check_image_size(image_size)
@@ -97,9 +102,15 @@ def build_decoder(input_dim, image_size, *, input_scale=1.0, seed=0, name="decod
     x = keras.layers.Conv2DTranspose(max(16, _BASE_CHANNELS >> index), 4, strides=2,
                                      padding="same", activation="relu",
                                      kernel_initializer=init(), name=f"upconv{index}")(x)
-  outputs = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same", activation="sigmoid",
-                                         kernel_initializer=init(),
-                                         name=f"upconv{upsamplings}")(x)
+  x = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same", kernel_initializer=init(),
+                                   name=f"upconv{upsamplings}")(x)
+  if mean_image is not None:
+    mean_image = np.clip(np.asarray(mean_image, np.float32), 0.01, 0.99)
+    if mean_image.shape != (image_size, image_size, 3):
+      raise ValueError(f"mean_image: expected shape {(image_size, image_size, 3)}, got "
+                       f"{mean_image.shape}")
+    x = x + np.log(mean_image / (1.0 - mean_image))[None]
+  outputs = keras.layers.Activation("sigmoid", name="image")(x)
   return keras.Model(inputs, outputs, name=name)
 
 
@@ -125,8 +136,8 @@ def train_decoder(features, images, *, steps=DEFAULT_STEPS, batch_size=DEFAULT_B
     if isinstance(value, bool) or int(value) != value or value < 1:
       raise ValueError(f"{label}: expected a positive integer, got {value!r}")
   scale = float(features.std()) or 1.0
-  decoder = build_decoder(features.shape[1], images.shape[1], input_scale=scale, seed=seed,
-                          name=name)
+  decoder = build_decoder(features.shape[1], images.shape[1], input_scale=scale,
+                          mean_image=images.mean(axis=0), seed=seed, name=name)
   optimizer = keras.optimizers.Adam(LEARNING_RATE)
 
   @tf.function
