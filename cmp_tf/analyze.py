@@ -18,6 +18,7 @@ Every part is also a library function: `analyze_run` here, or the modules of
 `cmp_tf.analysis` from a notebook.
 """
 
+import json
 import os
 import sys
 import time
@@ -44,6 +45,20 @@ def check_parts(parts):
   return tuple(p for p in PARTS if p in parts)
 
 
+def _check_options(options, parts):
+  """{part: kwargs} for parts that are run; anything else -> ValueError."""
+  options = dict(options or {})
+  unknown = [p for p in options if p not in parts]
+  if unknown:
+    raise ValueError(f"options: for parts {', '.join(map(str, unknown))}, which are not run "
+                     f"(running {', '.join(parts)})")
+  for part, kwargs in options.items():
+    if not isinstance(kwargs, dict):
+      raise ValueError(f"options[{part!r}]: expected a dict of keyword arguments, got "
+                       f"{type(kwargs).__name__}")
+  return options
+
+
 def _check_max(max_per_modality):
   if max_per_modality is not None and (isinstance(max_per_modality, bool)
                                        or int(max_per_modality) != max_per_modality
@@ -51,9 +66,11 @@ def _check_max(max_per_modality):
     raise ValueError(f"--max_per_modality: expected an integer >= 5, got {max_per_modality!r}")
 
 
-def settings_of(max_per_modality, seed):
-  """What a part's results depend on besides the weights (compared by `current_result`)."""
-  return {"max_per_modality": max_per_modality, "seed": int(seed)}
+def settings_of(max_per_modality, seed, options=None):
+  """What a part's results depend on besides the weights (compared by `current_result`),
+  as it reads back from JSON."""
+  return json.loads(json.dumps({"max_per_modality": max_per_modality, "seed": int(seed),
+                                "options": dict(options or {})}))
 
 
 def _provenance(run, settings):
@@ -81,7 +98,7 @@ def current_result(path, weights_digest, settings=None):
 
 
 def analyze_run(run_dir, *, out_dir=None, max_per_modality=DEFAULT_MAX_PER_MODALITY,
-                parts=PARTS, seed=0, data_dir=None, progress=True):
+                parts=PARTS, seed=0, data_dir=None, options=None, progress=True):
   """Runs the analysis parts of a finished run and writes them with index.html.
 
   Args:
@@ -92,6 +109,8 @@ def analyze_run(run_dir, *, out_dir=None, max_per_modality=DEFAULT_MAX_PER_MODAL
     parts: some of PARTS.
     seed: the subsets', t-SNE's, the probe folds' and the unit choice's seed.
     data_dir: the dataset; default: the one run.json names.
+    options: {part: {keyword: value}} passed on to a part's function, e.g.
+      {"inversion": {"steps": 50}} (see `cmp_tf.analysis`'s modules).
     progress: print a line per step.
 
   Returns:
@@ -101,6 +120,7 @@ def analyze_run(run_dir, *, out_dir=None, max_per_modality=DEFAULT_MAX_PER_MODAL
 
   started = time.perf_counter()
   parts = check_parts(parts)
+  options = _check_options(options, parts)
   _check_max(max_per_modality)
   run = activations_lib.load_run(run_dir, data_dir=data_dir)
   out_dir = os.path.abspath(os.fspath(out_dir or os.path.join(run.run_dir, ANALYSIS_DIR)))
@@ -112,66 +132,96 @@ def analyze_run(run_dir, *, out_dir=None, max_per_modality=DEFAULT_MAX_PER_MODAL
     if progress:
       print(message, flush=True)
 
-  acts = None
-  if parts:
-    step = time.perf_counter()
-    keep_inputs = "units" in parts or "inversion" in parts  # they draw the examples
-    acts = activations_lib.run_activations(run, max_examples=max_per_modality, seed=seed,
-                                           keep_inputs=keep_inputs, progress=progress)
-    times["activations"] = round(time.perf_counter() - step, 2)
+  step = time.perf_counter()
+  keep_inputs = "units" in parts or "inversion" in parts  # they draw the examples
+  acts = activations_lib.run_activations(run, max_examples=max_per_modality, seed=seed,
+                                         keep_inputs=keep_inputs, progress=progress)
+  times["activations"] = round(time.perf_counter() - step, 2)
   for part in parts:
     step = time.perf_counter()
-    results[part] = _PART_RUNNERS[part](run, acts, out_dir, settings, seed, progress)
+    results[part] = _PART_RUNNERS[part](run, acts, out_dir, settings, seed, progress,
+                                        **options.get(part, {}))
     times[part] = round(time.perf_counter() - step, 2)
     say(f"{part}: {times[part]:.1f} s")
-  index = write_page(run, out_dir, results, settings)
+  index = write_page(run, out_dir, results, settings,
+                     earlier=saved_results(out_dir, run.weights_digest))
   times["total"] = round(time.perf_counter() - started, 2)
   say(f"analysis written to {out_dir} ({times['total']:.1f} s); open {index}")
   return {"out_dir": out_dir, "index": index, "parts": results, "wall_time_s": times}
 
 
-def _invariance(run, acts, out_dir, settings, seed, progress):
+def _invariance(run, acts, out_dir, settings, seed, progress, **kwargs):
   from cmp_tf.analysis import invariance
   result = invariance.run_invariance(acts, out_dir, categories=run.categories, seed=seed,
-                                     title=run.name)
-  result = {**_provenance(run, settings), **result}
+                                     title=run.name, **kwargs)
+  result = {**result, **_provenance(run, settings_of(settings["max_per_modality"], seed, kwargs))}
   write_json_atomic(os.path.join(out_dir, INVARIANCE_JSON), result)
   return result
 
 
-def _alignment(run, acts, out_dir, settings, seed, progress):
+def _alignment(run, acts, out_dir, settings, seed, progress, **kwargs):
   from cmp_tf.analysis import alignment
-  result = {**_provenance(run, settings), **alignment.run_alignment(acts, seed=seed)}
+  result = {**alignment.run_alignment(acts, seed=seed, **kwargs),
+            **_provenance(run, settings_of(settings["max_per_modality"], seed, kwargs))}
   write_json_atomic(os.path.join(out_dir, ALIGNMENT_JSON), result)
   return result
 
 
-def _units(run, acts, out_dir, settings, seed, progress):
+def _units(run, acts, out_dir, settings, seed, progress, **kwargs):
   from cmp_tf.analysis import units
-  return units.write_unit_visualisations(run, out_dir, activations=acts, seed=seed)
+  return units.write_unit_visualisations(run, out_dir, activations=acts, seed=seed,
+                                         **kwargs)
 
 
-def _inversion(run, acts, out_dir, settings, seed, progress):
+def _inversion(run, acts, out_dir, settings, seed, progress, **kwargs):
   from cmp_tf.analysis import inversion
-  return inversion.write_inversions(run, out_dir, activations=acts, seed=seed, progress=progress)
+  return inversion.write_inversions(run, out_dir, activations=acts, seed=seed, progress=progress,
+                                    **kwargs)
 
 
 _PART_RUNNERS = {"invariance": _invariance, "alignment": _alignment, "units": _units,
                  "inversion": _inversion}
 
 
-def write_page(run, out_dir, results, settings):
-  """index.html of the parts' results (a part not run this time is left out)."""
+def _json_paths():
+  from cmp_tf.analysis import inversion, units
+  return {"invariance": INVARIANCE_JSON, "alignment": ALIGNMENT_JSON,
+          "units": f"{units.UNITS_DIR}/{units.UNITS_JSON}",
+          "inversion": f"{inversion.INVERSION_DIR}/{inversion.INVERSION_JSON}"}
+
+
+def saved_results(out_dir, weights_digest):
+  """{part: result} of the parts already in `out_dir` computed from these weights."""
+  from cmp_tf.eval import report
+  found = {}
+  for part, name in _json_paths().items():
+    path = os.path.join(out_dir, name)
+    try:
+      saved = report.read_json(path) if os.path.isfile(path) else None
+    except (OSError, ValueError):
+      saved = None
+    if saved and saved.get("weights_digest") == weights_digest:
+      found[part] = saved
+  return found
+
+
+def write_page(run, out_dir, results, settings, earlier=None):
+  """index.html of the parts' `results` and of `earlier` ones (from an earlier analysis of
+  the same weights, left out when a picture of theirs is gone), in the order of PARTS."""
   from cmp_tf.analysis import html
+  makers = {"invariance": html.invariance_section, "alignment": html.alignment_section,
+            "units": html.units_section, "inversion": html.inversion_section}
   sections = []
-  if "invariance" in results:
-    sections.append(html.invariance_section(results["invariance"]))
-  if "alignment" in results:
-    sections.append(html.alignment_section(results["alignment"]))
-  if "units" in results:
-    sections.append(html.units_section(results["units"]))
-  if "inversion" in results:
-    sections.append(html.inversion_section(results["inversion"]))
+  for part in PARTS:
+    if part in results:
+      sections.append(makers[part](results[part]))
+    elif part in (earlier or {}):
+      try:
+        section = makers[part](earlier[part])
+      except (KeyError, TypeError):  # written by another version
+        continue
+      if all(os.path.isfile(os.path.join(out_dir, src)) for src in section.images):
+        sections.append(section)
   limit = ("all" if settings["max_per_modality"] is None
            else f"at most {settings['max_per_modality']}")
   preamble = [f"Run: {run.run_dir} ({'shared' if run.spec.share_upper else 'per-modality'} "

@@ -107,7 +107,7 @@ def invariance_section(result):
   rows = [[layer, probes[layer]["accuracy"], probes[layer]["std"], probes[layer]["chance"]]
           for layer in layers]
   examples = ", ".join(f"{m.upper()} {n}" for m, n in result["examples"].items())
-  body = [paragraph(f"Linear probe (logistic regression, {result['settings']['folds']}-fold "
+  body = [paragraph(f"Linear probe (logistic regression, {result['protocol']['folds']}-fold "
                     "stratified cross-validation) predicting the modality from each layer's "
                     "L2-normalised features. Lower accuracy = more modality-invariant; "
                     f"chance {chance:.3f}." if chance is not None else ""),

@@ -173,6 +173,6 @@ def run_invariance(acts, out_dir, *, categories, seed=0, folds=FOLDS,
             title=f"{prefix}t-SNE of {tsne_layer}, coloured by category")
   return {"probe": probes, "probe_layers": list(probe_layers), "tsne_layer": tsne_layer,
           "pictures": pictures, "examples": {m: len(a) for m, a in acts.items()},
-          "settings": {"folds": folds, "seed": seed, "probe_c": PROBE_C,
+          "protocol": {"folds": folds, "seed": seed, "probe_c": PROBE_C,
                        "tsne_perplexity": TSNE_PERPLEXITY, "tsne_pca_dims": TSNE_PCA_DIMS,
                        "normalisation": "L2 per example; the probe also standardises"}}
