@@ -150,6 +150,35 @@ def analyze_run(run_dir, *, out_dir=None, max_per_modality=DEFAULT_MAX_PER_MODAL
   return {"out_dir": out_dir, "index": index, "parts": results, "wall_time_s": times}
 
 
+COMPARED_PARTS = ("invariance", "alignment")
+
+
+def ensure_analysis(run_dir, *, parts=COMPARED_PARTS,
+                    max_per_modality=DEFAULT_MAX_PER_MODALITY, seed=0, progress=False):
+  """({part: result}, "kept" | "analysed") of the parts that compare methods (invariance,
+  alignment) for a finished run: RUN/analysis/<part>.json is reused when it was computed
+  from the run's current weights with these settings; the other parts are run."""
+  from cmp_tf import evaluate
+  from cmp_tf.fileio import file_digest
+  parts = check_parts(parts)
+  other = [p for p in parts if p not in COMPARED_PARTS]
+  if other:
+    raise ValueError(f"ensure_analysis: only {', '.join(COMPARED_PARTS)} are kept by their "
+                     f"weights, not {', '.join(other)}")
+  evaluate.check_run(run_dir)
+  digest = file_digest(os.path.join(run_dir, "final.weights.h5"))
+  settings = settings_of(max_per_modality, seed)
+  names = {"invariance": INVARIANCE_JSON, "alignment": ALIGNMENT_JSON}
+  kept = {p: current_result(os.path.join(run_dir, ANALYSIS_DIR, names[p]), digest, settings)
+          for p in parts}
+  missing = [p for p, result in kept.items() if result is None]
+  if not missing:
+    return kept, "kept"
+  done = analyze_run(run_dir, max_per_modality=max_per_modality, parts=missing, seed=seed,
+                     progress=progress)
+  return {p: kept[p] or done["parts"][p] for p in parts}, "analysed"
+
+
 def _invariance(run, acts, out_dir, settings, seed, progress, **kwargs):
   from cmp_tf.analysis import invariance
   result = invariance.run_invariance(acts, out_dir, categories=run.categories, seed=seed,

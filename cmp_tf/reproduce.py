@@ -2,6 +2,7 @@
 
   python -m cmp_tf.reproduce --out=DIR [--data_dir=DATA] [--methods=all]
       [--zero_shot=true] [--num_queries=N] [--seed=0] [--train_flagfiles=FILE,...]
+      [--analysis=true]
 
 Each method is trained exactly as
   python -m cmp_tf.train --flagfile=configs/<method>.flags --run_dir=DIR/runs/<method>
@@ -12,10 +13,13 @@ flagfile stems are FLAGFILE_STEMS (e.g. c.flags for c_tune_statreg_gmm). Every r
 evaluated with `cmp_tf.evaluate` (BL-Individual also with subspace alignment, the
 "Subsp. Align. + PlacesNet Finetune" rows), and so is the source network the runs
 started from (DIR/source: "BL-PlacesNet" and "Subsp. Align. + PlacesNet").
+With --analysis every normal run is also analysed (`cmp_tf.analyze`, parts invariance
+and alignment, into DIR/runs/<run>/analysis), and the report compares the methods by
+modality-probe accuracy and aligned-unit fraction.
 
 Resumable: a finished run is not trained again, an unfinished one resumes from its
 checkpoints, and an evaluation whose results.json matches the run's weights and the
-protocol is kept. DIR/report.md holds Tables 1-5 in the paper's layout with chance
+protocol is kept (so is an analysis whose JSON files match the run's weights). DIR/report.md holds Tables 1-5 in the paper's layout with chance
 levels, our Table 1 means and Table 3 beside the paper's, and the wall time of every
 row; DIR/results.json holds the same in JSON.
 """
@@ -146,6 +150,29 @@ def _evaluate_source(source_dir, data_dir, out_dir, *, num_queries, seed, progre
                                   progress=progress), "evaluated"
 
 
+def _analyse_run(run_dir, entry, *, seed, progress):
+  """The run's row of the analysis comparison, or None; sets entry["analyse"(_s)].
+
+  A dataset without ground-truth objects (CMPlaces) gets the modality probe only.
+  """
+  from cmp_tf import analyze
+  from cmp_tf.data.errors import DataError
+  started = time.perf_counter()
+  error = None
+  for parts in (analyze.COMPARED_PARTS, ("invariance",)):
+    try:
+      results, entry["analyse"] = analyze.ensure_analysis(run_dir, parts=parts, seed=seed,
+                                                          progress=progress)
+    except (ValueError, DataError) as e:
+      error = e
+      continue
+    entry["analyse_s"] = round(time.perf_counter() - started, 1)
+    return reproduction.analysis_row(entry["row"], results.get("invariance"),
+                                     results.get("alignment"))
+  entry["analyse"] = f"failed ({error})"
+  return None
+
+
 def _check_inputs(out_dir, data_dir, train_flagfiles):
   for path in train_flagfiles:
     if not os.path.isfile(path):
@@ -159,7 +186,7 @@ def _check_inputs(out_dir, data_dir, train_flagfiles):
 
 def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir=None,
               num_queries=None, seed=0, train_flagfiles=(), python=sys.executable,
-              progress=True):
+              analysis=True, progress=True):
   """Trains and evaluates every row, then writes DIR/report.md and DIR/results.json.
 
   Args:
@@ -171,6 +198,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     seed: the evaluation seed (random queries, subspace alignment).
     train_flagfiles: flagfiles read by every training run after the method's own.
     python: the interpreter that runs `cmp_tf.train`.
+    analysis: also analyse every normal run (modality probe, unit alignment) and compare.
 
   Returns:
     The results dict written to DIR/results.json; its "complete" is False when a run
@@ -187,7 +215,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     for method in methods:
       method_flagfile(method, setting)
 
-  entries, normal, zero, failures = [], [], [], []
+  entries, normal, zero, failures, analysed = [], [], [], [], []
   runs = {}
   for setting in settings:
     for method in methods:
@@ -220,6 +248,12 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
                                                  seed=seed, progress=progress)
       entry["evaluate_s"] = results["wall_time_s"]["total"]
       (zero if setting else normal).append(results)
+      if analysis and not setting:
+        if progress:
+          print(f"== analysing {name}", flush=True)
+        row = _analyse_run(run_dir, entry, seed=seed, progress=progress)
+        if row is not None:
+          analysed.append(row)
 
   source_results = None
   source_dirs = sorted({s["source"]["directory"] for s in runs.values() if s.get("source")})
@@ -240,11 +274,12 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
       zero.append(source_results)
 
   return _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures,
-                       num_queries=num_queries, seed=seed, started=started)
+                       num_queries=num_queries, seed=seed, started=started,
+                       analysis_rows=analysed)
 
 
 def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures, *,
-                  num_queries, seed, started):
+                  num_queries, seed, started, analysis_rows=()):
   fingerprint = reproduction.check_same_data(normal + zero)
   rows = reproduction.merge_rows(normal, zero)
   chance = reproduction.merge_chance(normal, zero)
@@ -273,6 +308,8 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
                                     preamble, built)
   markdown += "\n" + reproduction.comparison_markdown(rows)
   markdown += "\n" + reproduction.ratios_markdown(ratio_values)
+  if analysis_rows:
+    markdown += "\n" + reproduction.analysis_markdown(analysis_rows)
   markdown += "\n" + reproduction.wall_time_markdown(entries)
   markdown += ("\nA run's training time is that of the invocation that finished it; the first "
                "run to need the source network also trained it (or loaded it from the cache).\n")
@@ -283,7 +320,7 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
       "failed_runs": failures, "manifest_fingerprint": fingerprint, "num_classes": num_classes,
       "protocol": any_results["protocol"] if any_results else None, "chance": chance,
       "rows": report.rows_to_json(rows), "tables": {t.title: t.to_dict() for t in built},
-      "ratios": ratio_values, "source_dirs": source_dirs,
+      "ratios": ratio_values, "analysis": list(analysis_rows), "source_dirs": source_dirs,
       "source_evaluation": os.path.join(out_dir, SOURCE_DIR) if source_results else None,
       "runs": entries, "wall_time_s": total,
   }
@@ -304,6 +341,8 @@ def _define_flags():
   flags.DEFINE_integer("seed", 0, "Seed of the random queries and of subspace alignment.")
   flags.DEFINE_list("train_flagfiles", [], "Flagfiles every training run reads after its "
                     "method's configs/<method>.flags (e.g. smaller settings).")
+  flags.DEFINE_boolean("analysis", True, "Also analyse every normal run (modality probe, "
+                       "unit alignment) and compare the methods in the report.")
 
 
 def main(argv):
@@ -315,7 +354,8 @@ def main(argv):
     results = reproduce(flag_values.out, methods=flag_values.methods,
                         zero_shot=flag_values.zero_shot, data_dir=flag_values.data_dir or None,
                         num_queries=flag_values.num_queries, seed=flag_values.seed,
-                        train_flagfiles=flag_values.train_flagfiles)
+                        train_flagfiles=flag_values.train_flagfiles,
+                        analysis=flag_values.analysis)
   except ValueError as e:
     print(f"cmp_tf.reproduce: error: {e}", file=sys.stderr)
     return 2

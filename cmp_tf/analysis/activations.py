@@ -133,13 +133,13 @@ def load_run(run_dir, *, data_dir=None):
     data_dir: the dataset; default: the one run.json names (it must hold the same content).
   """
   from cmp_tf import evaluate
+
+  run_dir = os.path.abspath(os.fspath(run_dir))
+  state = evaluate.check_run(run_dir)  # before importing TensorFlow: a bad path fails fast
   from cmp_tf.data import manifest as manifest_lib
   from cmp_tf.fileio import file_digest
   from cmp_tf.training import runner
   from cmp_tf.training import source as source_lib
-
-  run_dir = os.path.abspath(os.fspath(run_dir))
-  state = evaluate.check_run(run_dir)
   data_dir = data_dir or state.get("data_dir")
   if not data_dir:
     raise ValueError(f"--data_dir: the run in {run_dir} does not name its dataset; pass "

@@ -165,3 +165,56 @@ def wall_time_markdown(entries):
                  f"{_fmt(e.get('evaluate_s'), 1)} | {e.get('train', '-')} | "
                  f"{e.get('evaluate', '-')} |")
   return "\n".join(lines) + "\n"
+
+
+# The paper's human study (section 5.4): how often units that clearly fired on a concept in
+# NAT were also picked in every other modality, method A vs the best fine-tuning baseline.
+PAPER_ALIGNED_SHARE = {"A: Tune": 33, "BL-Individual": 25}
+
+
+def analysis_row(name, invariance, alignment, top_objects=3):
+  """One method's modality-probe accuracies and aligned-unit fractions (from the JSON
+  written by `cmp_tf.analyze`; either may be None)."""
+  row = {"row": name, "probe": {}, "probe_chance": None, "aligned": {},
+         "aligned_chance": {}, "objects": {}}
+  if invariance:
+    row["probe"] = {layer: p["accuracy"] for layer, p in invariance["probe"].items()}
+    row["probe_chance"] = next(iter(invariance["probe"].values()))["chance"]
+  if alignment:
+    for layer, entry in alignment["layers"].items():
+      row["aligned"][layer] = entry["fraction"]
+      row["aligned_chance"][layer] = entry["chance_fraction"]
+      row["objects"][layer] = list(entry["detected_objects"])[:top_objects]
+  return row
+
+
+def analysis_markdown(rows):
+  """Methods compared by modality invariance and unit alignment (percent)."""
+  rows = list(_ordered({r["row"]: r for r in rows}).values())
+  probe_layers = list(dict.fromkeys(k for r in rows for k in r["probe"]))
+  align_layers = list(dict.fromkeys(k for r in rows for k in r["aligned"]))
+  pct = lambda v: _fmt(None if v is None else 100 * v)  # noqa: E731
+  header = (["Method"] + [f"probe {k}" for k in probe_layers]
+            + [f"aligned {k}" for k in align_layers]
+            + [f"objects ({align_layers[-1]})" if align_layers else "objects"])
+  lines = ["**Modality invariance and unit alignment (percent)**", "",
+           "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 2) + "---|"]
+  for r in rows:
+    last = r["objects"].get(align_layers[-1], []) if align_layers else []
+    cells = ([pct(r["probe"].get(k)) for k in probe_layers]
+             + [pct(r["aligned"].get(k)) for k in align_layers] + [", ".join(last) or "-"])
+    lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
+  chance = next((r["probe_chance"] for r in rows if r["probe_chance"] is not None), None)
+  aligned_chance = {k: max(r["aligned_chance"].get(k) or 0.0 for r in rows)
+                    for k in align_layers}
+  lines += ["", "Probe: cross-validated accuracy of a linear probe predicting the modality "
+            f"from the layer (lower = more modality-invariant; chance {pct(chance)}). "
+            "Aligned: units whose best-detected ground-truth object (ROC AUC >= 0.75) is the "
+            "same in NAT and in at least two other modalities; with the objects shuffled "
+            "among examples at most " + ", ".join(f"{pct(v)} ({k})"
+                                                  for k, v in aligned_chance.items())
+            + ". Objects: those most often detected by aligned units.",
+            "The paper's human study (not the same measure): units aligned across "
+            "modalities " + " vs ".join(f"{v}% for {n}" for n, v in PAPER_ALIGNED_SHARE.items())
+            + "."]
+  return "\n".join(lines) + "\n"

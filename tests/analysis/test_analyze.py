@@ -70,6 +70,35 @@ def test_page_escapes_text_and_refuses_missing_pictures(tmp_path):
     html.write_index(str(tmp_path), "Title", [], [section, missing])
 
 
+def _saved(probe, fractions, objects):
+  invariance = {"probe": {layer: {"accuracy": a, "chance": 0.2} for layer, a in probe.items()}}
+  alignment = {"layers": {layer: {"fraction": f, "chance_fraction": 0.0,
+                                  "detected_objects": {o: 1 for o in objects}}
+                          for layer, f in fractions.items()}}
+  return invariance, alignment
+
+
+def test_reproduction_compares_methods_by_probe_and_alignment():
+  from cmp_tf.eval import reproduction
+  c = reproduction.analysis_row("C: Tune + StatReg (GMM)", *_saved(
+      {"pool5": 0.9, "fc6": 0.5, "fc7": 0.4}, {"pool5": 0.1, "fc7": 0.25},
+      ["bed", "sink", "tree", "car"]))
+  assert c["probe"] == {"pool5": 0.9, "fc6": 0.5, "fc7": 0.4} and c["probe_chance"] == 0.2
+  assert c["aligned"] == {"pool5": 0.1, "fc7": 0.25}
+  assert c["objects"]["fc7"] == ["bed", "sink", "tree"]
+  base = reproduction.analysis_row("BL-Individual", *_saved(
+      {"pool5": 1.0, "fc6": 0.99, "fc7": 0.98}, {"pool5": 0.0, "fc7": 0.0}, []))
+  probe_only = reproduction.analysis_row("A: Tune", _saved({"fc7": 0.6}, {}, [])[0], None)
+  markdown = reproduction.analysis_markdown([c, probe_only, base])
+  lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+  assert lines[0] == ("| Method | probe pool5 | probe fc6 | probe fc7 | aligned pool5 | "
+                      "aligned fc7 | objects (fc7) |")
+  assert lines[1] == "| BL-Individual | 100.0 | 99.0 | 98.0 | 0.0 | 0.0 | - |"  # paper order
+  assert lines[2] == "| A: Tune | - | - | 60.0 | - | - | - |"
+  assert lines[3] == "| C: Tune + StatReg (GMM) | 90.0 | 50.0 | 40.0 | 10.0 | 25.0 | bed, sink, tree |"
+  assert "chance 20.0" in markdown and "33% for A: Tune vs 25% for BL-Individual" in markdown
+
+
 # === Slow: a tiny run trained once, analysed end to end ===
 
 
@@ -167,3 +196,16 @@ def test_cli_analyses_into_the_run_directory_and_reports_bad_flags(tiny_run):
   assert saved["settings"]["max_per_modality"] == 10
   assert saved["examples"] == {m: 10 for m in mod_lib.ALL_MODALITIES}
   assert os.path.isfile(os.path.join(tiny_run, "analysis", "index.html"))
+
+
+@pytest.mark.slow
+def test_ensure_analysis_keeps_results_of_the_same_weights(tiny_run):
+  first, status = analyze.ensure_analysis(tiny_run, max_per_modality=12, seed=3)
+  assert status == "analysed" and set(first) == {"invariance", "alignment"}
+  path = os.path.join(tiny_run, "analysis", "alignment.json")
+  written = os.stat(path).st_mtime_ns
+  again, status = analyze.ensure_analysis(tiny_run, max_per_modality=12, seed=3)
+  assert status == "kept" and os.stat(path).st_mtime_ns == written
+  assert again["alignment"]["layers"] == json.loads(json.dumps(first["alignment"]["layers"]))
+  with pytest.raises(ValueError, match="not units"):
+    analyze.ensure_analysis(tiny_run, parts="units")
