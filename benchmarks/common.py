@@ -39,6 +39,12 @@ def cpu_model():
   return platform.processor() or "unknown"
 
 
+def quiet_tensorflow():
+  """Only errors from TensorFlow's Python logger (e.g. no retracing notes per built step)."""
+  import tensorflow as tf
+  tf.get_logger().setLevel("ERROR")
+
+
 def machine():
   """Where and when a figure was measured: CPUs, load, versions."""
   info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "load_average": load_average(),
@@ -120,7 +126,7 @@ class MatmulReference:
   TensorFlow's default TF32 math applies to this matmul as to the model's.
   """
 
-  def __init__(self, size=2048, chain=8, device=None):
+  def __init__(self, size=2048, chain=4, device=None):
     import tensorflow as tf
 
     self.device = device or ("/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0")

@@ -61,8 +61,10 @@ def _reader(iterator, steps):
   return read
 
 
-def run_benchmark(*, data_dir, modalities, batch_size, variant, steps, rounds, log=print):
-  """Returns the results dict (examples/s of each stream and step, and the ratio)."""
+def run_benchmark(*, data_dir, modalities, batch_size, variant, steps, rounds, stages=STAGES,
+                  log=print):
+  """Returns the results dict (examples/s of each stream and step, and the ratio);
+  `stages`: which of method C's stages to train."""
   from cmp_tf.data import input_pipeline
   from cmp_tf.data import manifest as manifest_lib
   from cmp_tf.training import strategy as strategy_lib
@@ -96,7 +98,7 @@ def run_benchmark(*, data_dir, modalities, batch_size, variant, steps, rounds, l
   functions = {"stream": _reader(stream, reads), "decode_stream": _reader(decode_stream, reads)}
   stage_steps = {}
   for name, stage in harness.method_stages("c_tune_statreg_gmm", modalities):
-    if name not in STAGES:
+    if name not in stages:
       continue
     feed = iter(_distributed_stream(strategy, data_dir, modalities, batch_size, image_size,
                                     seed=2, cache_budget_bytes=input_pipeline.
@@ -152,6 +154,7 @@ def main(argv):
         f"cmp_tf.data.build --flagfile=configs/data_default.flags --data_dir={FLAGS.data_dir}")
   if FLAGS.batch_size < 1 or FLAGS.steps < 1 or FLAGS.rounds < 1:
     raise app.UsageError("--batch_size, --steps and --rounds must be >= 1")
+  common.quiet_tensorflow()
   print(f"load average {common.load_average()}", flush=True)
   results = run_benchmark(data_dir=FLAGS.data_dir, modalities=FLAGS.modalities,
                           batch_size=FLAGS.batch_size, variant=FLAGS.variant,

@@ -101,6 +101,7 @@ def main(argv):
   size = harness.get_size(FLAGS.size, FLAGS.batch_size)
   if FLAGS.gmm_components:
     size = dataclasses.replace(size, gmm_components=FLAGS.gmm_components)
+  common.quiet_tensorflow()
   print(f"load average {common.load_average()}", flush=True)
   try:
     results = run_benchmark(size=size, stage_names=FLAGS.stages, steps=FLAGS.steps,

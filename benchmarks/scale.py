@@ -46,6 +46,7 @@ def main(argv):
   if FLAGS.batch_size < 1 or FLAGS.steps < 1 or FLAGS.rounds < 1:
     raise app.UsageError("--batch_size, --steps and --rounds must be >= 1")
   size = harness.get_size(FLAGS.size, FLAGS.batch_size)
+  common.quiet_tensorflow()
   print(f"load average {common.load_average()}", flush=True)
   results = training.run_benchmark(size=size, methods=FLAGS.methods, steps=FLAGS.steps,
                                    rounds=FLAGS.rounds, started=started)

@@ -70,6 +70,11 @@ def run_benchmark(*, size, methods, steps, rounds, jit_compile=False, strategy_n
   from cmp_tf.training import strategy as strategy_lib
 
   started = time.perf_counter() if started is None else started
+  planned = {method: harness.method_stages(method) for method in methods}
+  names = [f"{method}/{name}" for method, entries in planned.items() for name, _ in entries]
+  if profile_stage and profile_stage not in names:
+    raise ValueError(f"--profile_stage: {profile_stage!r} is not a stage of --methods "
+                     f"({', '.join(names)})")
   strategy = strategy_lib.make_strategy(strategy_name)
   on_gpu = bool(tf.config.list_logical_devices("GPU"))
   matmul_size = matmul_size or (256 if size.variant == "alexnet_tiny" else
@@ -80,9 +85,9 @@ def run_benchmark(*, size, methods, steps, rounds, jit_compile=False, strategy_n
     return time_budget_s > 0 and time.perf_counter() - started > fraction * time_budget_s
 
   unique, method_stages, skipped = {}, {}, []
-  for method in methods:
+  for method, entries in planned.items():
     method_stages[method] = []
-    for stage_name, stage in harness.method_stages(method):
+    for stage_name, stage in entries:
       full_name = f"{method}/{stage_name}"
       key = _stage_key(stage)
       if key not in unique:
@@ -156,11 +161,11 @@ def run_benchmark(*, size, methods, steps, rounds, jit_compile=False, strategy_n
       "stages": stages_out, "methods": methods_out, "skipped": skipped,
       "training_flops": "3 x analytic forward FLOPs (cmp_tf.models.count_flops)",
       "target_utilisation": TARGET_UTILISATION, "wall_s": time.perf_counter() - started}
-  if profile_stage:
+  if profile_stage and profile_stage in skipped:
+    log(f"not profiled: {profile_stage} was skipped (time budget)", flush=True)
+  elif profile_stage:
     match = [e["step"] for e in unique.values()
              if e["step"].name == profile_stage or profile_stage in e["same_as"]]
-    if not match:
-      raise ValueError(f"--profile_stage: {profile_stage!r} is not among the timed stages")
     import tempfile
     logdir = profile_dir or tempfile.mkdtemp(prefix="cmp_tf_profile_")
     trace = op_profile.capture(match[0].run, 3, logdir)
@@ -225,13 +230,17 @@ def main(argv):
   if FLAGS.steps < 1 or FLAGS.rounds < 1:
     raise app.UsageError("--steps and --rounds must be >= 1")
   size = harness.get_size(FLAGS.size, FLAGS.batch_size)
+  common.quiet_tensorflow()
   print(f"load average {common.load_average()}", flush=True)
-  results = run_benchmark(
-      size=size, methods=FLAGS.methods, steps=FLAGS.steps, rounds=FLAGS.rounds,
-      jit_compile=FLAGS.jit_compile, strategy_name=FLAGS.strategy,
-      matmul_size=FLAGS.matmul_size, time_budget_s=FLAGS.time_budget_s,
-      profile_stage=FLAGS.profile_stage if FLAGS.profile else "",
-      profile_dir=FLAGS.profile_dir, started=started)
+  try:
+    results = run_benchmark(
+        size=size, methods=FLAGS.methods, steps=FLAGS.steps, rounds=FLAGS.rounds,
+        jit_compile=FLAGS.jit_compile, strategy_name=FLAGS.strategy,
+        matmul_size=FLAGS.matmul_size, time_budget_s=FLAGS.time_budget_s,
+        profile_stage=FLAGS.profile_stage if FLAGS.profile else "",
+        profile_dir=FLAGS.profile_dir, started=started)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   print(format_results(results), flush=True)
   suffix = "" if FLAGS.size == "default" else f"_{FLAGS.size}"
   common.write_results(FLAGS.out or common.default_out(f"training{suffix}"), "training",
