@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 
+from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
 from cmp_tf.eval import features as features_lib
 from cmp_tf.eval import report, reproduction
@@ -173,6 +174,21 @@ def _analyse_run(run_dir, entry, *, seed, progress):
   return None
 
 
+def _diagnose_run(run_dir, name, layer="fc7"):
+  """The run's alignment diagnostic from the fc7 features its evaluation saved."""
+  from cmp_tf import evaluate
+  from cmp_tf.eval import diagnostics, retrieval
+  features_dir = os.path.join(run_dir, evaluate.EVAL_DIR, evaluate.FEATURES_DIR)
+  features, labels = {}, {}
+  for modality in mod_lib.ALL_MODALITIES:
+    path = features_lib.npz_path(features_dir, layer, modality)
+    if os.path.isfile(path):
+      features[modality], labels[modality], _ = features_lib.load_npz(path)
+  scores = retrieval.cross_modal_retrieval(features, labels)
+  return reproduction.diagnostic_row(name, diagnostics.alignment_diagnostic(features, labels,
+                                                                           scores))
+
+
 def _check_inputs(out_dir, data_dir, train_flagfiles):
   for path in train_flagfiles:
     if not os.path.isfile(path):
@@ -215,7 +231,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     for method in methods:
       method_flagfile(method, setting)
 
-  entries, normal, zero, failures, analysed = [], [], [], [], []
+  entries, normal, zero, failures, analysed, diagnostics_rows = [], [], [], [], [], []
   runs = {}
   for setting in settings:
     for method in methods:
@@ -248,6 +264,8 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
                                                  seed=seed, progress=progress)
       entry["evaluate_s"] = results["wall_time_s"]["total"]
       (zero if setting else normal).append(results)
+      if not setting:
+        diagnostics_rows.append(_diagnose_run(run_dir, entry["row"]))
       if analysis and not setting:
         if progress:
           print(f"== analysing {name}", flush=True)
@@ -275,11 +293,11 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
 
   return _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures,
                        num_queries=num_queries, seed=seed, started=started,
-                       analysis_rows=analysed)
+                       analysis_rows=analysed, diagnostic_rows=diagnostics_rows)
 
 
 def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures, *,
-                  num_queries, seed, started, analysis_rows=()):
+                  num_queries, seed, started, analysis_rows=(), diagnostic_rows=()):
   fingerprint = reproduction.check_same_data(normal + zero)
   rows = reproduction.merge_rows(normal, zero)
   chance = reproduction.merge_chance(normal, zero)
@@ -308,6 +326,8 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
                                     preamble, built)
   markdown += "\n" + reproduction.comparison_markdown(rows)
   markdown += "\n" + reproduction.ratios_markdown(ratio_values)
+  if diagnostic_rows:
+    markdown += "\n" + reproduction.diagnostic_markdown(diagnostic_rows)
   if analysis_rows:
     markdown += "\n" + reproduction.analysis_markdown(analysis_rows)
   markdown += "\n" + reproduction.wall_time_markdown(entries)
@@ -320,7 +340,8 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
       "failed_runs": failures, "manifest_fingerprint": fingerprint, "num_classes": num_classes,
       "protocol": any_results["protocol"] if any_results else None, "chance": chance,
       "rows": report.rows_to_json(rows), "tables": {t.title: t.to_dict() for t in built},
-      "ratios": ratio_values, "analysis": list(analysis_rows), "source_dirs": source_dirs,
+      "ratios": ratio_values, "alignment_diagnostic": list(diagnostic_rows),
+      "analysis": list(analysis_rows), "source_dirs": source_dirs,
       "source_evaluation": os.path.join(out_dir, SOURCE_DIR) if source_results else None,
       "runs": entries, "wall_time_s": total,
   }

@@ -42,7 +42,8 @@ def within_modality_ap(features, labels, *, dtype=np.float32):
 
 
 def alignment_diagnostic(features, labels, cross_scores):
-  """{modality: {"within", "as_query", "as_target", "alignment"}} (fractions).
+  """{modality: {"within", "as_query", "as_target", "alignment"}} (fractions; "within" and
+  "alignment" are None for a modality with a label seen once, where leave-one-out fails).
 
   Args:
     features, labels: {modality: [N, D]} and {modality: [N]}, e.g. validation fc7.
@@ -50,13 +51,16 @@ def alignment_diagnostic(features, labels, cross_scores):
   """
   out = {}
   for modality in features:
-    within = float(np.mean(within_modality_ap(features[modality], labels[modality])))
+    try:
+      within = float(np.mean(within_modality_ap(features[modality], labels[modality])))
+    except ValueError:
+      within = None
     as_query = [s["map"] for (q, _), s in cross_scores.items() if q == modality]
     as_target = [s["map"] for (_, t), s in cross_scores.items() if t == modality]
     entry = {"within": within,
              "as_query": float(np.mean(as_query)) if as_query else None,
              "as_target": float(np.mean(as_target)) if as_target else None}
     entry["alignment"] = (entry["as_target"] / within
-                          if entry["as_target"] is not None and within > 0 else None)
+                          if entry["as_target"] is not None and within else None)
     out[modality] = entry
   return out

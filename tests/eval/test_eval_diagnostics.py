@@ -54,3 +54,12 @@ def test_perfectly_aligned_modalities_score_one_and_shuffled_ones_less():
       moved, label_map, retrieval.cross_modal_retrieval(moved, label_map))
   assert shuffled["clp"]["within"] == pytest.approx(aligned["clp"]["within"], abs=0.1)
   assert shuffled["clp"]["alignment"] < 0.5
+
+
+def test_a_modality_without_leave_one_out_gets_none():
+  features = {"nat": np.eye(3), "clp": np.eye(3)}
+  labels = {"nat": np.array([0, 1, 2]), "clp": np.array([0, 1, 2])}
+  out = diagnostics.alignment_diagnostic(
+      features, labels, retrieval.cross_modal_retrieval(features, labels))
+  assert out["nat"]["within"] is None and out["nat"]["alignment"] is None
+  assert out["nat"]["as_target"] == pytest.approx(1.0)

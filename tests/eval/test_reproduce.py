@@ -112,6 +112,8 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert markdown.count("Chance level:") == 3
   assert "| BL-Individual | " in markdown and "| 6.1 |" in markdown  # the paper beside ours
   assert "Wall time of every row" in markdown
+  assert "Alignment diagnostic (fc7 mAP, percent)" in markdown
+  assert {d["row"] for d in first["alignment_diagnostic"]} == {"BL-Individual", "A: Tune"}
 
   weights = out / "runs" / "a_tune" / "final.weights.h5"
   trained_at = os.stat(weights).st_mtime_ns
