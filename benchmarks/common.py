@@ -154,6 +154,38 @@ class MatmulReference:
             "flops_per_s": self.flops / seconds}
 
 
+class CoreMatmulReference:
+  """A float32 [size, size] NumPy matmul on one BLAS thread: one core's matmul rate.
+
+  On a CPU shared with other work a multi-threaded matmul waits for its slowest
+  thread, so the machine's rate is taken as the larger of TensorFlow's all-thread
+  rate and this per-core rate times the cores this process may use.
+  """
+
+  def __init__(self, size=2048):
+    import numpy as np
+
+    self.size = int(size)
+    self.flops = 2.0 * self.size ** 3
+    rng = np.random.default_rng(0)
+    self._a = rng.random((self.size, self.size), dtype=np.float32)
+    self._b = rng.random((self.size, self.size), dtype=np.float32)
+    self.run()
+
+  def run(self):
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+      self._a @ self._b
+
+
+def usable_cores():
+  """CPUs this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
 def fmt_rate(flops_per_s):
   """FLOP/s as a short string (e.g. '84.1 GFLOP/s')."""
   for unit, scale in (("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6)):
