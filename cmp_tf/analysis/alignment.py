@@ -17,6 +17,12 @@ ground-truth objects:
 DSC records list the objects their description mentions, so DSC counts as one of
 the other modalities whenever its records carry objects.
 
+Many SynthCMP objects come with scene categories (snow, sand, road markings), so a unit
+that responds to a category also "detects" the category's objects in every modality.
+`run_alignment` therefore also reports the score from within-category AUCs (only pairs
+of examples of the same category compared): units that follow an object beyond its
+scene.
+
 AUC is computed from ranks (the Mann-Whitney statistic with mid-ranks for ties), which
 is exactly scikit-learn's `roc_auc_score`, for all units and objects at once.
 """
@@ -52,28 +58,48 @@ def object_presence(object_names, vocabulary):
   return presence
 
 
-def auc_matrix(activations, presence, *, min_positives=MIN_POSITIVES,
+def auc_matrix(activations, presence, *, groups=None, min_positives=MIN_POSITIVES,
                min_negatives=MIN_NEGATIVES):
   """float [U, O]: ROC AUC of each unit's activation for each object's presence.
 
   Args:
     activations: float [N, U].
     presence: bool [N, O].
+    groups: None, or [N] group ids (e.g. scene labels): then only pairs of a positive
+      and a negative example of the same group are compared (a stratified AUC), so an
+      object that merely comes with a scene category does not count.
     min_positives, min_negatives: objects with fewer examples that show (lack) them
-      get NaN.
+      (within groups that have both) get NaN.
   """
   activations = np.asarray(activations, np.float64)
   presence = np.asarray(presence, bool)
   if activations.ndim != 2 or presence.ndim != 2 or len(activations) != len(presence):
     raise ValueError(f"auc_matrix: expected activations [N, U] and presence [N, O], got "
                      f"{activations.shape} and {presence.shape}")
-  ranks = stats.rankdata(activations, axis=0)  # mid-ranks for ties, as the AUC needs
-  positives = presence.sum(axis=0).astype(np.float64)
-  negatives = len(presence) - positives
-  rank_sums = presence.T.astype(np.float64) @ ranks  # [O, U]
+  groups = np.zeros(len(presence), np.int64) if groups is None else np.asarray(groups)
+  if groups.shape != (len(presence),):
+    raise ValueError(f"auc_matrix: expected [N] groups for {len(presence)} examples, got "
+                     f"{groups.shape}")
+  wins = np.zeros((presence.shape[1], activations.shape[1]))  # [O, U] Mann-Whitney U
+  pairs = np.zeros(presence.shape[1])
+  positives = np.zeros(presence.shape[1])
+  negatives = np.zeros(presence.shape[1])
+  for group in np.unique(groups):
+    rows = groups == group
+    p = presence[rows]
+    n1 = p.sum(axis=0).astype(np.float64)
+    n0 = len(p) - n1
+    mixed = (n1 > 0) & (n0 > 0)
+    if not mixed.any():
+      continue
+    ranks = stats.rankdata(activations[rows], axis=0)  # mid-ranks for ties, as AUC needs
+    rank_sums = p[:, mixed].T.astype(np.float64) @ ranks
+    wins[mixed] += rank_sums - (n1[mixed] * (n1[mixed] + 1) / 2)[:, None]
+    pairs[mixed] += n1[mixed] * n0[mixed]
+    positives[mixed] += n1[mixed]
+    negatives[mixed] += n0[mixed]
   with np.errstate(divide="ignore", invalid="ignore"):
-    auc = (rank_sums - positives[:, None] * (positives[:, None] + 1) / 2) / (
-        positives[:, None] * negatives[:, None])
+    auc = wins / pairs[:, None]
   usable = (positives >= max(1, min_positives)) & (negatives >= max(1, min_negatives))
   auc[~usable] = np.nan
   return auc.T
@@ -91,15 +117,17 @@ def best_detectors(auc):
   return best, value
 
 
-def alignment_score(activations, presence, object_names, *, reference=mod_lib.NAT,
-                    threshold=THRESHOLD, min_other_modalities=MIN_OTHER_MODALITIES,
-                    min_positives=MIN_POSITIVES, min_negatives=MIN_NEGATIVES):
+def alignment_score(activations, presence, object_names, *, groups=None,
+                    reference=mod_lib.NAT, threshold=THRESHOLD,
+                    min_other_modalities=MIN_OTHER_MODALITIES, min_positives=MIN_POSITIVES,
+                    min_negatives=MIN_NEGATIVES):
   """Which units detect the same object in the reference and in other modalities.
 
   Args:
     activations: {modality: float [N_m, U]}, the same U units in every modality.
     presence: {modality: bool [N_m, O]}, columns = `object_names`.
     object_names: the O object names.
+    groups: None, or {modality: [N_m] group ids}: AUCs within groups (see `auc_matrix`).
     reference: the modality whose best detector a unit must keep (NAT in the paper).
     threshold: the AUC a best detector needs to count.
     min_other_modalities: in how many other modalities the same object must also be the
@@ -130,8 +158,9 @@ def alignment_score(activations, presence, object_names, *, reference=mod_lib.NA
                        f"columns for {len(names)} object names")
   best = {}
   for modality in activations:
-    auc = auc_matrix(activations[modality], presence[modality], min_positives=min_positives,
-                     min_negatives=min_negatives)
+    auc = auc_matrix(activations[modality], presence[modality],
+                     groups=None if groups is None else groups[modality],
+                     min_positives=min_positives, min_negatives=min_negatives)
     index, value = best_detectors(auc)
     index = np.where(value >= threshold, index, NO_OBJECT)
     best[modality] = (index, value)
@@ -158,10 +187,20 @@ def alignment_score(activations, presence, object_names, *, reference=mod_lib.NA
   }
 
 
-def permuted_presence(presence, seed=0):
-  """The same presence rows shuffled among each modality's examples: a chance baseline."""
+def permuted_presence(presence, seed=0, groups=None):
+  """The same presence rows shuffled among each modality's examples (within each group
+  of `groups`, {modality: [N_m]}, when given): a chance baseline."""
   rng = np.random.default_rng(seed)
-  return {m: np.asarray(p)[rng.permutation(len(p))] for m, p in presence.items()}
+  shuffled = {}
+  for m, p in presence.items():
+    p = np.asarray(p)
+    order = np.arange(len(p))
+    labels = np.zeros(len(p)) if groups is None else np.asarray(groups[m])
+    for group in np.unique(labels):
+      rows = np.flatnonzero(labels == group)
+      order[rows] = rng.permutation(rows)
+    shuffled[m] = p[order]
+  return shuffled
 
 
 def run_alignment(acts, *, layers=LAYERS, reference=mod_lib.NAT, threshold=THRESHOLD,
@@ -171,7 +210,12 @@ def run_alignment(acts, *, layers=LAYERS, reference=mod_lib.NAT, threshold=THRES
 
   Only modalities whose records carry ground-truth objects take part. Each layer also
   gets "chance_fraction": the score with each modality's object lists shuffled among
-  its examples (seed `seed`), what alignment by luck alone would give.
+  its examples (seed `seed`), what alignment by luck alone would give; and
+  "within_category": the same score from AUCs over pairs of examples of one scene
+  category (chance: objects shuffled within categories). SynthCMP's objects come with
+  categories (snow, sand, road markings), so a unit that detects a category also
+  "detects" its objects in every modality; the within-category score counts only
+  units that follow the object beyond its category.
   """
   with_objects = [m for m, a in acts.items() if a.has_objects]
   without = [m for m in acts if m not in with_objects]
@@ -180,7 +224,9 @@ def run_alignment(acts, *, layers=LAYERS, reference=mod_lib.NAT, threshold=THRES
                      "records (synthetic data); this dataset has none")
   vocabulary = object_vocabulary(*(acts[m].object_names for m in with_objects))
   presence = {m: object_presence(acts[m].object_names, vocabulary) for m in with_objects}
+  categories = {m: acts[m].labels for m in with_objects}
   shuffled = permuted_presence(presence, seed=seed)
+  shuffled_within = permuted_presence(presence, seed=seed, groups=categories)
   settings = dict(reference=reference, threshold=threshold,
                   min_other_modalities=min_other_modalities, min_positives=min_positives,
                   min_negatives=min_negatives)
@@ -191,19 +237,26 @@ def run_alignment(acts, *, layers=LAYERS, reference=mod_lib.NAT, threshold=THRES
             **settings, "layers": {}}
   for layer in layers:
     units = {m: acts[m].units(layer) for m in with_objects}
-    score = alignment_score(units, presence, vocabulary, **settings)
-    chance = alignment_score(units, shuffled, vocabulary, **settings)
-    result["layers"][layer] = {
-        "fraction": score["fraction"], "num_aligned": score["num_aligned"],
-        "num_units": score["num_units"], "chance_fraction": chance["fraction"],
-        "detected_objects": score["detected_objects"],
-        "detector_fraction": score["detector_fraction"],
-        "units": [{"unit": int(u), "object": score["object"][u],
-                   "auc": {m: _rounded(score["best"][m]["auc"][u]) for m in with_objects},
-                   "best": {m: score["best"][m]["object"][u] for m in with_objects}}
-                  for u in np.flatnonzero(score["aligned"])],
-    }
+    result["layers"][layer] = _layer_result(units, presence, shuffled, vocabulary, settings)
+    result["layers"][layer]["within_category"] = _layer_result(
+        units, presence, shuffled_within, vocabulary, settings, groups=categories)
   return result
+
+
+def _layer_result(units, presence, shuffled, vocabulary, settings, groups=None):
+  score = alignment_score(units, presence, vocabulary, groups=groups, **settings)
+  chance = alignment_score(units, shuffled, vocabulary, groups=groups, **settings)
+  modalities = list(units)
+  return {
+      "fraction": score["fraction"], "num_aligned": score["num_aligned"],
+      "num_units": score["num_units"], "chance_fraction": chance["fraction"],
+      "detected_objects": score["detected_objects"],
+      "detector_fraction": score["detector_fraction"],
+      "units": [{"unit": int(u), "object": score["object"][u],
+                 "auc": {m: _rounded(score["best"][m]["auc"][u]) for m in modalities},
+                 "best": {m: score["best"][m]["object"][u] for m in modalities}}
+                for u in np.flatnonzero(score["aligned"])],
+  }
 
 
 def _rounded(value):

@@ -120,15 +120,18 @@ def invariance_section(result):
 
 
 def alignment_section(result, top_objects=10):
-  """Aligned-unit fraction per layer and the objects aligned units detect."""
+  """Aligned-unit fraction per layer (plain and within categories) and the objects that
+  aligned units detect."""
   others = [m.upper() for m in result["modalities"] if m != result["reference"]]
   rule = (f"A unit is aligned when one object is its best detector (ROC AUC of the unit's "
           f"activation for the object's presence) with AUC >= {result['threshold']} in "
           f"{result['reference'].upper()} and in at least {result['min_other_modalities']} of "
           f"{', '.join(others)}. Objects in fewer than {result['min_positives']} examples (or "
           f"missing from fewer than {result['min_negatives']}) of a modality are skipped "
-          "there. Chance: the same score with each modality's object lists shuffled among "
-          "its examples.")
+          "there. Within categories: the same rule with AUCs over pairs of examples of one "
+          "scene category, so that objects which merely come with a category (snow, sand) "
+          "do not count. Chance: the same scores with each modality's object lists "
+          "shuffled among its examples (within categories for the second).")
   body = [paragraph(rule)]
   if result.get("modalities_without_objects"):
     body.append(paragraph("Without ground-truth objects (left out): " + ", ".join(
@@ -136,17 +139,22 @@ def alignment_section(result, top_objects=10):
   modalities = result["modalities"]
   rows = []
   for layer, entry in result["layers"].items():
+    within = entry.get("within_category") or {}
     rows.append([layer, entry["num_units"], entry["num_aligned"], entry["fraction"],
-                 entry["chance_fraction"]] + [entry["detector_fraction"][m] for m in modalities])
-  body.append(table(["layer", "units", "aligned", "aligned fraction", "chance"]
+                 entry["chance_fraction"], within.get("num_aligned"), within.get("fraction"),
+                 within.get("chance_fraction")]
+                + [entry["detector_fraction"][m] for m in modalities])
+  body.append(table(["layer", "units", "aligned", "aligned fraction", "chance",
+                     "aligned within categories", "fraction", "chance"]
                     + [f"detector share {m.upper()}" for m in modalities], rows))
   body.append(paragraph("Detector share: the share of units whose best detector in that "
-                        "modality reaches the AUC threshold.", note=True))
+                        "modality reaches the AUC threshold (plain AUC).", note=True))
   for layer, entry in result["layers"].items():
-    objects = list(entry["detected_objects"].items())[:top_objects]
-    if objects:
-      body.append(f"<h3>{text(layer)}: objects detected by aligned units</h3>")
-      body.append(table(["object", "aligned units"], objects))
+    for label, part in (("", entry), (" within categories", entry.get("within_category"))):
+      objects = list((part or {}).get("detected_objects", {}).items())[:top_objects]
+      if objects:
+        body.append(f"<h3>{text(layer)}: objects detected by aligned units{label}</h3>")
+        body.append(table(["object", "aligned units"], objects))
   return Section("Unit alignment (objective version of the human study)", "\n".join(body))
 
 

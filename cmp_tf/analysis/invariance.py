@@ -139,10 +139,9 @@ def plot_tsne(points, groups, group_names, path, *, title, colours=None, legend=
   if legend:
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7 if len(group_names) > 10
               else 9, markerscale=2, frameon=False, ncol=2 if len(group_names) > 20 else 1)
-  fig.tight_layout()
   tmp = temp_path(path, suffix=".png")
   try:
-    fig.savefig(tmp, format="png", bbox_inches="tight")
+    fig.savefig(tmp, format="png", bbox_inches="tight")  # grows to hold the legend
     os.replace(tmp, path)
   finally:
     plt.close(fig)

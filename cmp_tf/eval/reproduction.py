@@ -176,7 +176,7 @@ def analysis_row(name, invariance, alignment, top_objects=3):
   """One method's modality-probe accuracies and aligned-unit fractions (from the JSON
   written by `cmp_tf.analyze`; either may be None)."""
   row = {"row": name, "probe": {}, "probe_chance": None, "aligned": {},
-         "aligned_chance": {}, "objects": {}}
+         "aligned_chance": {}, "aligned_within": {}, "objects": {}}
   if invariance:
     row["probe"] = {layer: p["accuracy"] for layer, p in invariance["probe"].items()}
     row["probe_chance"] = next(iter(invariance["probe"].values()))["chance"]
@@ -184,6 +184,8 @@ def analysis_row(name, invariance, alignment, top_objects=3):
     for layer, entry in alignment["layers"].items():
       row["aligned"][layer] = entry["fraction"]
       row["aligned_chance"][layer] = entry["chance_fraction"]
+      if "within_category" in entry:
+        row["aligned_within"][layer] = entry["within_category"]["fraction"]
       row["objects"][layer] = list(entry["detected_objects"])[:top_objects]
   return row
 
@@ -193,16 +195,20 @@ def analysis_markdown(rows):
   rows = list(_ordered({r["row"]: r for r in rows}).values())
   probe_layers = list(dict.fromkeys(k for r in rows for k in r["probe"]))
   align_layers = list(dict.fromkeys(k for r in rows for k in r["aligned"]))
+  within_layers = list(dict.fromkeys(k for r in rows for k in r.get("aligned_within", {})))
   pct = lambda v: _fmt(None if v is None else 100 * v)  # noqa: E731
   header = (["Method"] + [f"probe {k}" for k in probe_layers]
             + [f"aligned {k}" for k in align_layers]
+            + [f"within categories {k}" for k in within_layers]
             + [f"objects ({align_layers[-1]})" if align_layers else "objects"])
   lines = ["**Modality invariance and unit alignment (percent)**", "",
            "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 2) + "---|"]
   for r in rows:
     last = r["objects"].get(align_layers[-1], []) if align_layers else []
     cells = ([pct(r["probe"].get(k)) for k in probe_layers]
-             + [pct(r["aligned"].get(k)) for k in align_layers] + [", ".join(last) or "-"])
+             + [pct(r["aligned"].get(k)) for k in align_layers]
+             + [pct(r.get("aligned_within", {}).get(k)) for k in within_layers]
+             + [", ".join(last) or "-"])
     lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
   chance = next((r["probe_chance"] for r in rows if r["probe_chance"] is not None), None)
   aligned_chance = {k: max(r["aligned_chance"].get(k) or 0.0 for r in rows)
@@ -213,7 +219,9 @@ def analysis_markdown(rows):
             "same in NAT and in at least two other modalities; with the objects shuffled "
             "among examples at most " + ", ".join(f"{pct(v)} ({k})"
                                                   for k, v in aligned_chance.items())
-            + ". Objects: those most often detected by aligned units.",
+            + ". Within categories: the same rule with AUCs over pairs of examples of one "
+            "scene category (objects that merely come with a category do not count). "
+            "Objects: those most often detected by aligned units.",
             "The paper's human study (not the same measure): units aligned across "
             "modalities " + " vs ".join(f"{v}% for {n}" for n, v in PAPER_ALIGNED_SHARE.items())
             + "."]

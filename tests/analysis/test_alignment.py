@@ -148,6 +148,39 @@ def test_run_alignment_leaves_out_modalities_without_objects():
   assert [u["unit"] for u in fc7["units"]] == [0, 4]
   assert fc7["units"][1]["best"][mod_lib.LDR] == "bed"
   assert 0 <= fc7["chance_fraction"] <= 1
+  # Presence independent of the (single) category: the within-category score is the same.
+  assert fc7["within_category"]["num_aligned"] == 2
   assert result["layers"]["pool5"]["fraction"] == fc7["fraction"]
   with pytest.raises(ValueError, match="ground-truth objects in NAT"):
     alignment.run_alignment({m: _activations(m, acts[m], [()] * len(acts[m])) for m in runs})
+
+
+def test_within_category_auc_ignores_objects_that_only_come_with_a_category():
+  rng = np.random.default_rng(1)
+  labels = np.repeat([0, 1, 2], 20)
+  snow = labels == 1  # snow is in every category-1 scene and nowhere else
+  lamp = rng.random(60) < 0.5  # lamps vary within every category
+  presence = np.stack([snow, lamp], axis=1)
+  category_unit = (labels == 1).astype(float) + 0.01 * rng.random(60)
+  lamp_unit = lamp.astype(float) + 0.01 * rng.random(60)
+  acts = np.stack([category_unit, lamp_unit], axis=1)
+  plain = alignment.auc_matrix(acts, presence, min_positives=5, min_negatives=5)
+  within = alignment.auc_matrix(acts, presence, groups=labels, min_positives=5,
+                                min_negatives=5)
+  assert plain[0, 0] == 1.0 and np.isnan(within[0, 0]) and np.isnan(within[1, 0])
+  assert within[1, 1] == 1.0
+  # The stratified AUC pools the pairs of each category.
+  expected = sum(roc_auc_score(lamp[labels == c], category_unit[labels == c])
+                 * lamp[labels == c].sum() * (~lamp[labels == c]).sum() for c in range(3))
+  pairs = sum(lamp[labels == c].sum() * (~lamp[labels == c]).sum() for c in range(3))
+  assert within[0, 1] == pytest.approx(expected / pairs)
+
+
+def test_shuffling_within_groups_keeps_each_groups_objects():
+  presence = {mod_lib.NAT: np.eye(6, dtype=bool)[[0, 0, 1, 1, 2, 2]]}
+  groups = {mod_lib.NAT: np.array([0, 0, 1, 1, 2, 2])}
+  shuffled = alignment.permuted_presence(presence, seed=0, groups=groups)[mod_lib.NAT]
+  assert shuffled.tolist() == presence[mod_lib.NAT].tolist()
+  everywhere = alignment.permuted_presence(
+      {mod_lib.NAT: np.arange(50)[:, None] < 25}, seed=0)[mod_lib.NAT]
+  assert everywhere.sum() == 25 and not np.array_equal(everywhere[:, 0], np.arange(50) < 25)

@@ -73,7 +73,8 @@ def test_page_escapes_text_and_refuses_missing_pictures(tmp_path):
 def _saved(probe, fractions, objects):
   invariance = {"probe": {layer: {"accuracy": a, "chance": 0.2} for layer, a in probe.items()}}
   alignment = {"layers": {layer: {"fraction": f, "chance_fraction": 0.0,
-                                  "detected_objects": {o: 1 for o in objects}}
+                                  "detected_objects": {o: 1 for o in objects},
+                                  "within_category": {"fraction": f / 2}}
                           for layer, f in fractions.items()}}
   return invariance, alignment
 
@@ -85,6 +86,7 @@ def test_reproduction_compares_methods_by_probe_and_alignment():
       ["bed", "sink", "tree", "car"]))
   assert c["probe"] == {"pool5": 0.9, "fc6": 0.5, "fc7": 0.4} and c["probe_chance"] == 0.2
   assert c["aligned"] == {"pool5": 0.1, "fc7": 0.25}
+  assert c["aligned_within"] == {"pool5": 0.05, "fc7": 0.125}
   assert c["objects"]["fc7"] == ["bed", "sink", "tree"]
   base = reproduction.analysis_row("BL-Individual", *_saved(
       {"pool5": 1.0, "fc6": 0.99, "fc7": 0.98}, {"pool5": 0.0, "fc7": 0.0}, []))
@@ -92,10 +94,12 @@ def test_reproduction_compares_methods_by_probe_and_alignment():
   markdown = reproduction.analysis_markdown([c, probe_only, base])
   lines = [line for line in markdown.splitlines() if line.startswith("| ")]
   assert lines[0] == ("| Method | probe pool5 | probe fc6 | probe fc7 | aligned pool5 | "
-                      "aligned fc7 | objects (fc7) |")
-  assert lines[1] == "| BL-Individual | 100.0 | 99.0 | 98.0 | 0.0 | 0.0 | - |"  # paper order
-  assert lines[2] == "| A: Tune | - | - | 60.0 | - | - | - |"
-  assert lines[3] == "| C: Tune + StatReg (GMM) | 90.0 | 50.0 | 40.0 | 10.0 | 25.0 | bed, sink, tree |"
+                      "aligned fc7 | within categories pool5 | within categories fc7 | "
+                      "objects (fc7) |")
+  assert lines[1] == "| BL-Individual | 100.0 | 99.0 | 98.0 | 0.0 | 0.0 | 0.0 | 0.0 | - |"
+  assert lines[2] == "| A: Tune | - | - | 60.0 | - | - | - | - | - |"
+  assert lines[3] == ("| C: Tune + StatReg (GMM) | 90.0 | 50.0 | 40.0 | 10.0 | 25.0 | 5.0 | "
+                      "12.5 | bed, sink, tree |")
   assert "chance 20.0" in markdown and "33% for A: Tune vs 25% for BL-Individual" in markdown
 
 
