@@ -25,6 +25,9 @@ import numpy as np
 
 # Elements per chunk of the [queries, targets] similarity and its sorted copy.
 _CHUNK_ELEMENTS = 1 << 22
+# The largest [queries, targets] similarity kept whole so that the reverse pair of
+# cross_modal_retrieval ranks its transpose instead of computing it again (256 MB in float32).
+_REUSE_ELEMENTS = 1 << 26
 
 
 def check_features(features, name):
@@ -202,14 +205,14 @@ def _sample_queries(num_available, num_queries, seed):
   return np.random.default_rng(seed).integers(0, num_available, size=int(num_queries))
 
 
-def _scores_from_rows(row_similarity, query_labels, target_labels, k):
-  """Accumulates AP and P@k over chunks produced by `row_similarity(rows)`, a new array each
-  time (it is sorted in place)."""
+def _scores_from_rows(row_similarity, query_labels, target_labels, k, owned=True):
+  """Accumulates AP and P@k over chunks produced by `row_similarity(rows)`: a new array each
+  time (sorted in place) when `owned`, else a view that is left as it is."""
   ap_sum = 0.0
   pk_sum = 0.0
   for rows in _chunks(len(query_labels), len(target_labels)):
     ap, pk = _rank_scores(row_similarity(rows), query_labels[rows], target_labels, k,
-                           owned=True)
+                           owned=owned)
     ap_sum += ap.sum()
     pk_sum += pk.sum()
   count = len(query_labels)
@@ -284,6 +287,11 @@ def cross_modal_retrieval(features, labels, *, pairs=None, num_queries=None, see
 
   Returns:
     {(query, target): {"map": float, "p@<k>": float, "num_queries": int}}.
+
+  Exact protocol: a pair and its reverse rank the rows and the columns of one similarity
+  matrix, so each unordered pair costs one matmul. With NumPy's OpenBLAS the transpose is
+  bitwise the matrix computed the other way round (other BLAS builds may differ in the last
+  bit of a similarity).
   """
   # Each modality is checked and normalised once, however many pairs it takes part in.
   if not isinstance(features, dict) or not features:
@@ -310,12 +318,40 @@ def cross_modal_retrieval(features, labels, *, pairs=None, num_queries=None, see
   sizes = {m: normalized[m].shape[1] for m in used}
   if len(set(sizes.values())) > 1:
     raise ValueError(f"features: modalities differ in feature size {sizes}")
+  for query, target in pairs:  # every pair's labels, before any similarity is computed
+    chosen = _sample_queries(len(checked_labels[query]), num_queries, seed)
+    _in_pair(query, target, _check_every_query_has_a_match, checked_labels[query][chosen],
+             checked_labels[target])
   results = {}
+  wanted = set(pairs)
   for query, target in pairs:
-    try:
-      results[(query, target)] = _normalized_scores(
-          normalized[query], checked_labels[query], normalized[target], checked_labels[target],
-          num_queries=num_queries, seed=seed, k=k)
-    except ValueError as e:
-      raise ValueError(f"retrieval {query}->{target}: {e}") from e
-  return results
+    if (query, target) in results:
+      continue
+    queries, targets = normalized[query], normalized[target]
+    if (num_queries is None and query != target and (target, query) in wanted
+        and len(queries) * len(targets) <= _REUSE_ELEMENTS):
+      # Cosine similarity is symmetric: the reverse pair ranks the transpose's rows.
+      similarity = queries @ targets.T
+      results[(query, target)] = _in_pair(query, target, _matrix_scores, similarity,
+                                          checked_labels[query], checked_labels[target], k)
+      results[(target, query)] = _in_pair(target, query, _matrix_scores, similarity.T,
+                                          checked_labels[target], checked_labels[query], k)
+    else:
+      results[(query, target)] = _in_pair(
+          query, target, _normalized_scores, queries, checked_labels[query], targets,
+          checked_labels[target], num_queries=num_queries, seed=seed, k=k)
+  return {pair: results[pair] for pair in pairs}
+
+
+def _matrix_scores(similarity, query_labels, target_labels, k):
+  """Scores of every row of a whole similarity matrix (or its transpose), left unchanged."""
+  return _scores_from_rows(lambda rows: similarity[rows], query_labels, target_labels, k,
+                           owned=False)
+
+
+def _in_pair(query, target, function, *args, **kwargs):
+  """function(*args, **kwargs), its ValueError naming the pair."""
+  try:
+    return function(*args, **kwargs)
+  except ValueError as e:
+    raise ValueError(f"retrieval {query}->{target}: {e}") from e
