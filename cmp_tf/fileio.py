@@ -6,12 +6,32 @@ import os
 import tempfile
 
 
+def _umask():
+  """The process umask, read without changing it where Linux allows (os.umask is a
+  process-wide set-and-restore that another thread could observe)."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except OSError:
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 def temp_path(path, suffix=""):
-  """A fresh temp file beside `path` (same directory, so os.replace is atomic)."""
+  """A fresh temp file beside `path` (same directory, so os.replace is atomic).
+
+  Its mode is that of a file made by open() (0666 less the umask), not mkstemp's 0600, so
+  the renamed result is as readable as any other output.
+  """
   directory = os.path.dirname(os.path.abspath(os.fspath(path)))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(os.fspath(path))}.",
                              suffix=suffix + ".tmp", dir=directory)
+  os.fchmod(fd, 0o666 & ~_umask())
   os.close(fd)
   return tmp
 
