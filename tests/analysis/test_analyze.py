@@ -106,20 +106,6 @@ def test_reproduction_compares_methods_by_probe_and_alignment():
 # === Slow: a tiny run trained once, analysed end to end ===
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data_dir, tmp_path_factory):
-  """An A: Tune run of alexnet_tiny on the tiny dataset, trained for 2 steps per stage."""
-  from cmp_tf.training import config as config_lib
-  from cmp_tf.training import runner
-  root = tmp_path_factory.mktemp("analyze_run")
-  config = config_lib.TrainConfig(
-      method="a_tune", data_dir=tiny_data_dir, run_dir=str(root / "run"),
-      cache_dir=str(root / "cache"), image_variant="alexnet_tiny", steps=2, frozen_steps=2,
-      source_steps=2, batch_size=2, source_batch_size=4, checkpoint_every=2, jit_compile=False,
-      strategy="default", evaluate=False, export=False)
-  return runner.run_training(config, progress=False)
-
-
 @pytest.mark.slow
 def test_activations_match_evaluation_features(tiny_run):
   from cmp_tf.analysis import activations as activations_lib

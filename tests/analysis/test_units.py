@@ -10,20 +10,6 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf.analysis import units
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data_dir, tmp_path_factory):
-  """An A: Tune run of alexnet_tiny on the tiny dataset, trained for 2 steps per stage."""
-  from cmp_tf.training import config as config_lib
-  from cmp_tf.training import runner
-  root = tmp_path_factory.mktemp("units_run")
-  config = config_lib.TrainConfig(
-      method="a_tune", data_dir=tiny_data_dir, run_dir=str(root / "run"),
-      cache_dir=str(root / "cache"), image_variant="alexnet_tiny", steps=2, frozen_steps=2,
-      source_steps=2, batch_size=2, source_batch_size=4, checkpoint_every=2, jit_compile=False,
-      strategy="default", evaluate=False, export=False)
-  return runner.run_training(config, progress=False)
-
-
 def test_top_k_indices_orders_by_activation_and_keeps_ties_in_record_order():
   values = np.array([0.5, 2.0, 0.0, 2.0, 1.0, 3.0])
   np.testing.assert_array_equal(units.top_k_indices(values, 4), [5, 1, 3, 4])
