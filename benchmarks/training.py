@@ -228,7 +228,7 @@ def format_results(results):
   if results["skipped"]:
     lines.append(f"skipped (time budget): {', '.join(results['skipped'])}")
   default = results["methods"].get("c_tune_statreg_gmm")
-  if default is not None:
+  if default is not None and size["variant"] == harness.SIZES["default"].variant:
     target = results["target_utilisation"]
     verdicts = [f"{default['utilisation']:.1%} of the machine's matmul rate"]
     if default["cpu_utilisation"] is not None:
