@@ -45,6 +45,8 @@ def define_flags():
   flags.DEFINE_integer("rounds", 3, "Interleaved rounds; the best is reported.")
   flags.DEFINE_boolean("jit_compile", False, "Compile the step with XLA (trainer option).")
   flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "default"], "As in cmp_tf.train.")
+  flags.DEFINE_boolean("deterministic", False, "tf.config.experimental."
+                       "enable_op_determinism(), as cmp_tf.train's --deterministic.")
   flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads; 0: its default.")
   flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads; 0: its default.")
   flags.DEFINE_integer("matmul_size", 0, "Side of the reference matmul; 0: 2048 on a CPU, "
@@ -254,6 +256,8 @@ def main(argv):
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   if FLAGS.intra_op_threads:
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+  if FLAGS.deterministic:
+    tf.config.experimental.enable_op_determinism()
   for method in FLAGS.methods:
     if method not in DEFAULT_METHODS:
       raise app.UsageError(f"--methods: unknown method {method!r}; expected some of "
