@@ -25,6 +25,9 @@ else
   python=python3
 fi
 
+# One GPU: the first, unless CUDA_VISIBLE_DEVICES already chooses.
+export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
+
 # Building and tracing the seven distinct stage steps takes most of the time: the budget
 # stops building new ones at 80% of it and ends the timed rounds at 95 s, so the whole
 # command (with TensorFlow's start) stays under two minutes; anything skipped is listed.
