@@ -108,7 +108,8 @@ def test_gpu_script_runs_every_method_on_cpu_at_tiny_size(tmp_path):
   out = tmp_path / "gpu.json"
   # No time budget here: a loaded test machine must not skip stages.
   stdout = _run(["bash", "benchmarks/gpu.sh", "--size=tiny", "--steps=1", "--rounds=1",
-                 "--time_budget_s=0", "--profile", f"--out={out}"])
+                 "--time_budget_s=0", "--profile", f"--profile_dir={tmp_path / 'trace'}",
+                 f"--out={out}"])
   results = json.loads(out.read_text())["results"]
   assert set(results["methods"]) == {
       "source", "bl_individual", "bl_shared_upper", "bl_shared_upper_scratch", "a_tune",
