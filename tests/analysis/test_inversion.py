@@ -9,20 +9,6 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf.analysis import inversion
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data_dir, tmp_path_factory):
-  """A BL-Shared-Upper run of alexnet_tiny on the tiny dataset, trained for 2 steps."""
-  from cmp_tf.training import config as config_lib
-  from cmp_tf.training import runner
-  root = tmp_path_factory.mktemp("inversion_run")
-  config = config_lib.TrainConfig(
-      method="bl_shared_upper", data_dir=tiny_data_dir, run_dir=str(root / "run"),
-      cache_dir=str(root / "cache"), image_variant="alexnet_tiny", steps=2, source_steps=2,
-      batch_size=2, source_batch_size=4, checkpoint_every=2, jit_compile=False,
-      strategy="default", evaluate=False, export=False)
-  return runner.run_training(config, progress=False)
-
-
 @pytest.mark.parametrize("size", [8, 16, 32, 64])
 def test_check_image_size_accepts_powers_of_two_times_four(size):
   assert inversion.check_image_size(size) == size
