@@ -23,6 +23,7 @@ import os
 import sys
 import time
 
+from cmp_tf import fileio
 from cmp_tf.fileio import write_json_atomic
 
 PARTS = ("invariance", "alignment", "units", "inversion")
@@ -82,11 +83,10 @@ def _provenance(run, settings):
 
 def current_result(path, weights_digest, settings=None):
   """The JSON at `path` when it was computed from these weights (and settings), else None."""
-  from cmp_tf.eval import report
   if not os.path.isfile(path):
     return None
   try:
-    saved = report.read_json(path)
+    saved = fileio.read_json(path)
   except (OSError, ValueError):
     return None
   if saved.get("format_version") != FORMAT_VERSION or saved.get("weights_digest") != (
@@ -221,12 +221,11 @@ def _json_paths():
 
 def saved_results(out_dir, weights_digest):
   """{part: result} of the parts already in `out_dir` computed from these weights."""
-  from cmp_tf.eval import report
   found = {}
   for part, name in _json_paths().items():
     path = os.path.join(out_dir, name)
     try:
-      saved = report.read_json(path) if os.path.isfile(path) else None
+      saved = fileio.read_json(path) if os.path.isfile(path) else None
     except (OSError, ValueError):
       saved = None
     if saved and saved.get("weights_digest") == weights_digest:

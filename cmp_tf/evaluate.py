@@ -29,6 +29,7 @@ import os
 import sys
 import time
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 from cmp_tf.eval import features as features_lib
 from cmp_tf.eval import report, zero_shot
@@ -81,7 +82,7 @@ def check_run(run_dir):
   if not os.path.isfile(path):
     raise NotFinishedError(f"--run_dir: {run_dir} is not a run directory (no run.json); train "
                            "one with python -m cmp_tf.train --flagfile=configs/<method>.flags")
-  state = report.read_json(path)
+  state = fileio.read_json(path)
   if state.get("status") != "complete":
     done = sum(s.get("status") == "complete" for s in state.get("stages", []))
     total = len(state.get("recipe", {}).get("stages", [])) or "?"
@@ -172,8 +173,8 @@ def _write(out_dir, results, title, preamble):
   built = report.build_tables(report.rows_from_json(results["rows"]), chance,
                               num_classes=results["num_classes"])
   results["tables"] = {t.title: t.to_dict() for t in built}
-  report.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), results)
-  report.write_text_atomic(os.path.join(out_dir, TABLES_MD),
+  fileio.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), results)
+  fileio.write_text_atomic(os.path.join(out_dir, TABLES_MD),
                            report.tables_markdown(title, preamble, built))
 
 
@@ -296,7 +297,7 @@ def resolve_source_dir(path):
   path = os.path.abspath(os.fspath(path))
   run_json = os.path.join(path, "run.json")
   if os.path.isfile(run_json):
-    state = report.read_json(run_json)
+    state = fileio.read_json(run_json)
     directory = (state.get("source") or {}).get("directory")
     if not directory:
       raise NotFinishedError(f"--source_dir: the run in {path} did not start from a source "
@@ -328,7 +329,7 @@ def evaluate_source(source_dir, *, data_dir=None, out_dir=None, num_queries=None
     if not os.path.isfile(path):
       raise NotFinishedError(f"--source_dir: {directory} is not a cached source network (no "
                              f"{os.path.basename(path)})")
-  info = report.read_json(info_path)
+  info = fileio.read_json(info_path)
   data_dir, manifest = _dataset(data_dir or (state or {}).get("data_dir"),
                                 info.get("manifest_fingerprint"),
                                 f"the source network in {directory}")

@@ -19,12 +19,11 @@ The training command calls `export_run(run_dir)` at its end.
 import datetime
 import json
 import os
-import shutil
 import sys
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
-from cmp_tf.serving import files, runs
-from cmp_tf.training import checkpoints
+from cmp_tf.serving import runs
 
 EXPORT_DIR = "export"
 EXPORT_JSON = "export.json"
@@ -117,9 +116,7 @@ def _save_version(info, model, modality, model_dir, version):
 
   module, text_note = _serving_module(info, model, modality)
   sigs = module.signatures()
-  os.makedirs(model_dir, exist_ok=True)
-  building = files.make_temp_dir(model_dir, f".{version}.building-")
-  try:
+  with fileio.atomic_directory(os.path.join(model_dir, str(version))) as building:
     tf.saved_model.save(module, building, signatures=sigs)
     model_info = {
         "modality": modality, "version": version, "fingerprint": info.fingerprint,
@@ -133,15 +130,9 @@ def _save_version(info, model, modality, model_dir, version):
         "signatures": {k: _signature_info(f) for k, f in sigs.items()},
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    os.makedirs(os.path.join(building, "assets.extra"), exist_ok=True)
-    files.write_bytes_atomic(os.path.join(building, MODEL_INFO),
-                             (json.dumps(model_info, indent=1) + "\n").encode())
-    files.write_bytes_atomic(os.path.join(building, CATEGORIES_TXT),
-                             ("\n".join(info.categories) + "\n").encode())
-    files.replace_directory(building, os.path.join(model_dir, str(version)))
-  finally:
-    if os.path.isdir(building):
-      shutil.rmtree(building, ignore_errors=True)
+    fileio.write_json_atomic(os.path.join(building, MODEL_INFO), model_info)
+    fileio.write_text_atomic(os.path.join(building, CATEGORIES_TXT),
+                             "\n".join(info.categories) + "\n")
   return model_info
 
 
@@ -175,21 +166,21 @@ def export_run(run_dir, version=None, *, data_dir=None, overwrite=False, verbose
       model_dir = os.path.join(root, modality)
       _save_version(info, model, modality, model_dir, version)
       if verbose:
-        size = files.directory_size(os.path.join(model_dir, str(version)))
+        size = fileio.directory_size(os.path.join(model_dir, str(version)))
         print(f"export: {modality.upper()} -> {model_dir}/{version} ({size / 2**20:.1f} MiB)",
               flush=True)
   for modality in modalities:
     version_dir = os.path.join(root, modality, str(version))
     model_info = read_model_info(version_dir)
     summary["modalities"][modality] = {
-        "path": version_dir, "size_bytes": files.directory_size(version_dir),
+        "path": version_dir, "size_bytes": fileio.directory_size(version_dir),
         "signatures": model_info["signatures"],
         "raw_text_input": model_info.get("raw_text_input"),
         "serves_raw_text": model_info.get("serves_raw_text", False)}
-  checkpoints.write_json_atomic(os.path.join(root, EXPORT_JSON), summary)
-  checkpoints.write_text_atomic(os.path.join(root, MODELS_CONFIG), model_config_text(
+  fileio.write_json_atomic(os.path.join(root, EXPORT_JSON), summary)
+  fileio.write_text_atomic(os.path.join(root, MODELS_CONFIG), model_config_text(
       {m: os.path.join(root, m) for m in modalities}))
-  checkpoints.write_text_atomic(os.path.join(root, DOCKER_MODELS_CONFIG), model_config_text(
+  fileio.write_text_atomic(os.path.join(root, DOCKER_MODELS_CONFIG), model_config_text(
       {m: f"{DOCKER_ROOT}/{m}" for m in modalities}))
   dsc = summary["modalities"].get(mod_lib.DSC)
   if verbose and dsc is not None:

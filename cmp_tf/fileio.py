@@ -1,8 +1,22 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes, the one way cmp_tf writes a file or a directory: a reader sees the old
+version or the new one, never half of one, and a killed writer leaves no partial output.
 
+  with atomic_path("out/table.npz") as tmp:    # any writer that takes a path
+    np.savez(tmp, ...)
+  write_json_atomic("run.json", state)
+  with atomic_directory("export/nat/3") as tmp_dir:   # a whole directory
+    tf.saved_model.save(module, tmp_dir)
+
+Temp names start with "." beside the target (same file system, so the rename is
+atomic) and get the mode open() or mkdir() would give (0666 / 0777 less the umask),
+not mkstemp's 0600 or mkdtemp's 0700, so outputs are as readable as any other file.
+"""
+
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 
 
@@ -21,31 +35,73 @@ def _umask():
   return mask
 
 
-def temp_path(path, suffix=""):
-  """A fresh temp file beside `path` (same directory, so os.replace is atomic).
+def _remove(path):
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.lexists(path):
+    os.remove(path)
 
-  Its mode is that of a file made by open() (0666 less the umask), not mkstemp's 0600, so
-  the renamed result is as readable as any other output.
-  """
-  directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+
+@contextlib.contextmanager
+def atomic_path(path):
+  """Yields a temp file path beside `path`; on success it replaces `path`, on error it
+  is removed. The temp name keeps `path`'s extension (np.savez, Keras and PIL insist)."""
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(os.fspath(path))}.",
-                             suffix=suffix + ".tmp", dir=directory)
-  os.fchmod(fd, 0o666 & ~_umask())
+  name = os.path.basename(path)
+  suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+  fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp" + suffix, dir=directory)
   os.close(fd)
-  return tmp
+  try:
+    yield tmp
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+  finally:
+    if os.path.lexists(tmp):
+      os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+  """Yields a new empty directory beside `path`; on success it replaces `path` (an
+  existing one is moved aside, then deleted), on error it is removed."""
+  path = os.fspath(path)
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.building-", dir=parent)
+  try:
+    yield tmp
+    os.chmod(tmp, 0o777 & ~_umask())
+    replace_directory(tmp, path)
+  finally:
+    if os.path.lexists(tmp):
+      _remove(tmp)
+
+
+def replace_directory(built, target):
+  """Moves the finished directory `built` (a sibling of `target`) to `target`, replacing
+  an existing one; readers see the old or the new directory, never a mix."""
+  target = os.fspath(target)
+  old = None
+  if os.path.lexists(target):
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-",
+                           dir=os.path.dirname(os.path.abspath(target)))
+    os.rmdir(old)
+    os.replace(target, old)
+  os.replace(built, target)
+  if old is not None:
+    _remove(old)
+
+
+def write_bytes_atomic(path, data):
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    f.write(data)
 
 
 def write_text_atomic(path, text):
-  """Writes `text` to `path` through a temp file in the same directory."""
-  tmp = temp_path(path)
-  try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, os.fspath(path))
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  """Writes `text` (UTF-8) to `path` atomically."""
+  write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path, obj):
@@ -53,10 +109,30 @@ def write_json_atomic(path, obj):
   write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
 
 
+def read_json(path, default=None):
+  """The parsed JSON at `path`, or `default` when there is no such file."""
+  if not os.path.exists(path):
+    return default
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
 def file_digest(path):
   """A short sha256 of a file's content (which weights a result came from)."""
+  return files_digest([path])
+
+
+def files_digest(paths):
+  """A short sha256 of the content of `paths`, in order."""
   sha = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      sha.update(block)
+  for path in paths:
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        sha.update(block)
   return sha.hexdigest()[:16]
+
+
+def directory_size(path):
+  """Total bytes of the files under `path`."""
+  return sum(os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(path) for name in names)

@@ -19,8 +19,9 @@ import sys
 import numpy as np
 from PIL import Image
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
-from cmp_tf.serving import embedders, files, grid, runs
+from cmp_tf.serving import embedders, grid, runs
 
 TENSORS_TSV = "tensors.tsv"
 METADATA_TSV = "metadata.tsv"
@@ -80,11 +81,11 @@ def write_projector(log_dir, embeddings, metadata, *, sprites=None, tensor_name=
   out = {"tensors": os.path.join(log_dir, TENSORS_TSV),
          "metadata": os.path.join(log_dir, METADATA_TSV)}
   rows = ("\t".join(f"{v:.6g}" for v in row) for row in embeddings)
-  files.write_bytes_atomic(out["tensors"], ("\n".join(rows) + "\n").encode())
+  fileio.write_bytes_atomic(out["tensors"], ("\n".join(rows) + "\n").encode())
   columns = list(metadata)
   lines = ["\t".join(columns)] + ["\t".join(_cell(metadata[c][i]) for c in columns)
                                   for i in range(count)]
-  files.write_bytes_atomic(out["metadata"], ("\n".join(lines) + "\n").encode("utf-8"))
+  fileio.write_bytes_atomic(out["metadata"], ("\n".join(lines) + "\n").encode("utf-8"))
 
   config = projector.ProjectorConfig()
   embedding = config.embeddings.add()
@@ -95,11 +96,11 @@ def write_projector(log_dir, embeddings, metadata, *, sprites=None, tensor_name=
   if sprites is not None:
     sheet, size = sprite_sheet(sprites, thumb)
     out["sprite"] = os.path.join(log_dir, SPRITE_PNG)
-    files.write_bytes_atomic(out["sprite"], grid.png_bytes(sheet))
+    fileio.write_bytes_atomic(out["sprite"], grid.png_bytes(sheet))
     embedding.sprite.image_path = SPRITE_PNG
     embedding.sprite.single_image_dim.extend([size, size])
   out["config"] = os.path.join(log_dir, "projector_config.pbtxt")
-  files.write_bytes_atomic(out["config"], text_format.MessageToString(config).encode())
+  fileio.write_bytes_atomic(out["config"], text_format.MessageToString(config).encode())
   # An event file makes the directory a run that `tensorboard --logdir <parent>` lists.
   writer = tf.summary.create_file_writer(log_dir)
   with writer.as_default():

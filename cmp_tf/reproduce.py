@@ -29,8 +29,8 @@ import subprocess
 import sys
 import time
 
+from cmp_tf import fileio, paths
 from cmp_tf import modalities as mod_lib
-from cmp_tf import paths
 from cmp_tf.eval import features as features_lib
 from cmp_tf.eval import report, reproduction
 from cmp_tf.training import recipes
@@ -93,7 +93,7 @@ def finished_run(run_dir):
   path = os.path.join(run_dir, "run.json")
   if not os.path.isfile(path):
     return None
-  state = report.read_json(path)
+  state = fileio.read_json(path)
   if state.get("status") != "complete" or not os.path.isfile(
       os.path.join(run_dir, "final.weights.h5")):
     return None
@@ -119,7 +119,7 @@ def _current(results_path, *, digest, num_queries, seed, layers, sa):
   """The kept results.json when it matches these weights and this protocol, else None."""
   if not os.path.isfile(results_path):
     return None
-  results = report.read_json(results_path)
+  results = fileio.read_json(results_path)
   protocol = results.get("protocol", {})
   same = (results.get("weights_digest") == digest and protocol.get("num_queries") == num_queries
           and protocol.get("seed") == seed and results.get("layers") == list(layers)
@@ -282,7 +282,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     source_results, status = _evaluate_source(
         source_dirs[0], first.get("data_dir"), os.path.join(out_dir, SOURCE_DIR),
         num_queries=num_queries, seed=seed, progress=progress)
-    info = report.read_json(os.path.join(source_dirs[0], "source.json"))
+    info = fileio.read_json(os.path.join(source_dirs[0], "source.json"))
     entries.append({"run": SOURCE_DIR, "row": "BL-PlacesNet, Subsp. Align. + PlacesNet",
                     "setting": "both", "train": f"source network ({info.get('origin')})",
                     "train_s": (info.get("training") or {}).get("wall_time_s"),
@@ -345,8 +345,8 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
       "source_evaluation": os.path.join(out_dir, SOURCE_DIR) if source_results else None,
       "runs": entries, "wall_time_s": total,
   }
-  report.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), results)
-  report.write_text_atomic(os.path.join(out_dir, REPORT_MD), markdown)
+  fileio.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), results)
+  fileio.write_text_atomic(os.path.join(out_dir, REPORT_MD), markdown)
   return results
 
 

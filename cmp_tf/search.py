@@ -21,8 +21,9 @@ import os
 import sys
 import time
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
-from cmp_tf.serving import embedders, files, grid, photos, queries, runs
+from cmp_tf.serving import embedders, grid, photos, queries, runs
 from cmp_tf.serving import index as index_lib
 
 SEARCH_DIR = "search"
@@ -123,7 +124,7 @@ def search_photos(run_dir, query, *, k=10, nprobe=None, backend=embedders.AUTO, 
   sheet = grid.result_sheet(display, f"query: {predicted}", hits,
                             [photo_index.thumbnails[h["position"]] for h in hits],
                             query_category=predicted)
-  files.write_bytes_atomic(out, grid.png_bytes(sheet))
+  fileio.write_bytes_atomic(out, grid.png_bytes(sheet))
   return {"hits": hits, "predicted": predicted, "probability": probability,
           "backend": backend_note, "out": out, "index_size": len(photo_index)}
 

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.fileio import temp_path
+from cmp_tf.fileio import atomic_path
 
 PROBE_LAYERS = ("pool5", "fc6", "fc7")
 TSNE_LAYER = "fc7"
@@ -139,14 +139,11 @@ def plot_tsne(points, groups, group_names, path, *, title, colours=None, legend=
   if legend:
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7 if len(group_names) > 10
               else 9, markerscale=2, frameon=False, ncol=2 if len(group_names) > 20 else 1)
-  tmp = temp_path(path, suffix=".png")
   try:
-    fig.savefig(tmp, format="png", bbox_inches="tight")  # grows to hold the legend
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+      fig.savefig(tmp, format="png", bbox_inches="tight")  # grows to hold the legend
   finally:
     plt.close(fig)
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def run_invariance(acts, out_dir, *, categories, seed=0, folds=FOLDS,

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.fileio import temp_path, write_json_atomic
+from cmp_tf.fileio import atomic_path, write_json_atomic
 
 DEFAULT_LAYERS = ("pool5", "fc7")
 UNIT_LAYERS = ("pool5", "fc6", "fc7")
@@ -126,13 +126,8 @@ def masked_image(image, unit_map=None):
 
 def save_png(image, path):
   """Writes a PIL image as PNG through a temp file in the same directory."""
-  tmp = temp_path(path, suffix=".png")
-  try:
+  with atomic_path(path) as tmp:
     image.save(tmp, format="PNG")
-    os.replace(tmp, os.fspath(path))
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def font(size):

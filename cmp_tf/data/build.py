@@ -23,8 +23,8 @@ import time
 import numpy as np
 from absl import flags
 
+from cmp_tf import fileio, paths
 from cmp_tf import modalities as mod_lib
-from cmp_tf import paths
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data.errors import DataError
 
@@ -485,10 +485,10 @@ def _commit(data_dir, staging, modalities):
       os.remove(path)  # the directory is an incomplete build until the new manifest lands
   for modality in mod_lib.ALL_MODALITIES:
     target = os.path.join(data_dir, modality)
-    if os.path.isdir(target):
+    if modality in modalities:
+      fileio.replace_directory(os.path.join(staging, modality), target)
+    elif os.path.isdir(target):
       shutil.rmtree(target)
-  for modality in modalities:
-    os.replace(os.path.join(staging, modality), os.path.join(data_dir, modality))
   os.rmdir(staging)
 
 

@@ -10,11 +10,11 @@ are shown as wrapped text.
 import io
 import os
 import sys
-import tempfile
 
 from absl import app, flags
 from PIL import Image, ImageDraw, ImageFont
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data.errors import DataError
@@ -153,19 +153,9 @@ def make_contact_sheet(data_dir, split="val", per_category=1, max_categories=Non
 
 
 def save_png_atomic(image, path):
-  """Writes `image` as PNG via a temp file in the same directory, then renames it."""
-  path = os.path.abspath(os.fspath(path))
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      image.save(f, format="PNG")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  """Writes `image` as PNG, atomically."""
+  with fileio.atomic_path(path) as tmp:
+    image.save(tmp, format="PNG")
 
 
 FLAGS = flags.FLAGS

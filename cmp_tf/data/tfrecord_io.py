@@ -6,17 +6,19 @@ restores the original order. Shards are written under temporary names and
 renamed only when the whole split succeeded; a failure removes them all.
 """
 
+import contextlib
 import math
 import os
 
 import tensorflow as tf
 
+from cmp_tf import fileio
 from cmp_tf.data import features
 from cmp_tf.data.errors import DataError
 
 TARGET_SHARD_BYTES = 4 << 20  # a few MB per shard
 MAX_SHARDS = 1024
-_TMP_MARK = ".tmp-"
+_TMP_MARK = ".tmp"  # in fileio.atomic_path's temp names
 
 
 def shard_name(split, index, num_shards):
@@ -49,30 +51,15 @@ def write_sharded(records, out_dir, split, num_shards, vector_dim):
     raise ValueError(f"write_sharded: num_shards must be >= 1, got {num_shards}")
   os.makedirs(out_dir, exist_ok=True)
   names = [shard_name(split, i, num_shards) for i in range(num_shards)]
-  tmp_paths = [os.path.join(out_dir, f".{n}{_TMP_MARK}{os.getpid()}") for n in names]
-  writers = []
   count = 0
-  try:
-    for path in tmp_paths:
-      writers.append(tf.io.TFRecordWriter(path))
+  with contextlib.ExitStack() as stack:  # every shard renamed only when all are written
+    tmp_paths = [stack.enter_context(fileio.atomic_path(os.path.join(out_dir, n)))
+                 for n in names]
+    writers = [stack.enter_context(tf.io.TFRecordWriter(path)) for path in tmp_paths]
     for record in records:
       writers[count % num_shards].write(serialize(record, vector_dim))
       count += 1
-    for writer in writers:
-      writer.close()
-  except BaseException:
-    for writer in writers:
-      try:
-        writer.close()
-      except Exception:  # noqa: BLE001 - already failing; the cleanup below matters more
-        pass
-    for path in tmp_paths:
-      if os.path.exists(path):
-        os.remove(path)
-    raise
   _remove_stale_shards(out_dir, split, keep=set(names))
-  for tmp, name in zip(tmp_paths, names):
-    os.replace(tmp, os.path.join(out_dir, name))
   return names, count
 
 

@@ -16,10 +16,10 @@ an evaluation can reuse them only while they are current.
 import dataclasses
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 
 LAYERS = ("pool5", "fc6", "fc7")
@@ -99,16 +99,8 @@ def save_npz(path, features, labels, example_ids):
   if features.ndim != 2 or labels.shape != (len(features),) or example_ids.shape != labels.shape:
     raise ValueError(f"{path}: inconsistent shapes: features {features.shape}, labels "
                      f"{labels.shape}, example_ids {example_ids.shape}")
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, features=features, labels=labels, example_ids=example_ids)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with fileio.atomic_path(path) as tmp:
+    np.savez(tmp, features=features, labels=labels, example_ids=example_ids)
 
 
 def load_npz(path):

@@ -1,4 +1,4 @@
-"""Rows of Tables 1-5 as JSON and as the paper's Markdown tables; atomic file writing.
+"""Rows of Tables 1-5 as JSON and as the paper's Markdown tables.
 
 Rows are {table id: {row name: {column: fraction or None}}} with the columns of
 `cmp_tf.eval.rows`. In JSON a (query, target) column is written "nat->clp"
@@ -6,11 +6,9 @@ Rows are {table id: {row name: {column: fraction or None}}} with the columns of
 evaluation can be merged with others' into one table (`cmp_tf.reproduce`).
 """
 
-import json
 
 from cmp_tf.eval import rows as rows_lib
 from cmp_tf.eval import tables
-from cmp_tf.fileio import write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
 
 TITLES = {
     "table1": "Table 1: Cross-modal retrieval mAP (fc7)",
@@ -20,11 +18,6 @@ TITLES = {
     "table5": "Table 5: Zero-shot scene retrieval mAP (held-out categories)",
 }
 _PAIR_SEPARATOR = "->"
-
-
-def read_json(path):
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
 
 
 def column_key(column):

@@ -15,11 +15,11 @@ kind, the layer it was fitted on and the fit settings as JSON, so it loads with
 
 import dataclasses
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
+
+from cmp_tf import fileio
 
 GAUSSIAN = "gaussian"
 GMM = "gmm"
@@ -141,15 +141,8 @@ def save_prior(path, params):
       "settings": np.array(json.dumps(params.settings, sort_keys=True)),
   }
   payload.update({f"array_{name}": value for name, value in params.arrays.items()})
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **payload)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with fileio.atomic_path(path) as tmp:
+    np.savez(tmp, **payload)
   return path
 
 

@@ -20,7 +20,7 @@ import uuid
 
 import numpy as np
 
-from cmp_tf.serving import files
+from cmp_tf import fileio
 
 INDEX_FAISS = "index.faiss"
 ITEMS_NPZ = "items.npz"
@@ -99,16 +99,16 @@ class PhotoIndex:
     import faiss
 
     os.makedirs(directory, exist_ok=True)
-    with files.atomic_path(os.path.join(directory, INDEX_FAISS)) as tmp:
+    with fileio.atomic_path(os.path.join(directory, INDEX_FAISS)) as tmp:
       faiss.write_index(self.index, tmp)
     blob = b"".join(self.thumbnails)
     offsets = np.cumsum([0] + [len(t) for t in self.thumbnails]).astype(np.int64)
-    with files.atomic_path(os.path.join(directory, ITEMS_NPZ)) as tmp:
+    with fileio.atomic_path(os.path.join(directory, ITEMS_NPZ)) as tmp:
       np.savez(tmp, ids=np.array(self.ids, dtype=str), labels=self.labels,
                categories=np.array(self.categories, dtype=str),
                thumbnail_bytes=np.frombuffer(blob, np.uint8), thumbnail_offsets=offsets,
                build_id=np.array(self.meta["build_id"]))
-    files.write_bytes_atomic(os.path.join(directory, INDEX_JSON),
+    fileio.write_bytes_atomic(os.path.join(directory, INDEX_JSON),
                              (json.dumps(self.meta, indent=1) + "\n").encode())
 
   @classmethod

@@ -6,37 +6,20 @@ stage's step. Variables are listed explicitly: tf.train.Checkpoint does not foll
 the layers of a Keras 3 functional model on its own.
 """
 
-import json
 import os
-import tempfile
 
 import tensorflow as tf
 
-from cmp_tf.fileio import write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
-
-
-def read_json(path, default=None):
-  if not os.path.exists(path):
-    return default
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+from cmp_tf import fileio
 
 
 def save_weights_atomic(model, path):
-  """model.save_weights to `path` (must end in .weights.h5) through a temp file."""
+  """model.save_weights to `path` (must end in .weights.h5), atomically."""
   path = os.fspath(path)
   if not path.endswith(".weights.h5"):
     raise ValueError(f"{path}: a Keras weights file must end in .weights.h5")
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=directory)
-  os.close(fd)
-  try:
+  with fileio.atomic_path(path) as tmp:
     model.save_weights(tmp, overwrite=True)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 class StageCheckpoint:

@@ -17,8 +17,8 @@ import time
 
 import tensorflow as tf
 
+from cmp_tf import fileio, models
 from cmp_tf import modalities as mod_lib
-from cmp_tf import models
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.training import checkpoints, recipes, stages, trainer
 from cmp_tf.training import config as config_lib
@@ -59,7 +59,7 @@ def _comparable(config_dict):
 def open_run(run_dir, config, fingerprint, flags_text, chief=True):
   """Loads or starts run.json; a run made with other settings is an error."""
   path = os.path.join(run_dir, RUN_JSON)
-  state = checkpoints.read_json(path)
+  state = fileio.read_json(path)
   if state is not None:
     old, new = _comparable(state.get("config", {})), _comparable(config.to_dict())
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -81,8 +81,8 @@ def open_run(run_dir, config, fingerprint, flags_text, chief=True):
              "stages": []}
   if chief:
     os.makedirs(run_dir, exist_ok=True)
-    checkpoints.write_text_atomic(os.path.join(run_dir, FLAGS_TXT), flags_text)
-    checkpoints.write_json_atomic(path, state)
+    fileio.write_text_atomic(os.path.join(run_dir, FLAGS_TXT), flags_text)
+    fileio.write_json_atomic(path, state)
   return state
 
 
@@ -216,7 +216,7 @@ def run_training(config, *, flags_text="", progress=True):
       state["stages"] = results
       if chief:
         checkpoints.save_weights_atomic(previous, stage_weights)
-        checkpoints.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
+        fileio.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
       _print_stage(index, stage, result)
     offset += stage.steps
   if writer is not None:
@@ -224,12 +224,12 @@ def run_training(config, *, flags_text="", progress=True):
 
   if chief:
     checkpoints.save_weights_atomic(previous, os.path.join(run_dir, FINAL_WEIGHTS))
-    checkpoints.write_json_atomic(os.path.join(run_dir, SPEC_JSON),
+    fileio.write_json_atomic(os.path.join(run_dir, SPEC_JSON),
                                   stages.without_priors(previous.spec).to_config())
     state.update(status="complete", final={"weights": FINAL_WEIGHTS, "spec": SPEC_JSON},
                  val_accuracy=results[-1].get("val_accuracy"),
                  train_wall_time_s=round(time.perf_counter() - started, 1))
-    checkpoints.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
+    fileio.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
   return run_dir
 
 
@@ -245,7 +245,7 @@ def _print_stage(index, stage, result):
 def load_final_model(run_dir):
   """The trained model of a finished run (for evaluation and export)."""
   spec = models.CrossModalSpec.from_config(
-      checkpoints.read_json(os.path.join(run_dir, SPEC_JSON)))
+      fileio.read_json(os.path.join(run_dir, SPEC_JSON)))
   model = models.build_cross_modal_model(spec)
   model.load_weights(os.path.join(run_dir, FINAL_WEIGHTS))
   return model, spec

@@ -22,8 +22,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from cmp_tf import fileio, models, priors
 from cmp_tf import modalities as mod_lib
-from cmp_tf import models, priors
 from cmp_tf.data import input_pipeline
 from cmp_tf.fileio import file_digest
 from cmp_tf.training import checkpoints, recipes, stages, trainer
@@ -131,14 +131,14 @@ def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoi
       info.update(key=key, manifest_fingerprint=fingerprint,
                   settings=dataclasses.asdict(settings), spec=spec.to_config())
       # The weights file marks a finished source: it is written last.
-      checkpoints.write_json_atomic(os.path.join(directory, INFO_NAME), info)
+      fileio.write_json_atomic(os.path.join(directory, INFO_NAME), info)
       checkpoints.save_weights_atomic(model, weights)
       print(f"source network cached in {directory}: NAT val accuracy "
             f"{info['val_accuracy'][mod_lib.NAT]:.3f}", flush=True)
     else:
       model = stages.build_model(spec, strategy, settings.seed)
       model.load_weights(weights)
-      info = checkpoints.read_json(os.path.join(directory, INFO_NAME), {})
+      info = fileio.read_json(os.path.join(directory, INFO_NAME), {})
       print(f"source network from cache {directory}", flush=True)
   return SourceNetwork(directory, model, info)
 
