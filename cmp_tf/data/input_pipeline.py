@@ -13,7 +13,9 @@ Training datasets keep the decoded examples in memory when they fit a budget:
 on a 2-core machine decoding PNGs every epoch would otherwise bound training.
 The decoded arrays are kept per process (keyed by the shards' paths, sizes and
 times), so a training dataset created again starts at once; epochs are then
-shuffled index permutations gathered a batch at a time.
+index permutations gathered a batch at a time. Epoch e's permutation is a stateless
+function of (seed, e), so the batch of training step s is a pure function of the
+seed and s, and a stream started at `start_step` costs nothing to position.
 """
 
 import collections
@@ -53,8 +55,8 @@ def _count(manifest, modality, split, excluded_ids):
 
 
 def modality_dataset(data_dir, modality, split, *, batch_size, training, image_size=None,
-                     exclude_categories=(), seed=0, input_context=None, with_meta=False,
-                     drop_remainder=None, max_examples=None,
+                     exclude_categories=(), seed=0, start_step=0, input_context=None,
+                     with_meta=False, drop_remainder=None, max_examples=None,
                      cache_budget_bytes=DEFAULT_CACHE_BUDGET_BYTES,
                      shuffle_buffer=DEFAULT_SHUFFLE_BUFFER):
   """Batches (x, label[, meta]) of one modality and split.
@@ -65,7 +67,8 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
   "object_names": ragged [B, None] string, "object_boxes": ragged [B, None, 4]}.
 
   training=True: seeded shuffle reshuffled every epoch, repeated forever,
-  incomplete batches dropped; the order is a function of `seed`. Decoded examples
+  incomplete batches dropped; the order is a function of `seed`, and the stream
+  starts at batch `start_step` of it (the batches of a resumed run). Decoded examples
   are kept in memory when they fit `cache_budget_bytes`. training=False:
   one pass in the order the records were written, the last batch kept.
   input_context (tf.distribute.InputContext): this pipeline reads its share of
@@ -94,6 +97,8 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
                                   input_context.input_pipeline_id)
   if drop_remainder is None:
     drop_remainder = training
+  if start_step and not training:
+    raise ValueError("start_step: only a training stream has steps")
   if max_examples is not None and (max_examples < 1 or input_context is not None):
     raise ValueError(f"max_examples must be >= 1 and used without input_context, got "
                      f"{max_examples}")
@@ -148,11 +153,10 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
     if len(y) == 0:
       raise DataError(f"no {modality}/{split} examples left for this input pipeline",
                       path=data_dir)
-    x, y = tf.constant(x), tf.constant(y)
-    ds = tf.data.Dataset.range(len(y)).shuffle(len(y), seed=seed,
-                                               reshuffle_each_iteration=True).repeat()
+    ds = _epoch_permutations(len(y), seed, first=start_step * batch_size)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(_make_gather(x, y, finish), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(_make_gather(tf.constant(x), tf.constant(y), finish),
+                num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
   ds = examples(shuffle_files=training)
   if training:
@@ -162,8 +166,23 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
                     reshuffle_each_iteration=True)
     ds = ds.repeat()
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  if start_step:
+    ds = ds.skip(start_step)  # reads the skipped batches: only data too big for memory
   ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE)
+
+
+def _epoch_permutations(n, seed, first=0):
+  """Example indices of every epoch, each a permutation drawn from (seed, epoch) alone,
+  concatenated forever and started at position `first` of that sequence."""
+  seed = tf.constant(int(seed), tf.int64)
+
+  def permutation(epoch):
+    keys = tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch]), alg="philox")
+    return tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
+
+  ds = tf.data.Dataset.range(first // n, tf.int64.max).flat_map(permutation)
+  return ds.skip(first % n)
 
 
 # Decoded training data kept per process, so that datasets created again (e.g. one
@@ -296,8 +315,10 @@ def _make_finisher(modality, as_uint8, with_meta):
 
 
 def joint_dataset(data_dir, modalities, *, batch_size, image_size=None, exclude_categories=(),
-                  seed=0, input_context=None, cache_budget_bytes=DEFAULT_CACHE_BUDGET_BYTES):
-  """Zipped infinite training streams: ({modality: x}, {modality: label}) per step.
+                  seed=0, start_step=0, input_context=None,
+                  cache_budget_bytes=DEFAULT_CACHE_BUDGET_BYTES):
+  """Zipped infinite training streams: ({modality: x}, {modality: label}) per step,
+  from step `start_step` on.
 
   Each modality contributes one batch of `batch_size` (per replica with
   `input_context`) per step. `exclude_categories` is removed from every modality
@@ -312,7 +333,8 @@ def joint_dataset(data_dir, modalities, *, batch_size, image_size=None, exclude_
         image_size=image_size,
         exclude_categories=() if modality == mod_lib.NAT else exclude_categories,
         seed=seed * len(mod_lib.ALL_MODALITIES) + mod_lib.ALL_MODALITIES.index(modality),
-        input_context=input_context, cache_budget_bytes=cache_budget_bytes))
+        start_step=start_step, input_context=input_context,
+        cache_budget_bytes=cache_budget_bytes))
 
   def to_dicts(*pairs):
     return ({m: p[0] for m, p in zip(modalities, pairs)},

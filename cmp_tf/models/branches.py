@@ -35,14 +35,15 @@ mean ~1.3: only BL-Shared-Upper-Scratch starts there.)
 import keras
 
 from cmp_tf import modalities as mod_lib
+from cmp_tf.seeds import derive_seed
 from cmp_tf.models import layers as layers_lib
 from cmp_tf.models import variants as variants_lib
 
 TEXT_INIT_STDDEV = 0.1
 
 
-def image_branch(spec, modality):
-  """[(name, layer)] of an image branch, in forward order."""
+def image_branch(spec, modality, seed=0):
+  """[(name, layer)] of an image branch, in forward order; kernels drawn from `seed`."""
   variant = spec.variant
   out = [(f"{modality}_input_scale",
           keras.layers.Rescaling(2.0, offset=-1.0, name=f"{modality}_input_scale"))]
@@ -50,7 +51,8 @@ def image_branch(spec, modality):
     name = f"{modality}_conv{index}"
     out.append((name, keras.layers.Conv2D(
         conv.filters, conv.kernel, strides=conv.stride, padding=conv.padding,
-        activation="relu", kernel_initializer="he_normal", name=name)))
+        activation="relu", kernel_initializer=keras.initializers.HeNormal(
+            seed=derive_seed(seed, name)), name=name)))
     if variant.lrn and index in variants_lib.LRN_CONVS:
       name = f"{modality}_norm{index}"
       out.append((name, layers_lib.LocalResponseNormalization(name=name)))
@@ -62,12 +64,13 @@ def image_branch(spec, modality):
   return out
 
 
-def text_branch(spec, modality):
-  """[(name, layer)] of the DSC MLP, in forward order."""
+def text_branch(spec, modality, seed=0):
+  """[(name, layer)] of the DSC MLP, in forward order; kernels drawn from `seed`."""
   def dense(units, name):
     return keras.layers.Dense(
         units, activation="relu", name=name,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=TEXT_INIT_STDDEV))
+        kernel_initializer=keras.initializers.RandomNormal(
+            stddev=TEXT_INIT_STDDEV, seed=derive_seed(seed, name)))
   return [
       (f"{modality}_mlp1", dense(spec.text_dim, f"{modality}_mlp1")),
       (f"{modality}_mlp2", dense(spec.text_dim, f"{modality}_mlp2")),
@@ -77,10 +80,10 @@ def text_branch(spec, modality):
   ]
 
 
-def lower_branch(spec, modality):
+def lower_branch(spec, modality, seed=0):
   if mod_lib.is_image(modality):
-    return image_branch(spec, modality)
-  return text_branch(spec, modality)
+    return image_branch(spec, modality, seed)
+  return text_branch(spec, modality, seed)
 
 
 def branch_input(spec, modality):

@@ -10,6 +10,10 @@ the post-ReLU fc6 and fc7 (before dropout), shared by all branches.
 Inputs and outputs are dicts keyed by modality; each output is wrapped in an
 Identity named f"{modality}_logits". Layer names do not depend on the rest of the
 spec, so weights can be copied by name between the models of successive stages.
+
+Initial weights and dropout masks are a function of the model's `seed` alone: each
+layer's initializer and dropout get a seed derived from it and the layer's name, so
+building a model never reads or resets Keras' global random state.
 """
 
 import keras
@@ -17,6 +21,7 @@ import keras
 from cmp_tf.models import branches
 from cmp_tf.models.spec import CrossModalSpec
 from cmp_tf.priors.activation_prior import ActivationPrior
+from cmp_tf.seeds import derive_seed
 
 UPPER = ("fc6", "fc7", "classifier")
 FLATTEN = "pool5_flatten"
@@ -27,21 +32,23 @@ def upper_name(spec, modality, layer):
   return layer if spec.share_upper else f"{modality}_{layer}"
 
 
-def _make_layers(spec):
+def _make_layers(spec, seed):
   """All layers of the model by name, each created once."""
   made = {}
   for modality in spec.modalities:
-    made.update(branches.lower_branch(spec, modality))
+    made.update(branches.lower_branch(spec, modality, seed))
   made[FLATTEN] = keras.layers.Flatten(name=FLATTEN)
   owners = [None] if spec.share_upper else list(spec.modalities)
   for owner in owners:
     prefix = "" if owner is None else f"{owner}_"
     for layer in ("fc6", "fc7"):
       made[prefix + layer] = keras.layers.Dense(
-          spec.fc_units, activation="relu", kernel_initializer="he_normal",
-          name=prefix + layer)
+          spec.fc_units, activation="relu", name=prefix + layer,
+          kernel_initializer=keras.initializers.HeNormal(seed=derive_seed(seed, prefix + layer)))
     made[prefix + "classifier"] = keras.layers.Dense(
-        spec.num_classes, name=prefix + "classifier")
+        spec.num_classes, name=prefix + "classifier",
+        kernel_initializer=keras.initializers.GlorotUniform(
+            seed=derive_seed(seed, prefix + "classifier")))
   for layer, (params, weight) in (spec.priors or {}).items():
     prior = ActivationPrior(
         params.kind, params.dim, num_components=params.num_components, weight=weight,
@@ -51,7 +58,8 @@ def _make_layers(spec):
     made[prior.name] = prior
   if spec.dropout > 0:
     for layer in ("fc6", "fc7"):
-      made[f"{layer}_dropout"] = keras.layers.Dropout(spec.dropout, name=f"{layer}_dropout")
+      made[f"{layer}_dropout"] = keras.layers.Dropout(
+          spec.dropout, seed=derive_seed(seed, f"{layer}_dropout"), name=f"{layer}_dropout")
   return made
 
 
@@ -83,11 +91,12 @@ def _forward(spec, get, modality, x, regularise):
 
 @keras.saving.register_keras_serializable(package="cmp_tf")
 class CrossModalModel(keras.Model):
-  """Functional model {modality: input} -> {modality: logits}; `spec` describes it."""
+  """Functional model {modality: input} -> {modality: logits}; `spec` describes it and
+  `seed` draws its initial weights and dropout masks."""
 
-  def __init__(self, spec, **kwargs):
+  def __init__(self, spec, seed=0, **kwargs):
     # === Layers ===
-    made = _make_layers(spec)
+    made = _make_layers(spec, int(seed))
     # === Functional Model ===
     inputs = {m: branches.branch_input(spec, m) for m in spec.modalities}
     outputs = {}
@@ -98,9 +107,11 @@ class CrossModalModel(keras.Model):
     super().__init__(inputs=inputs, outputs=outputs, **kwargs)
     # === Config ===
     self.spec = spec
+    self.seed = int(seed)
 
   def get_config(self):
-    return {"spec": self.spec.to_config(), "name": self.name, "trainable": self.trainable}
+    return {"spec": self.spec.to_config(), "seed": self.seed, "name": self.name,
+            "trainable": self.trainable}
 
   @classmethod
   def from_config(cls, config, custom_objects=None):
@@ -109,11 +120,11 @@ class CrossModalModel(keras.Model):
     return cls(spec, **config)
 
 
-def build_cross_modal_model(spec):
-  """The cross-modal scene network of `spec` (a CrossModalModel)."""
+def build_cross_modal_model(spec, seed=0):
+  """The cross-modal scene network of `spec` (a CrossModalModel), initialised from `seed`."""
   if not isinstance(spec, CrossModalSpec):
     raise TypeError(f"build_cross_modal_model expects a CrossModalSpec, got {type(spec)}")
-  return CrossModalModel(spec)
+  return CrossModalModel(spec, seed=seed)
 
 
 def _spec_of(model):

@@ -20,6 +20,7 @@ import tensorflow as tf
 from cmp_tf import fileio, models
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.seeds import derive_seed
 from cmp_tf.training import checkpoints, recipes, stages, trainer
 from cmp_tf.training import config as config_lib
 from cmp_tf.training import source as source_lib
@@ -138,7 +139,7 @@ def _train_stage(config, index, stage, *, init_from, fitted, manifest, data_dir,
                 dropout=config.dropout, share_upper=stage.share_upper)
   prior_arg = {u.layer: (fitted[(u.kind, u.layer)], u.weight) for u in stage.priors}
   model = stages.build_model(stages.model_spec(**common, priors=prior_arg), strategy,
-                             stages.derive_seed(config.seed, "stage", index))
+                             derive_seed(config.seed, "stage", index))
   if stage.init != recipes.INIT_SCRATCH:
     stages.copy_weights(init_from, model, from_source=stage.init == recipes.INIT_SOURCE,
                         modalities=stage.modalities)

@@ -6,15 +6,14 @@ copying weights by name (`cmp_tf.models.transfer_weights`).
 """
 
 import dataclasses
-import hashlib
 
-import keras
 import numpy as np
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf import models
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.seeds import derive_seed
 
 EVAL_BATCH = 128
 
@@ -36,9 +35,8 @@ def without_priors(spec):
 
 def build_model(spec, strategy, seed):
   """A freshly initialised model under `strategy`, its weights a function of `seed`."""
-  keras.utils.set_random_seed(int(seed))
   with strategy.scope():
-    return models.build_cross_modal_model(spec)
+    return models.build_cross_modal_model(spec, seed=seed)
 
 
 def copy_weights(src, dst, *, from_source, modalities):
@@ -67,24 +65,20 @@ def trainable_variables(model, *, freeze_upper):
   return [v for v in variables if id(v) not in frozen]
 
 
-def derive_seed(*parts):
-  """A stable 31-bit seed from `parts` (the same on every machine and Python run)."""
-  digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-  return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
 def dataset_factory(strategy, *, data_dir, modalities, per_replica_batch, image_size,
                     exclude_categories, seed, stage_key):
-  """chunk index -> distributed joint dataset whose order depends only on (seed, stage, chunk)."""
+  """start step -> distributed joint dataset from that step on. The stream is one
+  function of (seed, stage) and the step, so where a run stops and resumes (and how
+  often it checkpoints) never changes the batches it sees."""
   global_batch = per_replica_batch * strategy.num_replicas_in_sync
+  stage_seed = derive_seed(seed, stage_key)
 
-  def make(chunk):
-    chunk_seed = derive_seed(seed, stage_key, chunk)
-
+  def make(start_step):
     def dataset_fn(input_context):
       return input_pipeline.joint_dataset(
           data_dir, modalities, batch_size=global_batch, image_size=image_size,
-          exclude_categories=exclude_categories, seed=chunk_seed, input_context=input_context)
+          exclude_categories=exclude_categories, seed=stage_seed, start_step=start_step,
+          input_context=input_context)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 

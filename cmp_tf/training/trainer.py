@@ -9,10 +9,10 @@ Per step and replica the loss is
 
 so the gradients the optimizer sums over replicas equal those of one replica seeing
 the global batch. Frozen layers are simply absent from the variable list, so their
-weights stay bit-identical. Input is a pure function of (stage, chunk): the stage's
-steps are cut into chunks of `checkpoint_every` steps, each chunk reads a freshly
-seeded dataset and ends with a checkpoint, so a run killed at any time and started
-again sees exactly the batches it would have seen.
+weights stay bit-identical. The input is one stream per stage whose batch at step s
+depends only on the stage's seed and s (`make_dataset(start_step)`): a run killed at
+any time and resumed from its newest checkpoint sees exactly the batches it would
+have seen, whatever `checkpoint_every` is.
 """
 
 import dataclasses
@@ -44,7 +44,7 @@ class StageJob:
   momentum: float
   weight_decay: float
   per_replica_batch: int
-  make_dataset: Callable[[int], object]  # chunk index -> distributed dataset
+  make_dataset: Callable[[int], object]  # start step -> distributed dataset from there
   checkpoint_dir: str
   checkpoint_every: int
   keep_checkpoints: int = 2
@@ -185,30 +185,28 @@ def run_stage(job, strategy):
   last = {}
   started = time.perf_counter()
   trained_steps = 0
+  iterator = iter(job.make_dataset(start)) if start < job.steps else None
   while step < job.steps:
-    chunk = step // job.checkpoint_every
-    chunk_end = min(job.steps, (chunk + 1) * job.checkpoint_every)
-    iterator = iter(job.make_dataset(chunk))
-    while step < chunk_end:
-      raw = {k: v.numpy() for k, v in train_step(iterator).items()}
-      if not (np.isfinite(raw["loss/total"]) and np.isfinite(raw["grad_sq"])):
-        raise NonFiniteLossError(
-            f"stage {job.index} ({job.name}): non-finite loss {raw['loss/total']} or "
-            f"gradient at step {step + 1} of {job.steps}; stopped without saving, the last "
-            f"good checkpoint is {checkpoint.latest or 'none (the stage had not saved yet)'}; "
-            "lower the learning rate or the prior weights")
-      step += 1
-      trained_steps += 1
-      values = _summaries(job, raw, global_batch, num_replicas)
-      window.add(values)
-      if progress is not None:
-        progress.update(step, values)
-      if step % job.log_every == 0 or step == job.steps:
-        last = window.means()
-        _write_summaries(job, last, step, time.perf_counter() - started, trained_steps,
-                         examples_per_step)
-        window = _Accumulator()
-    checkpoint.save(step)
+    raw = {k: v.numpy() for k, v in train_step(iterator).items()}
+    if not (np.isfinite(raw["loss/total"]) and np.isfinite(raw["grad_sq"])):
+      raise NonFiniteLossError(
+          f"stage {job.index} ({job.name}): non-finite loss {raw['loss/total']} or "
+          f"gradient at step {step + 1} of {job.steps}; stopped without saving, the last "
+          f"good checkpoint is {checkpoint.latest or 'none (the stage had not saved yet)'}; "
+          "lower the learning rate or the prior weights")
+    step += 1
+    trained_steps += 1
+    values = _summaries(job, raw, global_batch, num_replicas)
+    window.add(values)
+    if progress is not None:
+      progress.update(step, values)
+    if step % job.log_every == 0 or step == job.steps:
+      last = window.means()
+      _write_summaries(job, last, step, time.perf_counter() - started, trained_steps,
+                       examples_per_step)
+      window = _Accumulator()
+    if step % job.checkpoint_every == 0 or step == job.steps:
+      checkpoint.save(step)
   wall = time.perf_counter() - started
   return {
       "steps": job.steps,

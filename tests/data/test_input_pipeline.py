@@ -151,6 +151,22 @@ def test_training_is_shuffled_repeated_and_seeded(dataset, budget):
   assert not np.array_equal(a[:32], a[36:68])  # reshuffled each epoch
 
 
+@pytest.mark.parametrize("budget", [input_pipeline.DEFAULT_CACHE_BUDGET_BYTES, 0])
+def test_a_stream_started_at_a_step_continues_the_stream_from_zero(dataset, budget):
+  data_dir, _ = dataset
+
+  def stream(start_step, n):
+    ds = input_pipeline.modality_dataset(data_dir, "nat", "train", batch_size=8, training=True,
+                                         seed=3, start_step=start_step,
+                                         cache_budget_bytes=budget)
+    return [x for x, _ in ds.take(n).as_numpy_iterator()]
+
+  whole = stream(0, 12)
+  for start in (1, 4, 9):  # 36 examples: step 9 starts in the third epoch
+    for a, b in zip(stream(start, 12 - start), whole[start:]):
+      np.testing.assert_array_equal(a, b)
+
+
 def test_training_data_is_decoded_once_per_process(tmp_path):
   data_dir = str(tmp_path)
   write_dataset(data_dir, modalities=("clp",), num_shards=2)

@@ -64,13 +64,16 @@ def test_nan_loss_stops_naming_stage_and_step_and_keeps_the_checkpoint(tiny_data
   strategy = tf.distribute.get_strategy()
   modalities = mod_lib.ALL_MODALITIES
 
-  def make_dataset(chunk):
+  def make_dataset(start_step):
     def dataset_fn(context):
-      ds = input_pipeline.joint_dataset(tiny_data_dir, modalities, batch_size=4,
-                                        seed=chunk, input_context=context)
-      if chunk >= 1:  # from step 3 on, the NAT images are NaN
-        ds = ds.map(lambda x, y: ({**x, "nat": x["nat"] * np.nan}, y))
-      return ds
+      ds = input_pipeline.joint_dataset(tiny_data_dir, modalities, batch_size=4, seed=0,
+                                        start_step=start_step, input_context=context)
+
+      def poison(step, batch):  # from step 3 on, the NAT images are NaN
+        x, y = batch
+        return {**x, "nat": tf.where(step >= 2, x["nat"] * np.nan, x["nat"])}, y
+
+      return ds.enumerate(start_step).map(poison)
     return strategy.distribute_datasets_from_function(dataset_fn)
 
   model = _tiny_model(tiny_data_dir)
@@ -190,3 +193,52 @@ def test_one_and_two_replicas_agree(reference_run, tiny_data_dir, tmp_path):
     np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
   moved = _weights(source)
   assert any(not np.allclose(one[n], moved[n]) for n in moved if n in one), "nothing trained"
+
+
+@pytest.mark.slow
+def test_the_checkpoint_interval_does_not_change_the_weights(reference_run, tiny_data_dir,
+                                                             tmp_path):
+  source = next((reference_run / "cache" / "source").glob("*/source.weights.h5"))
+  finals = []
+  for every in (10, 30):
+    run_dir = tmp_path / f"every{every}"
+    _run(_command(tiny_data_dir, run_dir, tmp_path / "cache", "--method=a_tune_free",
+                  "--frozen_steps=12", "--steps=35", f"--source_weights={source}",
+                  f"--checkpoint_every={every}"))
+    finals.append(_weights(run_dir / "final.weights.h5"))
+  ten, thirty = finals
+  assert ten.keys() == thirty.keys()
+  for name in ten:
+    np.testing.assert_array_equal(thirty[name], ten[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_a_stage_resumed_in_process_matches_one_run_through(tiny_data_dir, tmp_path):
+  """Dropout's generator state and the data stream both continue from the checkpoint."""
+  strategy = tf.distribute.get_strategy()
+  whole = _tiny_model(tiny_data_dir)
+  trainer.run_stage(_job(whole, tiny_data_dir, tmp_path / "whole", steps=5,
+                         checkpoint_every=5), strategy)
+  parts = _tiny_model(tiny_data_dir)
+  trainer.run_stage(_job(parts, tiny_data_dir, tmp_path / "parts", steps=3,
+                         checkpoint_every=3), strategy)
+  resumed = _tiny_model(tiny_data_dir)  # a fresh process would build a fresh model
+  result = trainer.run_stage(_job(resumed, tiny_data_dir, tmp_path / "parts", steps=5,
+                                  checkpoint_every=3), strategy)
+  assert result["resumed_from"] == 3 and result["trained_steps"] == 2
+  for a, b in zip(whole.weights, resumed.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_building_a_model_leaves_the_global_random_state_alone(tiny_data_dir):
+  import random
+  random.seed(7)
+  np.random.seed(7)
+  expected = (random.random(), np.random.rand())
+  random.seed(7)
+  np.random.seed(7)
+  first = _tiny_model(tiny_data_dir)
+  assert (random.random(), np.random.rand()) == expected
+  second = _tiny_model(tiny_data_dir)
+  for a, b in zip(first.weights, second.weights):  # the seed alone sets the weights
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
