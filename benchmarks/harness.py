@@ -13,6 +13,7 @@ import numpy as np
 from cmp_tf import modalities as mod_lib
 from cmp_tf import models
 from cmp_tf.priors import PriorParams
+from cmp_tf.training import config as config_lib
 from cmp_tf.training import recipes, stages, trainer
 
 
@@ -52,9 +53,9 @@ def method_stages(method, modalities=mod_lib.ALL_MODALITIES, prior_weight=1e-4):
   """[(stage name, recipes.Stage)] of `method` ("source": the source network's stage)."""
   if method == "source":
     return [("source", recipes.source_stage(steps=1, learning_rate=0.01))]
-  settings = recipes.RecipeSettings(
-      modalities=tuple(modalities), frozen_steps=1, steps=1,
-      prior_weights={layer: prior_weight for layer in recipes.PRIOR_LAYERS})
+  settings = config_lib.TrainConfig(
+      modalities=list(modalities), frozen_steps=1, steps=1, lambda_pool5=prior_weight,
+      lambda_fc6=prior_weight, lambda_fc7=prior_weight).recipe_settings()
   return [(stage.name, stage) for stage in recipes.build_recipe(method, settings).stages]
 
 

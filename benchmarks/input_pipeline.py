@@ -118,7 +118,7 @@ def run_benchmark(*, data_dir, modalities, batch_size, variant, steps, rounds, s
   reads = 5 * steps
   functions = {"stream": _reader(stream, reads)}
   stage_steps = {}
-  for name, stage in harness.method_stages("c_tune_statreg_gmm", modalities):
+  for name, stage in harness.method_stages("c", modalities):
     if name not in stages:
       continue
     feed = iter(_distributed_stream(strategy, data_dir, modalities, batch_size, image_size,

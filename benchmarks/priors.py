@@ -1,6 +1,6 @@
 """Cost of the activation priors: a stage's training step with its priors vs without.
 
-  python -m benchmarks.priors [--size=default] [--stages=c_tune_statreg_gmm/free_statreg,...]
+  python -m benchmarks.priors [--size=default] [--stages=c/free_statreg,...]
 
 Each listed stage (method/stage) is built twice with the trainer's own step
 (cmp_tf.training.trainer.build_train_step): with its priors (K=100 GMMs, or full-
@@ -17,8 +17,8 @@ from absl import app, flags
 from benchmarks import common, harness
 
 FLAGS = flags.FLAGS
-DEFAULT_STAGES = ("c_tune_statreg_gmm/free_statreg", "b_statreg_gmm/statreg",
-                  "b_statreg_gaussian/statreg")
+DEFAULT_STAGES = ("c/free_statreg", "b_gmm/statreg",
+                  "b_gaussian/statreg")
 TARGET_RATIO = 1.15
 
 

@@ -1,6 +1,6 @@
 """The paper's network on the CPU: full AlexNet at 227x227 with 205 categories.
 
-  python -m benchmarks.scale [--batch_size=4] [--methods=source,c_tune_statreg_gmm]
+  python -m benchmarks.scale [--batch_size=4] [--methods=source,c]
 
 Times a few training steps (the trainer's own step, random input, small batch) of the
 source network and of method C's stages with the full AlexNet variant, and reports
@@ -23,7 +23,7 @@ def define_flags():
   flags.DEFINE_enum("size", "full", list(harness.SIZES), "Model size; full: AlexNet at 227 px, "
                     "205 classes (tiny: for smoke tests).")
   flags.DEFINE_integer("batch_size", 4, "Examples per modality per step (the source: twice).")
-  flags.DEFINE_list("methods", ["source", "c_tune_statreg_gmm"], "Methods to time.")
+  flags.DEFINE_list("methods", ["source", "c"], "Methods to time.")
   flags.DEFINE_integer("steps", 2, "Steps per timed round.")
   flags.DEFINE_integer("rounds", 2, "Interleaved rounds; the best is reported.")
   flags.DEFINE_string("out", "", "Results JSON; empty: benchmarks/results/scale.json.")

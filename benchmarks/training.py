@@ -1,6 +1,6 @@
 """Training throughput and utilisation of every method, against a large matmul's rate.
 
-  python -m benchmarks.training [--size=default|full|tiny] [--methods=c_tune_statreg_gmm,...]
+  python -m benchmarks.training [--size=default|full|tiny] [--methods=c,...]
       [--jit_compile] [--inter_op_threads=N --intra_op_threads=N] [--profile]
 
 Times the trainer's own step (cmp_tf.training.trainer.build_train_step) of every stage
@@ -30,9 +30,9 @@ from benchmarks import common, harness, op_profile
 
 FLAGS = flags.FLAGS
 DEFAULT_METHODS = ("source", "bl_individual", "bl_shared_upper", "bl_shared_upper_scratch",
-                   "a_tune", "a_tune_free", "b_statreg_gaussian", "b_statreg_gmm",
-                   "c_tune_statreg_gmm")
-DEFAULT_PROFILE_STAGE = "c_tune_statreg_gmm/free_statreg"
+                   "a_tune", "a_tune_free", "b_gaussian", "b_gmm",
+                   "c")
+DEFAULT_PROFILE_STAGE = "c/free_statreg"
 TARGET_UTILISATION = 0.35
 
 
@@ -229,7 +229,7 @@ def format_results(results):
                  f"{_pct(m['utilisation'])}   {_pct(m['cpu_utilisation'])}")
   if results["skipped"]:
     lines.append(f"skipped (time budget): {', '.join(results['skipped'])}")
-  default = results["methods"].get("c_tune_statreg_gmm")
+  default = results["methods"].get("c")
   if default is not None and size["variant"] == harness.SIZES["default"].variant:
     target = results["target_utilisation"]
     verdicts = [f"{default['utilisation']:.1%} of the machine's matmul rate"]

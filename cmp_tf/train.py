@@ -9,7 +9,6 @@ interruption), then evaluates and exports the run (--noevaluate, --noexport skip
 cmp_tf.training.config.TrainConfig; `--helpfull` lists them.
 """
 
-import importlib
 import sys
 
 from absl import app, flags, logging
@@ -68,20 +67,22 @@ def effective_flags(config):
 def run_post_hooks(run_dir, *, evaluate=True, export=True):
   """Evaluation and export of the finished run; on the chief only in a multi-worker run
   (the run directory is the chief's; other workers would race to write the same files)."""
+  from cmp_tf.eval import evaluation
+  from cmp_tf.serving import export as export_lib
   from cmp_tf.training import strategy
   done = {}
   if not strategy.is_chief():
     return done
-  for enabled, module_name, function in ((evaluate, "cmp_tf.evaluate", "evaluate_run"),
-                                         (export, "cmp_tf.export", "export_run")):
+  for enabled, function in ((evaluate, evaluation.evaluate_run),
+                            (export, export_lib.export_run)):
     if not enabled:
       continue
+    name = f"{function.__module__}.{function.__name__}"
     try:
-      module = importlib.import_module(module_name)
-      done[module_name] = getattr(module, function)(run_dir)
+      done[name] = function(run_dir)
     except Exception:
-      print(f"cmp_tf.train: the run in {run_dir} is trained and saved, but "
-            f"{module_name}.{function} failed:", file=sys.stderr, flush=True)
+      print(f"cmp_tf.train: the run in {run_dir} is trained and saved, but {name} failed:",
+            file=sys.stderr, flush=True)
       raise
   return done
 

@@ -83,9 +83,9 @@ def test_priors_benchmark_rejects_a_stage_without_priors():
 @pytest.mark.slow
 def test_priors_benchmark_tiny():
   results = priors.run_benchmark(size=harness.get_size("tiny"),
-                                 stage_names=["c_tune_statreg_gmm/free_statreg"], steps=1,
+                                 stage_names=["c/free_statreg"], steps=1,
                                  rounds=1, log=lambda *a, **k: None)
-  stage = results["stages"]["c_tune_statreg_gmm/free_statreg"]
+  stage = results["stages"]["c/free_statreg"]
   assert {p["layer"] for p in stage["priors"]} == {"pool5", "fc6", "fc7"}
   assert stage["ratio_best"] > 0 and stage["ms_without"]["best"] > 0
   assert "target <= 1.15x" in priors.format_results(results)
@@ -113,13 +113,13 @@ def test_gpu_script_runs_every_method_on_cpu_at_tiny_size(tmp_path):
   results = json.loads(out.read_text())["results"]
   assert set(results["methods"]) == {
       "source", "bl_individual", "bl_shared_upper", "bl_shared_upper_scratch", "a_tune",
-      "a_tune_free", "b_statreg_gaussian", "b_statreg_gmm", "c_tune_statreg_gmm"}
+      "a_tune_free", "b_gaussian", "b_gmm", "c"}
   assert not results["skipped"]
   assert results["matmul"]["flops_per_s"] > 0
   for method in results["methods"].values():
     assert method["examples_per_s"] > 0 and 0 < method["utilisation"]
   assert any("Conv2D" in op["op"] for op in results["profile"]["ops"])
-  assert "c_tune_statreg_gmm" in stdout and "util" in stdout
+  assert "c" in stdout and "util" in stdout
   # The target verdict is printed for the default model only, not at --size=tiny.
   assert "C (the default method): utilisation" not in stdout
 

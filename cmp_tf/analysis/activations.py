@@ -4,7 +4,7 @@ Every analysis (modality invariance, unit alignment, unit visualisations) starts
 the same arrays, computed once here in inference mode (no dropout, no priors) with
 the run's own feature model and the training/evaluation image preprocessing:
 
-  run = load_run("runs/c")                           # a finished run of cmp_tf.train
+  run = finished_run.load_run("runs/c")              # a finished run of cmp_tf.train
   acts = run_activations(run, max_examples=1000, keep_inputs=True)
   acts["nat"].pool5_maps    # float32 [N, h, w, c]
   acts["nat"].units("fc7")  # float32 [N, 512]
@@ -18,52 +18,15 @@ subset (drawn with `seed`) kept in record order.
 """
 
 import dataclasses
-import os
 
 import numpy as np
 
+from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
 
 LAYERS = ("pool5", "fc6", "fc7")
 UNIT_LAYERS = ("pool5", "fc6", "fc7")
 SPLIT = "val"
-
-
-@dataclasses.dataclass
-class LoadedRun:
-  """A finished run, loaded: its model, spec, run.json state and dataset.
-
-  Attributes:
-    run_dir: absolute path of the run directory.
-    state: the parsed run.json.
-    model: the CrossModalModel with the final weights.
-    spec: its CrossModalSpec.
-    data_dir: absolute path of the dataset the run was trained on.
-    manifest: that dataset's manifest.
-    weights_digest: short sha256 of final.weights.h5 (what results were computed from).
-  """
-  run_dir: str
-  state: dict
-  model: object
-  spec: object
-  data_dir: str
-  manifest: dict
-  weights_digest: str
-
-  @property
-  def name(self):
-    """The method's display name, e.g. "C: Tune + StatReg (GMM)"."""
-    return self.state.get("method_name") or self.state.get("method") or "run"
-
-  @property
-  def categories(self):
-    """Category names in label order."""
-    return list(self.manifest["categories"])
-
-  @property
-  def modalities(self):
-    """The modalities the network has a branch for, in canonical order."""
-    return [m for m in mod_lib.ALL_MODALITIES if m in self.spec.modalities]
 
 
 @dataclasses.dataclass
@@ -125,40 +88,11 @@ def _check_layer(layer, allowed):
     raise ValueError(f"layer: expected one of {', '.join(allowed)}, got {layer!r}")
 
 
-def load_run(run_dir, *, data_dir=None):
-  """The LoadedRun of a finished run; a clear error (naming --run_dir / --data_dir) if not.
-
-  Args:
-    run_dir: a run directory of cmp_tf.train whose run.json says "complete".
-    data_dir: the dataset; default: the one run.json names (it must hold the same content).
-  """
-  from cmp_tf import evaluate
-
-  run_dir = os.path.abspath(os.fspath(run_dir))
-  state = evaluate.check_run(run_dir)  # before importing TensorFlow: a bad path fails fast
-  from cmp_tf.data import manifest as manifest_lib
-  from cmp_tf.fileio import file_digest
-  from cmp_tf.training import runner
-  from cmp_tf.training import source as source_lib
-  data_dir = data_dir or state.get("data_dir")
-  if not data_dir:
-    raise ValueError(f"--data_dir: the run in {run_dir} does not name its dataset; pass "
-                     "--data_dir")
-  manifest = manifest_lib.read_manifest(data_dir)
-  fingerprint = state.get("manifest_fingerprint")
-  if fingerprint and source_lib.manifest_fingerprint(manifest) != fingerprint:
-    raise ValueError(f"--data_dir: {data_dir} is not the dataset the run in {run_dir} was "
-                     "trained on (its content differs); pass the training dataset")
-  weights = os.path.join(run_dir, runner.FINAL_WEIGHTS)
-  try:
-    model, spec = runner.load_final_model(run_dir)
-  except ValueError as e:
-    reason = " ".join(str(e).split("Target variable:")[0].split())[:400]
-    raise ValueError(f"{weights}: the weights do not fit the network described beside them: "
-                     f"{reason}") from None
-  return LoadedRun(run_dir=run_dir, state=state, model=model, spec=spec,
-                   data_dir=os.path.abspath(data_dir), manifest=manifest,
-                   weights_digest=file_digest(weights))
+def as_run(run):
+  """`run` if it is a FinishedRun, else the finished run in the directory `run`."""
+  if isinstance(run, finished_run.FinishedRun):
+    return run
+  return finished_run.load_run(run)
 
 
 def modality_activations(model, data_dir, modality, *, max_examples=None, seed=0,
@@ -234,10 +168,10 @@ def _descriptions(data_dir, example_ids):
 
 def run_activations(run, *, modalities=None, max_examples=1000, seed=0, batch_size=128,
                     keep_inputs=False, progress=False):
-  """{modality: Activations} of a LoadedRun (or a run directory) for each of its branches.
+  """{modality: Activations} of a FinishedRun (or a run directory) for each of its branches.
 
   Args:
-    run: a LoadedRun, or a run directory (loaded with `load_run`).
+    run: a FinishedRun (cmp_tf.finished_run), or a run directory.
     modalities: which modalities (default: every branch of the network).
     max_examples: at most this many validation examples per modality (None: all).
     seed: the subsets' seed (each modality draws its own subset from it).
@@ -247,8 +181,7 @@ def run_activations(run, *, modalities=None, max_examples=1000, seed=0, batch_si
   """
   import time
 
-  if not isinstance(run, LoadedRun):
-    run = load_run(run)
+  run = as_run(run)
   modalities = (run.modalities if modalities is None
                 else list(mod_lib.parse_modalities(modalities, "modalities")))
   missing = [m for m in modalities if m not in run.spec.modalities]

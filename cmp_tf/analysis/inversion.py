@@ -246,7 +246,7 @@ def write_inversions(run_dir, out_dir, *, image_size=DEFAULT_IMAGE_SIZE, steps=D
   """Trains one pool5 decoder per visual modality; writes the cross-modal grid and numbers.
 
   Args:
-    run_dir: a finished run of cmp_tf.train (or its LoadedRun, to load it once).
+    run_dir: a finished run of cmp_tf.train (or its FinishedRun, to load it once).
     out_dir: where inversion/ is written (e.g. RUN/analysis).
     image_size: the reconstructions' size (4 * 2^k: 8, 16, 32, 64 ...).
     steps: training steps per decoder.
@@ -274,7 +274,7 @@ def write_inversions(run_dir, out_dir, *, image_size=DEFAULT_IMAGE_SIZE, steps=D
   from cmp_tf.analysis import activations as activations_lib
   if activations is not None:
     _check_inputs(activations)
-  run = units_lib.load_run(run_dir)
+  run = activations_lib.as_run(run_dir)
   outputs = [m for m in mod_lib.IMAGE_MODALITIES if m in run.spec.modalities]
   if not outputs:
     raise ValueError(f"{run.run_dir}: the network has no image branch to invert")

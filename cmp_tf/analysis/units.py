@@ -224,21 +224,13 @@ def _top_examples(acts, unit_values, order):
            "activation": round(float(unit_values[i]), 4)} for i in order]
 
 
-def load_run(run_dir):
-  """A LoadedRun as it is, or the run directory loaded (cmp_tf.analysis.activations)."""
-  from cmp_tf.analysis import activations as activations_lib
-  if isinstance(run_dir, activations_lib.LoadedRun):
-    return run_dir
-  return activations_lib.load_run(run_dir)
-
-
 def write_unit_visualisations(run_dir, out_dir, *, layers=DEFAULT_LAYERS,
                               num_units=DEFAULT_NUM_UNITS, top_k=DEFAULT_TOP_K, seed=0,
                               activations=None, num_words=DEFAULT_NUM_WORDS):
   """Draws the top-k examples of some units of each layer; writes PNGs and units.json.
 
   Args:
-    run_dir: a finished run of cmp_tf.train (or its LoadedRun, to load it once).
+    run_dir: a finished run of cmp_tf.train (or its FinishedRun, to load it once).
     out_dir: where units/ is written (e.g. RUN/analysis).
     layers: some of pool5, fc6, fc7.
     num_units: units per layer (a seeded random subset of the live units).
@@ -263,7 +255,7 @@ def write_unit_visualisations(run_dir, out_dir, *, layers=DEFAULT_LAYERS,
   from cmp_tf.analysis import activations as activations_lib
   if activations is not None:
     _check_activations(activations, layers)
-  run = load_run(run_dir)
+  run = activations_lib.as_run(run_dir)
   if activations is None:
     activations = activations_lib.run_activations(run, max_examples=None, seed=seed,
                                                   keep_inputs=True)

@@ -17,6 +17,7 @@ Shard paths are relative to the dataset directory; labels index "categories".
 caught when the manifest is read, and counts without some categories are exact.
 """
 
+import hashlib
 import json
 import os
 
@@ -29,6 +30,12 @@ FORMAT_VERSION = 1
 SOURCES = ("synthcmp", "cmplaces")
 BUILD_COMMAND = ("python -m cmp_tf.data.build --flagfile=configs/data_default.flags "
                  "--data_dir={data_dir}")
+
+
+def fingerprint(manifest):
+  """Digest of what a dataset holds (everything but the build's time and argv)."""
+  content = {k: v for k, v in manifest.items() if k != "build"}
+  return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def manifest_path(data_dir):

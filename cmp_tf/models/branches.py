@@ -35,9 +35,9 @@ mean ~1.3: only BL-Shared-Upper-Scratch starts there.)
 import keras
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.seeds import derive_seed
 from cmp_tf.models import layers as layers_lib
 from cmp_tf.models import variants as variants_lib
+from cmp_tf.seeds import derive_seed
 
 TEXT_INIT_STDDEV = 0.1
 

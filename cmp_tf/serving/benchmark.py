@@ -8,6 +8,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.serving import signatures
 
@@ -77,12 +78,10 @@ def benchmark_export(export_dir, version, *, batch_size=32, repeats=7, modalitie
   import tensorflow as tf
   import tensorflow_text  # noqa: F401 - registers the tokenizer ops of the DSC model
 
-  from cmp_tf import export
-
   results = {}
   for modality in modalities or mod_lib.ALL_MODALITIES:
     version_dir = os.path.join(export_dir, modality, str(version))
-    model_info = export.read_model_info(version_dir)
+    model_info = finished_run.read_model_info(version_dir)
     if model_info is None:
       continue
     loaded = tf.saved_model.load(version_dir)

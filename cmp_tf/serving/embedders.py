@@ -11,6 +11,7 @@ weights, and the Keras model otherwise.
 
 import numpy as np
 
+from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.serving import signatures
 
@@ -112,10 +113,9 @@ class KerasEmbedder(Embedder):
 
   backend = KERAS
 
-  def __init__(self, info, model=None):
-    """`info`: runs.RunInfo of the run; `model`: its Keras model if already loaded."""
+  def __init__(self, info):
+    """`info`: the FinishedRun (cmp_tf.finished_run) whose model to run."""
     self.info = info
-    self._model = model
     self._functions = {}
     self._encoder = None
 
@@ -126,9 +126,7 @@ class KerasEmbedder(Embedder):
     from cmp_tf.data import features
 
     if modality not in self._functions:
-      if self._model is None:
-        self._model = self.info.load_model()
-      feature_model = models.feature_model(self._model, modality)
+      feature_model = models.feature_model(self.info.model, modality)
       categories = tf.constant(self.info.categories)
       size = self.info.spec.image_size
 
@@ -169,15 +167,14 @@ class KerasEmbedder(Embedder):
 
 def exported_version_dirs(info, modalities):
   """({modality: newest version dir}, problem or None) of the run's exports for `modalities`."""
-  from cmp_tf import export
-
   dirs = {}
   for modality in modalities:
-    version_dir = export.latest_version_dir(info.run_dir, modality)
+    version_dir = info.latest_export_dir(modality)
     if version_dir is None:
-      return None, f"no exported {modality.upper()} model under {export.export_root(info.run_dir)}"
-    model_info = export.read_model_info(version_dir)
-    if model_info is None or model_info.get("fingerprint") != info.fingerprint:
+      return None, (f"no exported {modality.upper()} model under "
+                    f"{finished_run.export_root(info.run_dir)}")
+    model_info = finished_run.read_model_info(version_dir)
+    if model_info is None or model_info.get("fingerprint") != info.weights_digest:
       return None, (f"the exported {modality.upper()} model {version_dir} holds other "
                     "weights than the run's final.weights.h5 (export the run again)")
     dirs[modality] = version_dir

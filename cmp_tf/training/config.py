@@ -41,7 +41,7 @@ def _field(default, help_text, choices=None):
 class TrainConfig:
   """The settings of `python -m cmp_tf.train`; see each field's help."""
   # What to train.
-  method: str = _field("c_tune_statreg_gmm", "Method (paper table row) to train.",
+  method: str = _field("c", "Method (paper table row) to train.",
                        recipes.METHOD_NAMES)
   zero_shot: bool = _field(False, "Drop the manifest's heldout_categories from the "
                            "training data of every modality except NAT (paper 5.2).")
@@ -96,8 +96,8 @@ class TrainConfig:
                              "this measured ~4x slower for the conv branches; XLA has no "
                              "deterministic MaxPool gradient, so it needs --nodeterministic.")
   deterministic: bool = _field(True, "tf.config.experimental.enable_op_determinism().")
-  evaluate: bool = _field(True, "Run cmp_tf.evaluate.evaluate_run at the end, if present.")
-  export: bool = _field(True, "Run cmp_tf.export.export_run at the end, if present.")
+  evaluate: bool = _field(True, "Evaluate the run at the end (cmp_tf.eval.evaluation.evaluate_run).")
+  export: bool = _field(True, "Export the run at the end (cmp_tf.serving.export.export_run).")
 
   # === Derived values ===
 

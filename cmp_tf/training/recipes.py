@@ -125,14 +125,14 @@ class Recipe:
 
 @dataclasses.dataclass(frozen=True)
 class RecipeSettings:
-  """The numbers a recipe is made of (the flags of cmp_tf.train)."""
-  modalities: tuple = mod_lib.ALL_MODALITIES
-  frozen_steps: int = 300
-  steps: int = 300
-  learning_rate: float = 1e-3
-  scratch_learning_rate: float = 1e-2
-  prior_weights: Mapping[str, float] = dataclasses.field(
-      default_factory=lambda: {"pool5": 1e-4, "fc6": 1e-4, "fc7": 1e-4})
+  """The numbers a recipe is made of: the flags of cmp_tf.train, whose defaults are
+  `cmp_tf.training.config.TrainConfig`'s (`TrainConfig().recipe_settings()`)."""
+  modalities: tuple
+  frozen_steps: int
+  steps: int
+  learning_rate: float
+  scratch_learning_rate: float
+  prior_weights: Mapping[str, float]
 
 
 def _priors(kind, settings):
@@ -200,18 +200,18 @@ METHODS = {
     "bl_shared_upper_scratch": _Method("BL-Shared-Upper-Scratch", _bl_shared_upper_scratch),
     "a_tune": _Method("A: Tune", _a_tune),
     "a_tune_free": _Method("A: Tune (Free)", _a_tune_free),
-    "b_statreg_gaussian": _Method("B: StatReg (Gaussian)", _b_statreg(GAUSSIAN)),
-    "b_statreg_gmm": _Method("B: StatReg (GMM)", _b_statreg(GMM)),
-    "c_tune_statreg_gmm": _Method("C: Tune + StatReg (GMM)", _c_tune_statreg_gmm),
+    "b_gaussian": _Method("B: StatReg (Gaussian)", _b_statreg(GAUSSIAN)),
+    "b_gmm": _Method("B: StatReg (GMM)", _b_statreg(GMM)),
+    "c": _Method("C: Tune + StatReg (GMM)", _c_tune_statreg_gmm),
 }
 METHOD_NAMES = tuple(METHODS)
 
 
-def build_recipe(method, settings=None, *, zero_shot=False):
-  """The Recipe of `method` (an id of METHODS) made with `settings`."""
+def build_recipe(method, settings, *, zero_shot=False):
+  """The Recipe of `method` (an id of METHODS, also the name of its configs/<id>.flags)
+  made with `settings` (RecipeSettings)."""
   if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-  settings = settings or RecipeSettings()
   entry = METHODS[method]
   return Recipe(method, entry.display_name, tuple(entry.build(settings)), zero_shot=zero_shot)
 

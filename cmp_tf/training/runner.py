@@ -17,19 +17,16 @@ import time
 
 import tensorflow as tf
 
-from cmp_tf import fileio, models
+from cmp_tf import fileio, finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.finished_run import FINAL_WEIGHTS, FLAGS_TXT, RUN_JSON, SPEC_JSON
 from cmp_tf.seeds import derive_seed
 from cmp_tf.training import checkpoints, recipes, stages, trainer
 from cmp_tf.training import config as config_lib
 from cmp_tf.training import source as source_lib
 from cmp_tf.training import strategy as strategy_lib
 
-RUN_JSON = "run.json"
-FLAGS_TXT = "flags.txt"
-SPEC_JSON = "spec.json"
-FINAL_WEIGHTS = "final.weights.h5"
 # Settings that do not change the trained weights; they may differ when resuming.
 _BOOKKEEPING = ("evaluate", "export", "log_every", "keep_checkpoints", "run_dir", "data_dir",
                 "data_config", "cache_dir")
@@ -180,7 +177,7 @@ def run_training(config, *, flags_text="", progress=True):
     for split in mod_lib.SPLITS:
       manifest_lib.split_entry(manifest, m, split)
   run_dir = str(config.resolved_run_dir())
-  state = open_run(run_dir, config, source_lib.manifest_fingerprint(manifest), flags_text,
+  state = open_run(run_dir, config, manifest_lib.fingerprint(manifest), flags_text,
                    chief=chief)
   print(f"{recipe.display_name}{' (zero-shot)' if config.zero_shot else ''}: "
         f"{len(recipe.stages)} stage(s), {strategy.num_replicas_in_sync} replica(s), "
@@ -203,7 +200,7 @@ def run_training(config, *, flags_text="", progress=True):
                             image_variant=config.image_variant,
                             image_size=config.resolved_image_size, dropout=config.dropout,
                             share_upper=stage.share_upper), strategy, config.seed)
-      previous.load_weights(stage_weights)
+      finished_run.load_weights(previous, stage_weights)
       print(f"stage {index} ({stage.name}) already complete", flush=True)
     else:
       init_from = source.model if stage.init == recipes.INIT_SOURCE else previous
@@ -242,11 +239,3 @@ def _print_stage(index, stage, result):
     held = ", ".join(f"{m.upper()} {a:.3f}" for m, a in result["val_accuracy_heldout"].items())
     print(f"  on held-out categories: {held}", flush=True)
 
-
-def load_final_model(run_dir):
-  """The trained model of a finished run (for evaluation and export)."""
-  spec = models.CrossModalSpec.from_config(
-      fileio.read_json(os.path.join(run_dir, SPEC_JSON)))
-  model = models.build_cross_modal_model(spec)
-  model.load_weights(os.path.join(run_dir, FINAL_WEIGHTS))
-  return model, spec

@@ -25,6 +25,7 @@ import tensorflow as tf
 from cmp_tf import fileio, models, priors
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
+from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.fileio import file_digest
 from cmp_tf.training import checkpoints, recipes, stages, trainer
 from cmp_tf.training import strategy as strategy_lib
@@ -32,12 +33,6 @@ from cmp_tf.training import strategy as strategy_lib
 WEIGHTS_NAME = "source.weights.h5"
 INFO_NAME = "source.json"
 FIT_BATCH = 256
-
-
-def manifest_fingerprint(manifest):
-  """Digest of what a dataset holds (everything but the build's time and argv)."""
-  content = {k: v for k, v in manifest.items() if k != "build"}
-  return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +104,7 @@ class SourceNetwork:
 def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoint_every,
                   jit_compile=True, log_every=20, progress=True):
   """The source network, trained (or loaded) and cached if it is not cached yet."""
-  fingerprint = manifest_fingerprint(manifest)
+  fingerprint = manifest_lib.fingerprint(manifest)
   key = settings.key(fingerprint)
   directory = os.path.join(os.fspath(cache_dir), "source", key)
   spec = source_spec(manifest, settings)

@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from cmp_tf import analyze
+from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.analysis import html
+from cmp_tf.analysis import run_analysis as analyze
 
 # === Fast: input checks and the page ===
 
@@ -110,7 +111,7 @@ def test_reproduction_compares_methods_by_probe_and_alignment():
 def test_activations_match_evaluation_features(tiny_run):
   from cmp_tf.analysis import activations as activations_lib
   from cmp_tf.eval import features as features_lib
-  run = activations_lib.load_run(tiny_run)
+  run = finished_run.load_run(tiny_run)
   acts = activations_lib.run_activations(run, max_examples=None, keep_inputs=True)
   assert list(acts) == list(mod_lib.ALL_MODALITIES)
   h, w, c = run.spec.pool5_shape

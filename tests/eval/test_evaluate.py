@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from cmp_tf import evaluate
+from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
+from cmp_tf.eval import evaluation as evaluate
 from cmp_tf.eval import features as features_lib
 from cmp_tf.eval import report, retrieval, rows, tables, zero_shot
 
@@ -137,17 +138,17 @@ def test_rows_json_round_trip_and_tables():
 def test_unfinished_runs_are_refused_before_any_work(tmp_path, state, message):
   if state is not None:
     (tmp_path / "run.json").write_text(json.dumps(state))
-  with pytest.raises(evaluate.NotFinishedError, match=message):
+  with pytest.raises(finished_run.RunError, match=message):
     evaluate.evaluate_run(tmp_path)
-  with pytest.raises(evaluate.NotFinishedError, match="no such directory"):
-    evaluate.check_run(tmp_path / "missing")
+  with pytest.raises(finished_run.RunError, match="no such directory"):
+    finished_run.check_finished(tmp_path / "missing")
 
 
 def test_source_evaluation_needs_a_source_network(tmp_path):
   (tmp_path / "run.json").write_text(json.dumps({"status": "complete", "source": None}))
-  with pytest.raises(evaluate.NotFinishedError, match="did not start from a source network"):
+  with pytest.raises(finished_run.RunError, match="did not start from a source network"):
     evaluate.evaluate_source(tmp_path)
-  with pytest.raises(evaluate.NotFinishedError, match="not a cached source network"):
+  with pytest.raises(finished_run.RunError, match="not a cached source network"):
     evaluate.evaluate_source(tmp_path / "nowhere")
 
 

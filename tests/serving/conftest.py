@@ -23,17 +23,17 @@ def tiny_run(tiny_data_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported_run(tiny_run):
   """(run_dir, export summary) after export_run."""
-  from cmp_tf import export
+  from cmp_tf.serving import export
 
   return tiny_run, export.export_run(tiny_run, verbose=False)
 
 
 @pytest.fixture(scope="session")
 def run_model(tiny_run):
-  from cmp_tf.training import runner
+  from cmp_tf import finished_run
 
-  model, spec = runner.load_final_model(tiny_run)
-  return model, spec
+  run = finished_run.load_run(tiny_run)
+  return run.model, run.spec
 
 
 @pytest.fixture(scope="session")

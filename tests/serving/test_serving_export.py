@@ -12,10 +12,10 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401 - registers the tokenizer ops of the DSC model
 from PIL import Image
 
-from cmp_tf import export, models
+from cmp_tf import finished_run, models
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import features, text_encoder
-from cmp_tf.serving import signatures
+from cmp_tf.serving import export, signatures
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_layout_is_what_tf_serving_loads(exported_run):
   for modality in mod_lib.ALL_MODALITIES:
     version_dir = os.path.join(run_dir, "export", modality, "1")
     assert tf.saved_model.contains_saved_model(version_dir)
-    info = export.read_model_info(version_dir)
+    info = finished_run.read_model_info(version_dir)
     assert info["modality"] == modality and info["version"] == 1
     assert summary["modalities"][modality]["size_bytes"] > 0
     hidden = [n for n in os.listdir(os.path.dirname(version_dir)) if n.startswith(".")]
@@ -101,7 +101,7 @@ def test_dsc_raw_text_round_trip_matches_the_python_encoder(loaded, run_model, v
   by_vectors = dsc.signatures["serve_vectors"](vectors=tf.constant(python_vectors))
   _assert_features_match(by_vectors, expected)
   np.testing.assert_allclose(by_text["fc7"].numpy(), expected["fc7"].numpy(), atol=1e-3)
-  categories = export.read_model_info(exported_run[1]["modalities"]["dsc"]["path"])["categories"]
+  categories = finished_run.read_model_info(exported_run[1]["modalities"]["dsc"]["path"])["categories"]
   predicted = [c.decode() for c in by_text["category"].numpy()]
   assert predicted == [categories[i] for i in expected["logits"].numpy().argmax(axis=1)]
 
@@ -167,8 +167,7 @@ def test_export_cli_reports_a_missing_run(tmp_path):
       [sys.executable, "-m", "cmp_tf.export", f"--run_dir={tmp_path / 'nowhere'}"],
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 2
-  assert "cmp_tf.export: error: run directory" in result.stderr
-  assert "does not exist" in result.stderr
+  assert "cmp_tf.export: error: --run_dir: no such directory" in result.stderr
 
 
 def test_signature_names_are_the_documented_ones(loaded):
@@ -217,6 +216,10 @@ def test_an_encoder_that_cannot_run_in_the_graph_leaves_vectors(tiny_run, tiny_d
     manifest = json.load(f)
   manifest["sentence_encoder"]["name"] = "tfhub.dev/google/universal-sentence-encoder/4"
   (data_copy / "manifest.json").write_text(json.dumps(manifest))
+  from cmp_tf.data import manifest as manifest_lib
+  state = json.loads((run_copy / "run.json").read_text())  # as if trained on that dataset
+  state["manifest_fingerprint"] = manifest_lib.fingerprint(manifest)
+  (run_copy / "run.json").write_text(json.dumps(state))
   summary = export.export_run(str(run_copy), data_dir=str(data_copy), verbose=False)
   dsc = summary["modalities"][mod_lib.DSC]
   assert not dsc["serves_raw_text"] and "remote TF-Hub handle" in dsc["raw_text_input"]
@@ -225,12 +228,11 @@ def test_an_encoder_that_cannot_run_in_the_graph_leaves_vectors(tiny_run, tiny_d
 
 
 def test_weights_that_do_not_fit_the_spec_are_named(tiny_run, tmp_path):
-  from cmp_tf.serving import runs
 
   run_copy = _copy_run(tiny_run, tmp_path)
   spec = json.loads((run_copy / "spec.json").read_text())
   spec["text_dim"] = 256
   (run_copy / "spec.json").write_text(json.dumps(spec))
-  with pytest.raises(runs.RunError, match=r"final.weights.h5 does not fit the network .*"
+  with pytest.raises(finished_run.RunError, match=r"final.weights.h5 does not fit the network .*"
                      r"dsc_\w+/kernel is \(256, \d*\) in the network but \(512, \d*\) in the file"):
     export.export_run(str(run_copy), verbose=False)

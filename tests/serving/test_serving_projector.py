@@ -9,7 +9,7 @@ from google.protobuf import text_format
 from PIL import Image
 from tensorboard.plugins import projector as tb_projector
 
-from cmp_tf import projector
+from cmp_tf.serving import projector
 
 
 def _png(colour, size=20):

@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf import search
-from cmp_tf.serving import embedders, queries
+from cmp_tf.serving import embedders, queries, search
 from cmp_tf.serving import index as index_lib
 
 pytestmark = pytest.mark.slow

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cmp_tf import finished_run, models
 from cmp_tf import modalities as mod_lib
-from cmp_tf import models
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.training import runner, stages, trainer
+from cmp_tf.training import stages, trainer
 
 
 def _tiny_model(data_dir, *, share_upper=True, dropout=0.5):
@@ -116,7 +116,7 @@ def _run(command, timeout=300):
   return result
 
 
-C_FLAGS = ("--method=c_tune_statreg_gmm", "--frozen_steps=4", "--steps=6")
+C_FLAGS = ("--method=c", "--frozen_steps=4", "--steps=6")
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +138,11 @@ def test_train_command_writes_a_complete_run(reference_run):
     assert set(stage["val_accuracy"]) == set(mod_lib.ALL_MODALITIES)
   assert state["source"]["nat_val_accuracy"] is not None
   assert (run / "final.weights.h5").exists() and (run / "spec.json").exists()
-  assert "--method=c_tune_statreg_gmm" in (run / "flags.txt").read_text()
+  assert "--method=c" in (run / "flags.txt").read_text()
   spec = models.CrossModalSpec.from_config(json.loads((run / "spec.json").read_text()))
   assert spec.priors is None and spec.share_upper
-  model, loaded_spec = runner.load_final_model(str(run))
+  loaded = finished_run.load_run(str(run))
+  model, loaded_spec = loaded.model, loaded.spec
   assert loaded_spec == spec
   saved = _weights(run / "final.weights.h5")
   assert any(np.array_equal(model.get_layer("fc6").kernel.numpy(), v) for v in saved.values())

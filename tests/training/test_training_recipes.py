@@ -18,20 +18,30 @@ METHOD_FLAGFILES = sorted(p for p in paths.CONFIGS_DIR.glob("*.flags")
 def _parse_flagfile(path, *extra):
   from cmp_tf import train
   fv = train.define_flags(flags.FlagValues())
-  fv(["train", f"--flagfile={path}", *extra])
+  here = os.getcwd()
+  os.chdir(paths.REPO_ROOT)  # nested --flagfile paths are relative to the checkout
+  try:
+    fv(["train", f"--flagfile={path}", *extra])
+  finally:
+    os.chdir(here)
   return train.config_from_flags(fv)
 
 
-def test_every_method_has_a_flagfile_and_a_zero_shot_one():
-  names = {p.stem for p in METHOD_FLAGFILES}
-  methods = set()
-  for path in METHOD_FLAGFILES:
-    config = _parse_flagfile(path)
-    methods.add((config.method, config.zero_shot))
+def test_every_method_has_a_flagfile_of_its_name_on_the_base():
   for method in recipes.METHOD_NAMES:
-    assert (method, False) in methods, f"no flagfile trains {method}"
-    assert (method, True) in methods, f"no zero-shot flagfile trains {method}"
-  assert {"c", "quick"} <= names
+    path = paths.CONFIGS_DIR / f"{method}.flags"
+    config = _parse_flagfile(path)
+    assert config.method == method and not config.zero_shot
+    assert _parse_flagfile(path, "--zero_shot").recipe().zero_shot
+    lines = [line for line in path.read_text().splitlines() if line.startswith("--")]
+    assert lines[0] == "--flagfile=configs/base.flags", path.name
+    assert len(lines) <= 16, f"{path.name} sets more than its differences"
+
+
+def test_every_method_gets_the_same_step_budget():
+  budgets = {method: _parse_flagfile(paths.CONFIGS_DIR / f"{method}.flags").recipe().total_steps
+             for method in recipes.METHOD_NAMES}
+  assert len(set(budgets.values())) == 1, budgets
 
 
 @pytest.mark.parametrize("path", METHOD_FLAGFILES, ids=lambda p: p.name)
@@ -43,24 +53,25 @@ def test_flagfile_parses_validates_and_resolves_its_recipe(path):
   assert config.data_is_default  # flagfiles name no machine-specific data path
   text = path.read_text()
   assert text.lstrip().startswith("#"), f"{path.name} should open with a comment"
+  assert "_zeroshot" not in path.name, "zero-shot is the --zero_shot flag, not a flagfile"
 
 
 def test_c_flagfile_is_method_c_on_the_default_data():
   config = _parse_flagfile(paths.CONFIGS_DIR / "c.flags").validate()
-  assert config.method == "c_tune_statreg_gmm" and not config.zero_shot
+  assert config.method == "c" and not config.zero_shot
   assert config.resolved_data_config().name == "data_default.flags"
   assert config.gmm_components == 100
 
 
 def test_quick_flagfile_is_a_tiny_method_c_run():
   config = _parse_flagfile(paths.CONFIGS_DIR / "quick.flags").validate()
-  assert config.method == "c_tune_statreg_gmm"
+  assert config.method == "c"
   assert config.image_variant == "alexnet_tiny" and config.resolved_image_size == 32
   assert config.resolved_data_config().name == "data_tiny.flags"
 
 
 def test_recipes_follow_the_paper():
-  settings = recipes.RecipeSettings(frozen_steps=7, steps=11)
+  settings = config_lib.TrainConfig(frozen_steps=7, steps=11).recipe_settings()
   ind = recipes.build_recipe("bl_individual", settings).stages
   assert len(ind) == 1 and not ind[0].share_upper and ind[0].init == recipes.INIT_SOURCE
   scratch = recipes.build_recipe("bl_shared_upper_scratch", settings).stages
@@ -71,20 +82,21 @@ def test_recipes_follow_the_paper():
   free = recipes.build_recipe("a_tune_free", settings).stages
   assert [s.freeze_upper for s in free] == [True, False]
   assert free[1].init == recipes.INIT_PREVIOUS and free[1].steps == 11
-  for kind, method in (("gaussian", "b_statreg_gaussian"), ("gmm", "b_statreg_gmm")):
+  for kind, method in (("gaussian", "b_gaussian"), ("gmm", "b_gmm")):
     (stage,) = recipes.build_recipe(method, settings).stages
     assert not stage.share_upper and stage.init == recipes.INIT_SOURCE
     assert {(p.kind, p.layer) for p in stage.priors} == {
         (kind, "pool5"), (kind, "fc6"), (kind, "fc7")}
-  c = recipes.build_recipe("c_tune_statreg_gmm", settings).stages
+  c = recipes.build_recipe("c", settings).stages
   assert c[0].freeze_upper and not c[0].priors
   assert not c[1].freeze_upper and c[1].share_upper
   assert {p.kind for p in c[1].priors} == {"gmm"}
 
 
 def test_a_zero_weight_leaves_a_layer_unregularised():
-  settings = recipes.RecipeSettings(prior_weights={"pool5": 0.0, "fc6": 0.5, "fc7": 0.0})
-  (stage,) = recipes.build_recipe("b_statreg_gmm", settings).stages
+  settings = config_lib.TrainConfig(lambda_pool5=0.0, lambda_fc6=0.5,
+                                    lambda_fc7=0.0).recipe_settings()
+  (stage,) = recipes.build_recipe("b_gmm", settings).stages
   assert [(p.layer, p.weight) for p in stage.priors] == [("fc6", 0.5)]
 
 
@@ -103,7 +115,7 @@ def test_a_zero_weight_leaves_a_layer_unregularised():
     ({"strategy": "tpu"}, "strategy"),
     ({"data_dir": "/nonexistent/cmp_tf_data"}, "data_dir"),
     ({"source_weights": "/nonexistent/source.weights.h5"}, "source_weights"),
-    ({"method": "b_statreg_gmm", "lambda_pool5": 0.0, "lambda_fc6": 0.0,
+    ({"method": "b_gmm", "lambda_pool5": 0.0, "lambda_fc6": 0.0,
       "lambda_fc7": 0.0}, "lambda_fc6"),
     ({"jit_compile": True}, "jit_compile"),
 ])
@@ -153,7 +165,8 @@ def test_effective_flags_reparse_to_the_same_config(tmp_path):
 def test_post_training_hooks_run_on_the_chief_only(tmp_path, monkeypatch):
   from cmp_tf import train
   calls = []
-  monkeypatch.setattr("cmp_tf.evaluate.evaluate_run", lambda run_dir: calls.append(run_dir))
+  monkeypatch.setattr("cmp_tf.eval.evaluation.evaluate_run",
+                      lambda run_dir: calls.append(run_dir))
   monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, '
                      '"task": {"type": "worker", "index": 1}}')
   assert train.run_post_hooks(str(tmp_path), export=False) == {}

@@ -1,6 +1,6 @@
 """Training-step throughput of one image branch with the shared upper part.
 
-  python -m cmp_tf.models.benchmark --variant=alexnet_small --batch_size=64 \
+  python -m benchmarks.model --variant=alexnet_small --batch_size=64 \
       --priors=none,gmm --jit=false,true
 
 Times forward + backward + SGD update of a NAT-only network on random inputs, with

@@ -1,0 +1,331 @@
+"""Trains and evaluates every row of the paper's Tables 1-5, then writes one report.
+
+`reproduce` (`python -m cmp_tf.reproduce --out=DIR`) trains each method exactly as
+  python -m cmp_tf.train --flagfile=configs/<method>.flags --run_dir=DIR/runs/<method>
+(one process per run, its output also in DIR/logs/<run>.log; `train_flagfiles` are
+read after the method's flagfile, so they override it), and with `zero_shot` once
+more, with --zero_shot, in DIR/runs/<method>_zeroshot. Every run is
+evaluated with `cmp_tf.eval.evaluation` (BL-Individual also with subspace alignment, the
+"Subsp. Align. + PlacesNet Finetune" rows), and so is the source network the runs
+started from (DIR/source: "BL-PlacesNet" and "Subsp. Align. + PlacesNet").
+With `analysis` every normal run is also analysed (`cmp_tf.analysis.run_analysis`, parts invariance
+and alignment, into DIR/runs/<run>/analysis), and the report compares the methods by
+modality-probe accuracy and aligned-unit fraction.
+
+Resumable: a finished run is not trained again, an unfinished one resumes from its
+checkpoints, and an evaluation whose results.json matches the run's weights and the
+protocol is kept (so is an analysis whose JSON files match the run's weights). DIR/report.md holds Tables 1-5 in the paper's layout with chance
+levels, our Table 1 means and Table 3 beside the paper's, and the wall time of every
+row; DIR/results.json holds the same in JSON.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+from cmp_tf import fileio, finished_run, paths
+from cmp_tf import modalities as mod_lib
+from cmp_tf.eval import features as features_lib
+from cmp_tf.eval import report, reproduction
+from cmp_tf.training import recipes
+
+RUNS_DIR = "runs"
+LOGS_DIR = "logs"
+SOURCE_DIR = "source"
+REPORT_MD = "report.md"
+RESULTS_JSON = "results.json"
+SA_METHOD = "bl_individual"  # its features make the "Subsp. Align. + PlacesNet Finetune" rows
+
+
+def parse_methods(names):
+  """Method ids from a list of names; "all" is every method of the paper."""
+  names = [n.strip() for n in names if n.strip()]
+  if names == ["all"]:
+    return list(recipes.METHOD_NAMES)
+  unknown = [n for n in names if n not in recipes.METHODS]
+  if unknown or not names:
+    raise ValueError(f"--methods: unknown {unknown or 'empty list'}; expected 'all' or some of "
+                     f"{', '.join(recipes.METHOD_NAMES)}")
+  return list(dict.fromkeys(names))
+
+
+def method_flagfile(method):
+  """The shipped flagfile of a method, configs/<method>.flags; an error if missing."""
+  path = paths.CONFIGS_DIR / f"{method}.flags"
+  if not path.is_file():
+    raise ValueError(f"--methods: {method} has no flagfile {path}")
+  return str(path)
+
+
+def run_name(method, zero_shot):
+  return method + ("_zeroshot" if zero_shot else "")
+
+
+def train_command(method, zero_shot, run_dir, *, data_dir=None, train_flagfiles=(),
+                  python=sys.executable):
+  """The `python -m cmp_tf.train` command line of one run (evaluation is done here)."""
+  command = [python, "-m", "cmp_tf.train", f"--flagfile={method_flagfile(method)}"]
+  command += [f"--flagfile={f}" for f in train_flagfiles]
+  command += [f"--method={method}", "--zero_shot" if zero_shot else "--nozero_shot",
+              f"--run_dir={run_dir}", "--noevaluate", "--noexport"]
+  if data_dir:
+    command.append(f"--data_dir={data_dir}")
+  return command
+
+
+def finished_state(run_dir):
+  """run.json of a finished run, or None."""
+  try:
+    return finished_run.check_finished(run_dir)
+  except finished_run.RunError:
+    return None
+
+
+def _train(command, log_path, progress):
+  """Runs one training process, its output to `log_path` (and the console); returns rc."""
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "a", encoding="utf-8") as log:
+    log.write(f"$ {' '.join(command)}\n")
+    log.flush()
+    process = subprocess.Popen(command, cwd=paths.REPO_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace")
+    for line in process.stdout:
+      log.write(line)
+      if progress:
+        sys.stdout.write(line)
+    return process.wait()
+
+
+def _current(results_path, *, digest, num_queries, seed, layers, sa):
+  """The kept results.json when it matches these weights and this protocol, else None."""
+  if not os.path.isfile(results_path):
+    return None
+  results = fileio.read_json(results_path)
+  protocol = results.get("protocol", {})
+  same = (results.get("weights_digest") == digest and protocol.get("num_queries") == num_queries
+          and protocol.get("seed") == seed and results.get("layers") == list(layers)
+          and bool(results.get("subspace_alignment")) == sa)
+  return results if same else None
+
+
+def _evaluate_run(run_dir, method, *, num_queries, seed, progress):
+  from cmp_tf.eval import evaluation as evaluate
+  sa = method == SA_METHOD
+  kept = _current(os.path.join(run_dir, evaluate.EVAL_DIR, evaluate.RESULTS_JSON),
+                  digest=finished_run.weights_digest(run_dir),
+                  num_queries=num_queries, seed=seed, layers=features_lib.LAYERS, sa=sa)
+  if kept is not None:
+    return kept, "kept"
+  return evaluate.evaluate_run(run_dir, num_queries=num_queries, seed=seed,
+                               subspace_alignment=sa, progress=progress), "evaluated"
+
+
+def _evaluate_source(source_dir, data_dir, out_dir, *, num_queries, seed, progress):
+  from cmp_tf.eval import evaluation as evaluate
+  kept = _current(os.path.join(out_dir, evaluate.RESULTS_JSON),
+                  digest=fileio.file_digest(os.path.join(source_dir, "source.weights.h5")),
+                  num_queries=num_queries, seed=seed, layers=["fc7"], sa=True)
+  if kept is not None:
+    return kept, "kept"
+  return evaluate.evaluate_source(source_dir, data_dir=data_dir, out_dir=out_dir,
+                                  num_queries=num_queries, seed=seed,
+                                  progress=progress), "evaluated"
+
+
+def _analyse_run(run_dir, entry, *, seed, progress):
+  """The run's row of the analysis comparison, or None; sets entry["analyse"(_s)].
+
+  A dataset without ground-truth objects (CMPlaces) gets the modality probe only.
+  """
+  from cmp_tf.analysis import run_analysis as analyze
+  from cmp_tf.data.errors import DataError
+  started = time.perf_counter()
+  error = None
+  for parts in (analyze.COMPARED_PARTS, ("invariance",)):
+    try:
+      results, entry["analyse"] = analyze.ensure_analysis(run_dir, parts=parts, seed=seed,
+                                                          progress=progress)
+    except (ValueError, DataError) as e:
+      error = e
+      continue
+    entry["analyse_s"] = round(time.perf_counter() - started, 1)
+    return reproduction.analysis_row(entry["row"], results.get("invariance"),
+                                     results.get("alignment"))
+  entry["analyse"] = f"failed ({error})"
+  return None
+
+
+def _diagnose_run(run_dir, name, layer="fc7"):
+  """The run's alignment diagnostic from the fc7 features its evaluation saved."""
+  from cmp_tf.eval import diagnostics, retrieval
+  from cmp_tf.eval import evaluation as evaluate
+  features_dir = os.path.join(run_dir, evaluate.EVAL_DIR, evaluate.FEATURES_DIR)
+  features, labels = {}, {}
+  for modality in mod_lib.ALL_MODALITIES:
+    path = features_lib.npz_path(features_dir, layer, modality)
+    if os.path.isfile(path):
+      features[modality], labels[modality], _ = features_lib.load_npz(path)
+  scores = retrieval.cross_modal_retrieval(features, labels)
+  return reproduction.diagnostic_row(name, diagnostics.alignment_diagnostic(features, labels,
+                                                                           scores))
+
+
+def _check_inputs(out_dir, data_dir, train_flagfiles):
+  for path in train_flagfiles:
+    if not os.path.isfile(path):
+      raise ValueError(f"--train_flagfiles: no such file: {path}")
+  if data_dir and not os.path.isfile(os.path.join(data_dir, "manifest.json")):
+    raise ValueError(f"--data_dir: {data_dir} has no manifest.json; build a dataset with "
+                     "python -m cmp_tf.data.build")
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ValueError(f"--out: {out_dir} exists and is not a directory")
+
+
+def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir=None,
+              num_queries=None, seed=0, train_flagfiles=(), python=sys.executable,
+              analysis=True, progress=True):
+  """Trains and evaluates every row, then writes DIR/report.md and DIR/results.json.
+
+  Args:
+    out_dir: the reproduction directory (runs/, logs/, source/, report.md, results.json).
+    methods: method ids of `cmp_tf.training.recipes.METHODS`.
+    zero_shot: also train every method zero-shot (Tables 4 and 5).
+    data_dir: the dataset; default: the trainer's default dataset (built if missing).
+    num_queries: None: exact retrieval over all queries; N: N random queries per pair.
+    seed: the evaluation seed (random queries, subspace alignment).
+    train_flagfiles: flagfiles read by every training run after the method's own.
+    python: the interpreter that runs `cmp_tf.train`.
+    analysis: also analyse every normal run (modality probe, unit alignment) and compare.
+
+  Returns:
+    The results dict written to DIR/results.json; its "complete" is False when a run
+    failed (the report then shows the rows that exist).
+  """
+  started = time.perf_counter()
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  data_dir = os.path.abspath(data_dir) if data_dir else None
+  train_flagfiles = [os.path.abspath(f) for f in train_flagfiles]
+  methods = parse_methods(list(methods))
+  _check_inputs(out_dir, data_dir, train_flagfiles)
+  settings = [False, True] if zero_shot else [False]
+  for method in methods:
+    method_flagfile(method)
+
+  entries, normal, zero, failures, analysed, diagnostics_rows = [], [], [], [], [], []
+  runs = {}
+  for setting in settings:
+    for method in methods:
+      name = run_name(method, setting)
+      run_dir = os.path.join(out_dir, RUNS_DIR, name)
+      command = train_command(method, setting, run_dir, data_dir=data_dir,
+                              train_flagfiles=train_flagfiles, python=python)
+      entry = {"run": name, "method": method, "row": recipes.METHODS[method].display_name,
+               "setting": "zero-shot" if setting else "normal", "run_dir": run_dir,
+               "command": " ".join(command[1:])}
+      entries.append(entry)
+      state = finished_state(run_dir)
+      if state is not None:
+        entry["train"] = "kept"
+      else:
+        if progress:
+          print(f"== training {name}: {' '.join(command)}", flush=True)
+        rc = _train(command, os.path.join(out_dir, LOGS_DIR, f"{name}.log"), progress)
+        state = finished_state(run_dir)
+        if rc != 0 or state is None:
+          entry["train"] = f"failed (exit status {rc}; see logs/{name}.log)"
+          failures.append(name)
+          continue
+        entry["train"] = "trained"
+      entry["train_s"] = state.get("train_wall_time_s")
+      runs[name] = state
+      if progress:
+        print(f"== evaluating {name}", flush=True)
+      results, entry["evaluate"] = _evaluate_run(run_dir, method, num_queries=num_queries,
+                                                 seed=seed, progress=progress)
+      entry["evaluate_s"] = results["wall_time_s"]["total"]
+      (zero if setting else normal).append(results)
+      if not setting:
+        diagnostics_rows.append(_diagnose_run(run_dir, entry["row"]))
+      if analysis and not setting:
+        if progress:
+          print(f"== analysing {name}", flush=True)
+        row = _analyse_run(run_dir, entry, seed=seed, progress=progress)
+        if row is not None:
+          analysed.append(row)
+
+  source_results = None
+  source_dirs = sorted({s["source"]["directory"] for s in runs.values() if s.get("source")})
+  if source_dirs:
+    first = next(s for s in runs.values() if s.get("source"))
+    if progress:
+      print(f"== evaluating the source network {source_dirs[0]}", flush=True)
+    source_results, status = _evaluate_source(
+        source_dirs[0], first.get("data_dir"), os.path.join(out_dir, SOURCE_DIR),
+        num_queries=num_queries, seed=seed, progress=progress)
+    info = fileio.read_json(os.path.join(source_dirs[0], "source.json"))
+    entries.append({"run": SOURCE_DIR, "row": "BL-PlacesNet, Subsp. Align. + PlacesNet",
+                    "setting": "both", "train": f"source network ({info.get('origin')})",
+                    "train_s": (info.get("training") or {}).get("wall_time_s"),
+                    "evaluate": status, "evaluate_s": source_results["wall_time_s"]["total"]})
+    normal.append(source_results)
+    if zero_shot:
+      zero.append(source_results)
+
+  return _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures,
+                       num_queries=num_queries, seed=seed, started=started,
+                       analysis_rows=analysed, diagnostic_rows=diagnostics_rows)
+
+
+def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures, *,
+                  num_queries, seed, started, analysis_rows=(), diagnostic_rows=()):
+  fingerprint = reproduction.check_same_data(normal + zero)
+  rows = reproduction.merge_rows(normal, zero)
+  chance = reproduction.merge_chance(normal, zero)
+  any_results = (normal + zero)[0] if normal + zero else None
+  num_classes = any_results["num_classes"] if any_results else None
+  built = report.build_tables(rows, chance, num_classes=num_classes)
+  ratio_values = reproduction.ratios(rows)
+  for entry in entries:
+    if entry.get("method") == SA_METHOD:
+      entry["row"] += " (+ Subsp. Align. + PlacesNet Finetune)"
+  total = round(time.perf_counter() - started, 1)
+  queries = ("exact: every validation example is a query" if num_queries is None
+             else f"{num_queries} random queries per pair (seed {seed})")
+  preamble = [
+      f"Reproduction in {out_dir}; data: {any_results['data_dir'] if any_results else '-'} "
+      f"(manifest fingerprint {fingerprint}, {num_classes} categories).",
+      f"Retrieval: cosine similarity on validation features, {queries}; non-interpolated "
+      "AP with ties broken pessimistically. Tables 1-3 come from the normal runs, Tables 4-5 "
+      "from the zero-shot runs; \"PlacesNet\" is our source network (NAT only).",
+      f"This invocation took {total:.0f} s; the wall time of every row is at the end.",
+  ]
+  if failures:
+    preamble.append(f"Incomplete: training failed for {', '.join(failures)} (rerun the same "
+                    "command to resume).")
+  markdown = report.tables_markdown("Cross-Modal Scene Networks: reproduced Tables 1-5",
+                                    preamble, built)
+  markdown += "\n" + reproduction.comparison_markdown(rows)
+  markdown += "\n" + reproduction.ratios_markdown(ratio_values)
+  if diagnostic_rows:
+    markdown += "\n" + reproduction.diagnostic_markdown(diagnostic_rows)
+  if analysis_rows:
+    markdown += "\n" + reproduction.analysis_markdown(analysis_rows)
+  markdown += "\n" + reproduction.wall_time_markdown(entries)
+  markdown += ("\nA run's training time is that of the invocation that finished it; the first "
+               "run to need the source network also trained it (or loaded it from the cache).\n")
+  markdown += "\nTraining commands (run from the checkout):\n\n" + "".join(
+      f"- {e['run']}: `python {e['command']}`\n" for e in entries if "command" in e)
+  results = {
+      "format_version": 1, "out_dir": out_dir, "complete": not failures,
+      "failed_runs": failures, "manifest_fingerprint": fingerprint, "num_classes": num_classes,
+      "protocol": any_results["protocol"] if any_results else None, "chance": chance,
+      "rows": report.rows_to_json(rows), "tables": {t.title: t.to_dict() for t in built},
+      "ratios": ratio_values, "alignment_diagnostic": list(diagnostic_rows),
+      "analysis": list(analysis_rows), "source_dirs": source_dirs,
+      "source_evaluation": os.path.join(out_dir, SOURCE_DIR) if source_results else None,
+      "runs": entries, "wall_time_s": total,
+  }
+  fileio.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), results)
+  fileio.write_text_atomic(os.path.join(out_dir, REPORT_MD), markdown)
+  return results

@@ -1,0 +1,230 @@
+"""A finished training run: the one way every part of cmp_tf reads a run directory.
+
+  run = finished_run.load_run("runs/c")   # checks the directory before any TensorFlow work
+  run.model                               # the trained CrossModalModel (loaded on first use)
+  run.spec, run.categories, run.modalities, run.manifest, run.data_dir, run.name
+  run.weights_digest                      # which weights a result was computed from
+  run.export_versions("nat"), run.latest_export_dir("nat")
+
+The run directory (written by `cmp_tf.training.runner`):
+  run.json, flags.txt, spec.json, final.weights.h5, stage_<i>.weights.h5, ckpt/, logs/,
+  and what later commands add: eval/, analysis/, export/<modality>/<version>/, search/.
+
+`load_weights` checks every weight's shape against the network *before* Keras reads
+the file, so a file made for another architecture is an error naming the layer and
+both shapes, not a Keras message.
+"""
+
+import dataclasses
+import functools
+import os
+import re
+
+from cmp_tf import fileio
+from cmp_tf import modalities as mod_lib
+
+RUN_JSON = "run.json"
+FLAGS_TXT = "flags.txt"
+SPEC_JSON = "spec.json"
+FINAL_WEIGHTS = "final.weights.h5"
+EXPORT_DIR = "export"
+MODEL_INFO = os.path.join("assets.extra", "cmp_tf.json")
+
+
+class RunError(ValueError):
+  """The run directory is missing, unfinished, or does not match what was asked."""
+
+
+def check_finished(run_dir):
+  """run.json of a finished run; a RunError saying what is missing (no TensorFlow)."""
+  run_dir = os.fspath(run_dir)
+  if not os.path.isdir(run_dir):
+    raise RunError(f"--run_dir: no such directory: {run_dir}")
+  path = os.path.join(run_dir, RUN_JSON)
+  if not os.path.isfile(path):
+    raise RunError(f"--run_dir: {run_dir} is not a run directory (no {RUN_JSON}); train one "
+                   "with python -m cmp_tf.train --flagfile=configs/<method>.flags")
+  try:
+    state = fileio.read_json(path)
+  except ValueError as e:
+    raise RunError(f"{path} is not valid JSON ({e}); the run directory is damaged") from None
+  if state.get("status") != "complete":
+    done = sum(s.get("status") == "complete" for s in state.get("stages", []))
+    total = len(state.get("recipe", {}).get("stages", [])) or "?"
+    raise RunError(
+        f"--run_dir: the run in {run_dir} is not finished (status {state.get('status')!r}, "
+        f"{done} of {total} stages complete); resume it with python -m cmp_tf.train "
+        f"--flagfile={os.path.join(run_dir, FLAGS_TXT)}")
+  for name in (SPEC_JSON, FINAL_WEIGHTS):
+    if not os.path.isfile(os.path.join(run_dir, name)):
+      raise RunError(f"--run_dir: {run_dir} says it is complete but has no {name}")
+  return state
+
+
+def _snake_case(name):
+  name = re.sub(r"\W+", "", name)
+  name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+  return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _stored_layer_keys(model):
+  """{layer name: its group in a Keras 3 .weights.h5}: "layers/<class in snake case>[_i]",
+  numbered in the model's layer order."""
+  used, keys = {}, {}
+  for layer in model.layers:
+    key = _snake_case(type(layer).__name__)
+    if key in used:
+      used[key] += 1
+      key = f"{key}_{used[key]}"
+    else:
+      used[key] = 0
+    keys[layer.name] = f"layers/{key}"
+  return keys
+
+
+def check_weights_file(model, path):
+  """Raises RunError when the weights file at `path` does not fit `model`, naming the
+  layer and both shapes; returns nothing when every weight fits."""
+  import h5py
+
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise RunError(f"{path}: no such weights file")
+  try:
+    f = h5py.File(path, "r")
+  except OSError as e:
+    raise RunError(f"{path} is not a readable weights file ({e}); it is damaged or "
+                   "truncated") from None
+  with f:
+    keys = _stored_layer_keys(model)
+    for layer in model.layers:
+      if not layer.weights:
+        continue
+      group = f.get(f"{keys[layer.name]}/vars")
+      stored = [] if group is None else [group[str(i)].shape for i in range(len(group))]
+      expected = [tuple(w.shape) for w in layer.weights]
+      if len(stored) != len(expected):
+        raise RunError(f"{path} does not fit the network: layer {layer.name!r} has "
+                       f"{len(expected)} weights, the file {len(stored)} for it (made by "
+                       "another architecture or version of cmp_tf.models?)")
+      for weight, want, have in zip(layer.weights, expected, stored):
+        if tuple(have) != want:
+          raise RunError(f"{path} does not fit the network: {weight.path} is {want} in the "
+                         f"network but {tuple(have)} in the file (made by another "
+                         "architecture or version of cmp_tf.models?)")
+
+
+def load_weights(model, path):
+  """model.load_weights(path) after `check_weights_file`."""
+  check_weights_file(model, path)
+  model.load_weights(os.fspath(path))
+  return model
+
+
+def build_and_load(spec, path):
+  """A CrossModalModel of `spec` holding the weights of the file at `path`."""
+  from cmp_tf import models
+  return load_weights(models.build_cross_modal_model(spec), path)
+
+
+def weights_digest(run_dir):
+  """Short sha256 of final.weights.h5 and spec.json: which weights a result came from."""
+  return fileio.files_digest([os.path.join(run_dir, FINAL_WEIGHTS),
+                              os.path.join(run_dir, SPEC_JSON)])
+
+
+def export_root(run_dir):
+  return os.path.join(os.path.abspath(os.fspath(run_dir)), EXPORT_DIR)
+
+
+def export_versions(model_dir):
+  """Version numbers present under one exported model's directory (TF Serving's subdirs)."""
+  if not os.path.isdir(model_dir):
+    return []
+  return sorted(int(n) for n in os.listdir(model_dir)
+                if n.isdigit() and os.path.isdir(os.path.join(model_dir, n)))
+
+
+def read_model_info(version_dir):
+  """The cmp_tf.json of one exported version, or None."""
+  path = os.path.join(version_dir, MODEL_INFO)
+  return fileio.read_json(path) if os.path.isfile(path) else None
+
+
+@dataclasses.dataclass
+class FinishedRun:
+  """A finished run: its directory, run.json, architecture, dataset and weights' digest."""
+  run_dir: str
+  state: dict
+  spec: object  # models.CrossModalSpec
+  data_dir: str
+  manifest: dict
+  weights_digest: str
+
+  @property
+  def name(self):
+    """The method's display name, e.g. "C: Tune + StatReg (GMM)"."""
+    return self.state.get("method_name") or self.state.get("method") or "run"
+
+  @property
+  def categories(self):
+    """Category names in label order."""
+    return list(self.manifest["categories"])
+
+  @property
+  def modalities(self):
+    """The modalities the network has a branch for, in canonical order."""
+    return tuple(m for m in mod_lib.ALL_MODALITIES if m in self.spec.modalities)
+
+  @property
+  def sentence_encoder(self):
+    return self.manifest["sentence_encoder"]["name"]
+
+  @property
+  def weights_path(self):
+    return os.path.join(self.run_dir, FINAL_WEIGHTS)
+
+  @functools.cached_property
+  def model(self):
+    """The trained Keras model (built and loaded once, on first use)."""
+    return build_and_load(self.spec, self.weights_path)
+
+  def export_dir(self, modality):
+    return os.path.join(export_root(self.run_dir), modality)
+
+  def export_versions(self, modality):
+    return export_versions(self.export_dir(modality))
+
+  def latest_export_dir(self, modality):
+    """export/<modality>/<newest version>, or None when nothing was exported."""
+    found = self.export_versions(modality)
+    return os.path.join(self.export_dir(modality), str(found[-1])) if found else None
+
+
+def load_run(run_dir, *, data_dir=None):
+  """The FinishedRun in `run_dir`; a RunError (naming --run_dir / --data_dir) if there is none.
+
+  data_dir: the dataset; default: the one run.json names. It must hold the content the
+  run was trained on (the manifest's fingerprint is compared).
+  """
+  from cmp_tf import models
+  from cmp_tf.data import manifest as manifest_lib
+
+  run_dir = os.path.abspath(os.fspath(run_dir))
+  state = check_finished(run_dir)
+  spec = models.CrossModalSpec.from_config(fileio.read_json(os.path.join(run_dir, SPEC_JSON)))
+  data_dir = data_dir or state.get("data_dir")
+  if not data_dir:
+    raise RunError(f"--data_dir: the run in {run_dir} does not name its dataset; pass "
+                   "--data_dir")
+  data_dir = os.path.abspath(os.fspath(data_dir))
+  manifest = manifest_lib.read_manifest(data_dir, check_files=False)
+  fingerprint = state.get("manifest_fingerprint")
+  if fingerprint and manifest_lib.fingerprint(manifest) != fingerprint:
+    raise RunError(f"--data_dir: {data_dir} is not the dataset the run in {run_dir} was "
+                   "trained on (its content differs); pass the training dataset")
+  if len(manifest["categories"]) != spec.num_classes:
+    raise RunError(f"--data_dir: {data_dir} has {len(manifest['categories'])} categories but "
+                   f"the run's classifier has {spec.num_classes}")
+  return FinishedRun(run_dir=run_dir, state=state, spec=spec, data_dir=data_dir,
+                     manifest=manifest, weights_digest=weights_digest(run_dir))

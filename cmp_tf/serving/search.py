@@ -1,0 +1,136 @@
+"""Photo search in the shared space: index photos once, query by sketch, clip art, layout or text.
+
+`build_search_index` (`python -m cmp_tf.search build`) embeds photos with the NAT branch (default: the NAT validation split of the
+run's dataset; --images takes a dataset directory, TFRecord files or a glob of them,
+or a folder of image files, <folder>/<category>/... naming categories) and stores a
+faiss index of their normalised fc7 with ids, labels, categories and PNG thumbnails
+under DIR/search/. `search_photos` (`... query`) embeds the query with its own modality's branch, prints
+the top k photos (cosine score, category, id) and writes a result sheet PNG.
+
+Embeddings come from the run's exported SavedModels when they exist and hold the
+run's weights (what a TF Serving deployment computes), else from the Keras model;
+--backend chooses explicitly and the output says which was used.
+"""
+
+import os
+import time
+
+from cmp_tf import fileio, finished_run
+from cmp_tf import modalities as mod_lib
+from cmp_tf.serving import embedders, grid, photos
+from cmp_tf.serving import index as index_lib
+
+SEARCH_DIR = "search"
+DEFAULT_THUMB_SIZE = 64
+_CHUNK = 256
+
+
+def default_index_dir(run_dir):
+  return os.path.join(os.path.abspath(os.fspath(run_dir)), SEARCH_DIR)
+
+
+def build_search_index(run_dir, *, images=None, split="val", kind=index_lib.FLAT, nlist=None,
+                       nprobe=None, backend=embedders.AUTO, thumb_size=DEFAULT_THUMB_SIZE,
+                       index_dir=None, data_dir=None, progress=True):
+  """Embeds and indexes the photos of `images` (None: the run's NAT `split`); returns index.json."""
+  if kind not in index_lib.KINDS:
+    raise ValueError(f"--index: unknown index kind {kind!r}; expected one of "
+                     f"{', '.join(index_lib.KINDS)}")
+  if split not in mod_lib.SPLITS:
+    raise ValueError(f"--split: unknown split {split!r}; expected one of {mod_lib.SPLITS}")
+  if thumb_size < 8:
+    raise ValueError(f"--thumb_size must be >= 8, got {thumb_size}")
+  info = finished_run.load_run(run_dir, data_dir=data_dir)
+  if mod_lib.NAT not in info.modalities:
+    raise ValueError(f"the run in {info.run_dir} has no NAT branch to embed photos with")
+  description, source = photos.open_source(images, data_dir=info.data_dir, split=split,
+                                           categories=info.categories)
+  embedder, backend_note = embedders.make_embedder(info, [mod_lib.NAT], backend)
+  if progress:
+    print(f"indexing {description}\n  embedded with {backend_note}", flush=True)
+  started = time.perf_counter()
+  label_of = {name: i for i, name in enumerate(info.categories)}
+  ids, labels, categories, thumbs, parts = [], [], [], [], []
+  chunk = []
+
+  def flush():
+    parts.append(embedder.images(mod_lib.NAT, [p.encoded for p in chunk])["embedding"])
+    chunk.clear()
+
+  for photo in source:
+    thumbs.append(photos.thumbnail_png(photo, thumb_size))  # checks the image first
+    ids.append(photo.id)
+    categories.append(photo.category)
+    labels.append(label_of.get(photo.category, -1))
+    chunk.append(photo)
+    if len(chunk) == _CHUNK:
+      flush()
+      if progress:
+        print(f"  {len(ids)} photos embedded", flush=True)
+  if chunk:
+    flush()
+  if not ids:
+    raise ValueError(f"--images: {description} holds no photo")
+  import numpy as np
+
+  meta = {"source": description, "backend": backend_note, "run_dir": info.run_dir,
+          "fingerprint": info.weights_digest, "modality": mod_lib.NAT,
+          "embedding": "L2-normalised fc7", "thumb_size": thumb_size}
+  built = index_lib.PhotoIndex.build(np.concatenate(parts), ids, labels, categories, thumbs,
+                                     kind=kind, nlist=nlist, nprobe=nprobe, meta=meta)
+  built.meta["wall_time_s"] = round(time.perf_counter() - started, 2)
+  directory = index_dir or default_index_dir(info.run_dir)
+  built.save(directory)
+  if progress:
+    print(f"indexed {len(built)} photos ({built.meta['kind']}, {built.meta['dim']}-d) in "
+          f"{built.meta['wall_time_s']:.1f} s -> {directory}", flush=True)
+  return built.meta
+
+
+def search_photos(run_dir, query, *, k=10, nprobe=None, backend=embedders.AUTO, index_dir=None,
+                  data_dir=None, out=None):
+  """Runs one queries.Query; returns {"hits", "predicted", "backend", "out"} and writes `out`.
+
+  `out` (a PNG path) defaults to DIR/search/query_<kind>.png.
+  """
+  if int(k) != k or k < 1:
+    raise ValueError(f"--k must be a positive integer, got {k}")
+  info = finished_run.load_run(run_dir, data_dir=data_dir)
+  directory = index_dir or default_index_dir(info.run_dir)
+  photo_index = index_lib.PhotoIndex.load(directory)
+  if photo_index.meta.get("fingerprint") != info.weights_digest:
+    raise ValueError(f"the index in {directory} was built from other weights than the run's "
+                     "final.weights.h5; rebuild it with: python -m cmp_tf.search build "
+                     f"--run_dir={info.run_dir}")
+  if query.modality not in info.modalities:
+    raise ValueError(f"--{query.kind}: the run has no {query.modality.upper()} branch")
+  embedder, backend_note = embedders.make_embedder(info, [query.modality], backend)
+  if query.modality == mod_lib.DSC:
+    outputs = embedder.texts([query.text])
+  else:
+    outputs = embedder.images(query.modality, [query.encoded])
+  hits = photo_index.hits(outputs["embedding"], k, nprobe)
+  predicted = outputs["category"][0]
+  probability = float(outputs["probabilities"][0].max())
+  out = out or os.path.join(directory, f"query_{query.kind}.png")
+  display = (grid.image_tile(query.display, 128) if query.display is not None
+             else grid.text_tile(query.text, 128))
+  sheet = grid.result_sheet(display, f"query: {predicted}", hits,
+                            [photo_index.thumbnails[h["position"]] for h in hits],
+                            query_category=predicted)
+  fileio.write_bytes_atomic(out, grid.png_bytes(sheet))
+  return {"hits": hits, "predicted": predicted, "probability": probability,
+          "backend": backend_note, "out": out, "index_size": len(photo_index)}
+
+
+def format_result(query, result):
+  lines = [f"query ({query.kind}, {query.modality.upper()} branch): {query.summary}",
+           f"  predicted category: {result['predicted']} (p={result['probability']:.2f})",
+           f"  embedded with {result['backend']}",
+           f"top {len(result['hits'])} of {result['index_size']} photos:",
+           f"  {'rank':>4}  {'score':>6}  {'category':<24} id"]
+  for hit in result["hits"]:
+    lines.append(f"  {hit['rank']:>4}  {hit['score']:6.3f}  {hit['category'] or '-':<24} "
+                 f"{hit['id']}")
+  lines.append(f"result sheet: {result['out']}")
+  return "\n".join(lines)
