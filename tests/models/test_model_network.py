@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from model_fixtures import random_inputs, random_labels, tiny_spec
+from model_fixtures import random_inputs, tiny_spec
 
 from cmp_tf.models import (
     CrossModalModel,
@@ -75,22 +75,6 @@ def test_unshared_upper_gives_every_modality_its_own_copy():
   before = clp(x["clp"])["logits"]
   sgd_step_on(model, "nat", x)
   np.testing.assert_array_equal(before, clp(x["clp"])["logits"])
-
-
-def test_frozen_upper_stays_bit_identical():
-  spec = tiny_spec(modalities=("nat", "dsc"))
-  model = build_cross_modal_model(spec)
-  for layer in upper_layers(model):
-    layer.trainable = False
-  model.compile(optimizer=keras.optimizers.SGD(0.1),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  upper = [w.numpy().copy() for layer in upper_layers(model) for w in layer.weights]
-  lower = [w.numpy().copy() for w in model.get_layer("nat_conv1").weights]
-  model.fit(random_inputs(spec), random_labels(spec), epochs=2, verbose=0)
-  for old, new in zip(upper, [w for layer in upper_layers(model) for w in layer.weights]):
-    np.testing.assert_array_equal(old, new.numpy())
-  assert any(np.abs(old - new.numpy()).max() > 0
-             for old, new in zip(lower, model.get_layer("nat_conv1").weights))
 
 
 def test_feature_model_matches_the_full_model():
@@ -175,11 +159,6 @@ def test_save_and_load_keras_file_with_priors(tmp_path):
                              sorted(float(v) for v in model.losses), rtol=1e-6)
 
 
-def test_tiny_model_builds_fast():
-  import time
-  spec = tiny_spec(modalities=("nat", "clp", "spt", "ldr", "dsc"))
-  build_cross_modal_model(spec)
-  start = time.perf_counter()
-  model = build_cross_modal_model(spec)
-  assert time.perf_counter() - start < 2.0
+def test_tiny_model_is_tiny():
+  model = build_cross_modal_model(tiny_spec(modalities=("nat", "clp", "spt", "ldr", "dsc")))
   assert max(w.numpy().size for w in model.weights) < 5000

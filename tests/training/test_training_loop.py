@@ -59,6 +59,34 @@ def test_frozen_stage_leaves_the_shared_upper_bit_identical(tiny_data_dir, tmp_p
         f"the {m} branch did not train")
 
 
+def test_freezing_the_upper_leaves_its_variables_out_of_the_trained_set(tiny_data_dir):
+  for share_upper in (True, False):
+    model = _tiny_model(tiny_data_dir, share_upper=share_upper)
+    frozen = {id(v) for layer in models.upper_layers(model) for v in layer.trainable_weights}
+    assert len(frozen) == 6 * (1 if share_upper else len(mod_lib.ALL_MODALITIES))
+    trained = stages.trainable_variables(model, freeze_upper=True)
+    assert not frozen & {id(v) for v in trained}
+    assert len(trained) == len(model.trainable_variables) - len(frozen)
+    assert len(stages.trainable_variables(model, freeze_upper=False)) == len(
+        model.trainable_variables)
+
+
+@pytest.mark.slow
+def test_bl_individual_trains_every_modality_its_own_upper_copy(tiny_data_dir, tmp_path):
+  model = _tiny_model(tiny_data_dir, share_upper=False)
+  upper = {m: [model.get_layer(f"{m}_{name}") for name in ("fc6", "fc7", "classifier")]
+           for m in mod_lib.ALL_MODALITIES}
+  before = {m: [w.numpy().copy() for layer in layers for w in layer.weights]
+            for m, layers in upper.items()}
+  trainer.run_stage(_job(model, tiny_data_dir, tmp_path, steps=3), tf.distribute.get_strategy())
+  after = {m: [w.numpy() for layer in layers for w in layer.weights]
+           for m, layers in upper.items()}
+  for m in mod_lib.ALL_MODALITIES:
+    assert all(not np.array_equal(a, b) for a, b in zip(before[m][::2], after[m][::2])), (
+        f"a kernel of {m}'s upper copy did not train")
+  assert not np.array_equal(after["nat"][0], after["clp"][0])  # the copies are separate
+
+
 @pytest.mark.slow
 def test_nan_loss_stops_naming_stage_and_step_and_keeps_the_checkpoint(tiny_data_dir, tmp_path):
   strategy = tf.distribute.get_strategy()
