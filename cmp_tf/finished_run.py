@@ -97,6 +97,11 @@ def check_weights_file(model, path):
                    "truncated") from None
   with f:
     keys = _stored_layer_keys(model)
+    stored_layers = len(f["layers"]) if "layers" in f else 0
+    if stored_layers != len(model.layers):
+      raise RunError(f"{path} does not fit the network of this architecture: the file holds "
+                     f"{stored_layers} layers, the network {len(model.layers)} (made by another "
+                     "architecture or version of cmp_tf.models?)")
     for layer in model.layers:
       if not layer.weights:
         continue
@@ -104,14 +109,14 @@ def check_weights_file(model, path):
       stored = [] if group is None else [group[str(i)].shape for i in range(len(group))]
       expected = [tuple(w.shape) for w in layer.weights]
       if len(stored) != len(expected):
-        raise RunError(f"{path} does not fit the network: layer {layer.name!r} has "
-                       f"{len(expected)} weights, the file {len(stored)} for it (made by "
-                       "another architecture or version of cmp_tf.models?)")
+        raise RunError(f"{path} does not fit the network of this architecture: layer "
+                       f"{layer.name!r} has {len(expected)} weights, the file {len(stored)} "
+                       "for it (made by another architecture or version of cmp_tf.models?)")
       for weight, want, have in zip(layer.weights, expected, stored):
         if tuple(have) != want:
-          raise RunError(f"{path} does not fit the network: {weight.path} is {want} in the "
-                         f"network but {tuple(have)} in the file (made by another "
-                         "architecture or version of cmp_tf.models?)")
+          raise RunError(f"{path} does not fit the network of this architecture: "
+                         f"{weight.path} is {want} in the network but {tuple(have)} in the "
+                         "file (made by another architecture or version of cmp_tf.models?)")
 
 
 def load_weights(model, path):

@@ -1,20 +1,24 @@
-"""Cross-modal scene networks: per-modality branches under a shared fc6/fc7/classifier."""
+"""Cross-modal scene networks: per-modality branches under a shared fc6/fc7/classifier.
 
-from cmp_tf.models.cross_modal import (
-    CrossModalModel,
-    branch_layers,
-    build_cross_modal_model,
-    feature_model,
-    upper_layers,
-)
-from cmp_tf.models.flops import count_flops
-from cmp_tf.models.layers import LocalResponseNormalization
-from cmp_tf.models.spec import CrossModalSpec
-from cmp_tf.models.transfer import transfer_weights
-from cmp_tf.models.variants import VARIANTS, get_variant
+The names below are imported on first use, so that `cmp_tf.models.variants` (plain
+data, read when flags are checked) can be imported without TensorFlow. A Keras
+deserialisation by class name (`keras.saving.load_model`) needs `cmp_tf.models.cross_modal`
+imported first: its classes register themselves then.
+"""
 
-__all__ = [
-    "CrossModalModel", "CrossModalSpec", "LocalResponseNormalization", "VARIANTS",
-    "branch_layers", "build_cross_modal_model", "count_flops", "feature_model",
-    "get_variant", "transfer_weights", "upper_layers",
-]
+import importlib
+
+_EXPORTS = {
+    "CrossModalModel": "cross_modal", "branch_layers": "cross_modal",
+    "build_cross_modal_model": "cross_modal", "feature_model": "cross_modal",
+    "upper_layers": "cross_modal", "count_flops": "flops",
+    "LocalResponseNormalization": "layers", "CrossModalSpec": "spec",
+    "transfer_weights": "transfer", "VARIANTS": "variants", "get_variant": "variants",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'cmp_tf.models' has no attribute {name!r}")
+  return getattr(importlib.import_module(f"cmp_tf.models.{_EXPORTS[name]}"), name)

@@ -12,10 +12,11 @@ import pathlib
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
+from cmp_tf.models import variants as variants_lib
 from cmp_tf.training import recipes
 
 # Image variants of cmp_tf.models and their input resolution.
-IMAGE_VARIANTS = {"alexnet": 227, "alexnet_small": 64, "alexnet_tiny": 32}
+IMAGE_VARIANTS = {name: v.image_size for name, v in variants_lib.VARIANTS.items()}
 STRATEGIES = ("mirrored", "default", "multiworker")
 DEFAULT_DATA_CONFIG = "configs/data_default.flags"
 

@@ -30,6 +30,9 @@ from cmp_tf.fileio import file_digest
 from cmp_tf.training import checkpoints, recipes, stages, trainer
 from cmp_tf.training import strategy as strategy_lib
 
+# Bumped whenever the same settings would train other weights (initialisation, data order),
+# so that a source network cached by an earlier version is never reused for them.
+TRAJECTORY_VERSION = 2  # 2: seeded per-layer initializers, one input stream per stage
 WEIGHTS_NAME = "source.weights.h5"
 INFO_NAME = "source.json"
 FIT_BATCH = 256
@@ -58,7 +61,8 @@ class SourceSettings:
       settings = {"image_variant": self.image_variant, "image_size": self.image_size,
                   "weights_digest": file_digest(self.weights_file)}
     architecture = dataclasses.asdict(models.get_variant(self.image_variant))
-    text = json.dumps({"manifest": fingerprint, "architecture": architecture, **settings},
+    text = json.dumps({"manifest": fingerprint, "architecture": architecture, **settings,
+                       **({} if self.weights_file else {"trajectory": TRAJECTORY_VERSION})},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

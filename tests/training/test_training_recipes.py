@@ -146,12 +146,6 @@ def test_train_command_rejects_bad_flags_before_any_work(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_image_variants_match_the_models():
-  from cmp_tf.models import variants
-  assert config_lib.IMAGE_VARIANTS == {
-      name: v.image_size for name, v in variants.VARIANTS.items()}
-
-
 def test_effective_flags_reparse_to_the_same_config(tmp_path):
   from cmp_tf import train
   config = config_lib.TrainConfig(method="a_tune_free", zero_shot=True, lambda_fc6=0.25,
