@@ -98,11 +98,13 @@ def main(argv):
   except config_lib.ConfigError as e:
     print(f"cmp_tf.train: error: {e}", file=sys.stderr)
     return 2
+  from cmp_tf.data.errors import DataError
+  from cmp_tf.finished_run import RunError
   from cmp_tf.training import runner, trainer  # TensorFlow is imported only now
 
   try:
     run_dir = runner.run_training(config, flags_text=effective_flags(config))
-  except (config_lib.ConfigError, runner.RunMismatchError) as e:
+  except (config_lib.ConfigError, runner.RunMismatchError, RunError, DataError) as e:
     print(f"cmp_tf.train: error: {e}", file=sys.stderr)
     return 2
   except trainer.NonFiniteLossError as e:

@@ -90,7 +90,8 @@ class TrainConfig:
                          "devices), default (one device), multiworker (TF_CONFIG).",
                          STRATEGIES)
   cpu_replicas: int = _field(0, "Split the CPU into this many logical devices (0: no split).")
-  checkpoint_every: int = _field(100, "Steps between checkpoints (also the input chunk size).")
+  checkpoint_every: int = _field(100, "Steps between checkpoints (the trained weights do not "
+                                 "depend on it).")
   keep_checkpoints: int = _field(2, "Checkpoints kept per stage.")
   log_every: int = _field(20, "Steps between TensorBoard summaries.")
   jit_compile: bool = _field(False, "Compile forward and backward pass with XLA. On CPU "

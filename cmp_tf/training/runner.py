@@ -28,8 +28,8 @@ from cmp_tf.training import source as source_lib
 from cmp_tf.training import strategy as strategy_lib
 
 # Settings that do not change the trained weights; they may differ when resuming.
-_BOOKKEEPING = ("evaluate", "export", "log_every", "keep_checkpoints", "run_dir", "data_dir",
-                "data_config", "cache_dir")
+_BOOKKEEPING = ("evaluate", "export", "log_every", "keep_checkpoints", "checkpoint_every",
+                "run_dir", "data_dir", "data_config", "cache_dir")
 
 
 class RunMismatchError(ValueError):

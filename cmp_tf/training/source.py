@@ -22,7 +22,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cmp_tf import fileio, models, priors
+from cmp_tf import fileio, finished_run, models, priors
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
@@ -118,7 +118,7 @@ def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoi
     if not os.path.exists(weights):
       if settings.weights_file:
         model = stages.build_model(spec, strategy, settings.seed)
-        model.load_weights(settings.weights_file)
+        finished_run.load_weights(model, settings.weights_file)
         info = {"origin": "weights_file", "weights_file": os.path.abspath(settings.weights_file)}
       else:
         model, info = _train_source(spec, settings, data_dir=data_dir, directory=directory,
@@ -136,7 +136,7 @@ def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoi
             f"{info['val_accuracy'][mod_lib.NAT]:.3f}", flush=True)
     else:
       model = stages.build_model(spec, strategy, settings.seed)
-      model.load_weights(weights)
+      finished_run.load_weights(model, weights)
       info = fileio.read_json(os.path.join(directory, INFO_NAME), {})
       print(f"source network from cache {directory}", flush=True)
   return SourceNetwork(directory, model, info)

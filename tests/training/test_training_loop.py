@@ -271,3 +271,17 @@ def test_building_a_model_leaves_the_global_random_state_alone(tiny_data_dir):
   second = _tiny_model(tiny_data_dir)
   for a, b in zip(first.weights, second.weights):  # the seed alone sets the weights
     np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+@pytest.mark.slow
+def test_source_weights_of_another_architecture_are_a_clear_error(tiny_data_dir, tmp_path):
+  spec = models.CrossModalSpec(modalities=("nat",), num_classes=3, image_variant="alexnet_tiny")
+  bad = str(tmp_path / "other.weights.h5")
+  models.build_cross_modal_model(spec).save_weights(bad)
+  result = subprocess.run(_command(tiny_data_dir, tmp_path / "run", tmp_path / "cache",
+                                   "--method=bl_individual", "--steps=2",
+                                   f"--source_weights={bad}"),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "cmp_tf.train: error: " in result.stderr and "does not fit the network" in result.stderr
+  assert "Traceback" not in result.stderr
