@@ -12,6 +12,7 @@ import sys
 
 from absl import app, flags
 
+from cmp_tf import cli
 from cmp_tf.analysis import run_analysis
 
 FLAGS = flags.FLAGS
@@ -32,17 +33,12 @@ def main(argv):
     print("cmp_tf.analyze: error: --run_dir: give the run directory to analyse",
           file=sys.stderr)
     return 2
-  from cmp_tf.data.errors import DataError
-  try:
-    run_analysis.analyze_run(FLAGS.run_dir, out_dir=FLAGS.out or None,
-                             max_per_modality=FLAGS.max_per_modality or None,
-                             parts=FLAGS.parts, seed=FLAGS.seed,
-                             data_dir=FLAGS.data_dir or None)
-  except (ValueError, DataError) as e:  # finished_run.RunError is a ValueError
-    print(f"cmp_tf.analyze: error: {e}", file=sys.stderr)
-    return 2
+  run_analysis.analyze_run(FLAGS.run_dir, out_dir=FLAGS.out or None,
+                           max_per_modality=FLAGS.max_per_modality or None,
+                           parts=FLAGS.parts, seed=FLAGS.seed,
+                           data_dir=FLAGS.data_dir or None)
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("cmp_tf.analyze", main)

@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags
 
+from cmp_tf import cli
 from cmp_tf.eval import evaluation
 from cmp_tf.eval import features as features_lib
 
@@ -41,25 +42,20 @@ def main(argv):
     print("cmp_tf.evaluate: error: give exactly one of --run_dir and --source_dir",
           file=sys.stderr)
     return 2
-  from cmp_tf.data.errors import DataError
-  try:
-    if FLAGS.run_dir:
-      if FLAGS.out_dir:
-        raise ValueError("--out_dir: a run is always evaluated into <run_dir>/eval")
-      evaluation.evaluate_run(FLAGS.run_dir, layers=FLAGS.layers, num_queries=FLAGS.num_queries,
-                              seed=FLAGS.seed, subspace_alignment=FLAGS.subspace_alignment,
-                              sa_components=FLAGS.sa_components,
-                              data_dir=FLAGS.data_dir or None, batch_size=FLAGS.batch_size)
-    else:
-      evaluation.evaluate_source(FLAGS.source_dir, data_dir=FLAGS.data_dir or None,
-                                 out_dir=FLAGS.out_dir or None, num_queries=FLAGS.num_queries,
-                                 seed=FLAGS.seed, sa_components=FLAGS.sa_components,
-                                 batch_size=FLAGS.batch_size)
-  except (ValueError, DataError) as e:  # finished_run.RunError is a ValueError
-    print(f"cmp_tf.evaluate: error: {e}", file=sys.stderr)
-    return 2
+  if FLAGS.run_dir:
+    if FLAGS.out_dir:
+      raise ValueError("--out_dir: a run is always evaluated into <run_dir>/eval")
+    evaluation.evaluate_run(FLAGS.run_dir, layers=FLAGS.layers, num_queries=FLAGS.num_queries,
+                            seed=FLAGS.seed, subspace_alignment=FLAGS.subspace_alignment,
+                            sa_components=FLAGS.sa_components,
+                            data_dir=FLAGS.data_dir or None, batch_size=FLAGS.batch_size)
+  else:
+    evaluation.evaluate_source(FLAGS.source_dir, data_dir=FLAGS.data_dir or None,
+                               out_dir=FLAGS.out_dir or None, num_queries=FLAGS.num_queries,
+                               seed=FLAGS.seed, sa_components=FLAGS.sa_components,
+                               batch_size=FLAGS.batch_size)
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("cmp_tf.evaluate", main)

@@ -11,7 +11,9 @@ weights, otherwise the next number is written.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from cmp_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run directory of a finished training run.")
@@ -26,8 +28,6 @@ flags.mark_flag_as_required("run_dir")
 
 
 def main(argv):
-  from cmp_tf.data.errors import DataError
-  from cmp_tf.finished_run import RunError
   from cmp_tf.serving import export
 
   logging.set_verbosity(logging.WARNING)
@@ -37,12 +37,8 @@ def main(argv):
   if FLAGS.benchmark_batch < 1:
     print("cmp_tf.export: error: --benchmark_batch must be >= 1", file=sys.stderr)
     return 2
-  try:
-    summary = export.export_run(FLAGS.run_dir, FLAGS.version, data_dir=FLAGS.data_dir or None,
-                                overwrite=FLAGS.overwrite)
-  except (export.ExportError, RunError, DataError) as e:
-    print(f"cmp_tf.export: error: {e}", file=sys.stderr)
-    return 2
+  summary = export.export_run(FLAGS.run_dir, FLAGS.version, data_dir=FLAGS.data_dir or None,
+                              overwrite=FLAGS.overwrite)
   print(f"export: version {summary['version']} of {', '.join(summary['modalities'])}; "
         f"TF Serving config: {os.path.join(summary['export_dir'], export.MODELS_CONFIG)}")
   if FLAGS.benchmark:
@@ -54,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("cmp_tf.export", main)

@@ -110,11 +110,56 @@ def write_json_atomic(path, obj):
 
 
 def read_json(path, default=None):
-  """The parsed JSON at `path`, or `default` when there is no such file."""
+  """The parsed JSON at `path`, or `default` when there is no such file; a damaged file
+  is a ValueError naming it."""
   if not os.path.exists(path):
     return default
   with open(path, encoding="utf-8") as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise ValueError(f"{path} is not valid JSON ({e}); it is damaged or was written "
+                       "by something else") from None
+
+
+class LockedError(OSError):
+  """Another process holds the lock; the message names what and the holder's pid."""
+
+
+_HELD_LOCKS = set()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, *, what, wait=False):
+  """An advisory lock (flock) on the file `path`, released when the block ends or the
+  process dies (kill -9 included: no stale pid file). Without `wait`, a lock held by
+  another process is a LockedError at once, naming `what` and the holder's pid. Taking
+  a lock this process already holds is a no-op."""
+  import fcntl
+
+  path = os.path.abspath(os.fspath(path))
+  if path in _HELD_LOCKS:
+    yield
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+      holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+      raise LockedError(f"{what} is in use by process {holder} (lock {path}); wait for it "
+                        "to finish, or use another directory") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD_LOCKS.add(path)
+    try:
+      yield
+    finally:
+      _HELD_LOCKS.discard(path)
+      fcntl.flock(fd, fcntl.LOCK_UN)
+  finally:
+    os.close(fd)
 
 
 def file_digest(path):

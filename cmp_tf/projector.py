@@ -10,8 +10,9 @@ dir (`cmp_tf.serving.projector`).
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from cmp_tf import cli
 from cmp_tf import modalities as mod_lib
 from cmp_tf.serving import embedders
 
@@ -27,7 +28,6 @@ flags.mark_flag_as_required("run_dir")
 
 
 def main(argv):
-  from cmp_tf.data.errors import DataError
   from cmp_tf.serving import projector
 
   logging.set_verbosity(logging.WARNING)
@@ -38,13 +38,9 @@ def main(argv):
   if FLAGS.split not in mod_lib.SPLITS:
     print(f"cmp_tf.projector: error: --split must be one of {mod_lib.SPLITS}", file=sys.stderr)
     return 2
-  try:
-    out = projector.write_run_projector(
-        FLAGS.run_dir, FLAGS.logdir or None, per_modality=FLAGS.per_modality,
-        split=FLAGS.split, data_dir=FLAGS.data_dir or None, backend=FLAGS.backend)
-  except (ValueError, DataError) as e:  # finished_run.RunError is a ValueError
-    print(f"cmp_tf.projector: error: {e}", file=sys.stderr)
-    return 2
+  out = projector.write_run_projector(
+      FLAGS.run_dir, FLAGS.logdir or None, per_modality=FLAGS.per_modality,
+      split=FLAGS.split, data_dir=FLAGS.data_dir or None, backend=FLAGS.backend)
   log_dir = os.path.dirname(out["config"])
   print(f"projector data written to {log_dir}\n  open it with: tensorboard --logdir "
         f"{FLAGS.run_dir} (PROJECTOR tab; color by modality or category)")
@@ -52,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("cmp_tf.projector", main)

@@ -11,10 +11,10 @@ holds Tables 1-5 in the paper's layout (`cmp_tf.eval.reproduce_runs`).
 """
 
 import os
-import sys
 
 from absl import app, flags
 
+from cmp_tf import cli
 from cmp_tf.eval import reproduce_runs
 from cmp_tf.training import recipes
 
@@ -36,18 +36,14 @@ flags.DEFINE_boolean("analysis", True, "Also analyse every normal run (modality 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    results = reproduce_runs.reproduce(
-        FLAGS.out, methods=FLAGS.methods, zero_shot=FLAGS.zero_shot,
-        data_dir=FLAGS.data_dir or None, num_queries=FLAGS.num_queries, seed=FLAGS.seed,
-        train_flagfiles=FLAGS.train_flagfiles, analysis=FLAGS.analysis)
-  except ValueError as e:
-    print(f"cmp_tf.reproduce: error: {e}", file=sys.stderr)
-    return 2
+  results = reproduce_runs.reproduce(
+      FLAGS.out, methods=FLAGS.methods, zero_shot=FLAGS.zero_shot,
+      data_dir=FLAGS.data_dir or None, num_queries=FLAGS.num_queries, seed=FLAGS.seed,
+      train_flagfiles=FLAGS.train_flagfiles, analysis=FLAGS.analysis)
   print(f"report written to {os.path.join(results['out_dir'], reproduce_runs.REPORT_MD)}",
         flush=True)
   return 0 if results["complete"] else 1
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("cmp_tf.reproduce", main)

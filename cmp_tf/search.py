@@ -12,8 +12,9 @@ branch, prints the top k photos and writes a result sheet PNG (`cmp_tf.serving.s
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from cmp_tf import cli
 from cmp_tf.serving import embedders, queries, search
 from cmp_tf.serving import index as index_lib
 
@@ -58,7 +59,6 @@ def _query_from_flags():
 
 
 def main(argv):
-  from cmp_tf.data.errors import DataError
 
   logging.set_verbosity(logging.WARNING)
   if len(argv) != 2 or argv[1] not in COMMANDS:
@@ -67,23 +67,19 @@ def main(argv):
     return 2
   common = dict(backend=FLAGS.backend, index_dir=FLAGS.index_dir or None,
                 data_dir=FLAGS.data_dir or None)
-  try:
-    if argv[1] == "build":
-      search.build_search_index(FLAGS.run_dir, images=FLAGS.images or None, split=FLAGS.split,
-                                kind=FLAGS.index, nlist=FLAGS.nlist,
-                                thumb_size=FLAGS.thumb_size, **common)
-    else:
-      if FLAGS.k < 1:
-        raise ValueError(f"--k must be >= 1, got {FLAGS.k}")
-      query = _query_from_flags()
-      result = search.search_photos(FLAGS.run_dir, query, k=FLAGS.k, nprobe=FLAGS.nprobe,
-                                    out=FLAGS.out or None, **common)
-      print(search.format_result(query, result))
-  except (ValueError, DataError) as e:  # finished_run.RunError is a ValueError
-    print(f"cmp_tf.search: error: {e}", file=sys.stderr)
-    return 2
+  if argv[1] == "build":
+    search.build_search_index(FLAGS.run_dir, images=FLAGS.images or None, split=FLAGS.split,
+                              kind=FLAGS.index, nlist=FLAGS.nlist,
+                              thumb_size=FLAGS.thumb_size, **common)
+  else:
+    if FLAGS.k < 1:
+      raise ValueError(f"--k must be >= 1, got {FLAGS.k}")
+    query = _query_from_flags()
+    result = search.search_photos(FLAGS.run_dir, query, k=FLAGS.k, nprobe=FLAGS.nprobe,
+                                  out=FLAGS.out or None, **common)
+    print(search.format_result(query, result))
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("cmp_tf.search", main)

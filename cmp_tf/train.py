@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
+from cmp_tf import cli
 from cmp_tf.training import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -92,28 +93,20 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress
-  config = config_from_flags()
-  try:
-    config.validate()
-  except config_lib.ConfigError as e:
-    print(f"cmp_tf.train: error: {e}", file=sys.stderr)
-    return 2
-  from cmp_tf.data.errors import DataError
-  from cmp_tf.finished_run import RunError
+  config = config_from_flags().validate()  # a ConfigError names the flag (cmp_tf.cli)
   from cmp_tf.training import runner, trainer  # TensorFlow is imported only now
 
+  runner.check_run_paths(config)
   try:
-    run_dir = runner.run_training(config, flags_text=effective_flags(config))
-  except (config_lib.ConfigError, runner.RunMismatchError, RunError, DataError) as e:
-    print(f"cmp_tf.train: error: {e}", file=sys.stderr)
-    return 2
+    with runner.run_lock(config.resolved_run_dir()):  # evaluation and export included
+      run_dir = runner.run_training(config, flags_text=effective_flags(config))
+      run_post_hooks(run_dir, evaluate=config.evaluate, export=config.export)
   except trainer.NonFiniteLossError as e:
     print(f"cmp_tf.train: training diverged: {e}", file=sys.stderr)
     return 3
-  run_post_hooks(run_dir, evaluate=config.evaluate, export=config.export)
   print(f"run finished: {run_dir}", flush=True)
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run("cmp_tf.train", main)

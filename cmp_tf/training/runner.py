@@ -12,6 +12,7 @@ Running the same command again resumes: finished stages are loaded, the current
 one continues from its newest checkpoint.
 """
 
+import contextlib
 import os
 import time
 
@@ -27,6 +28,7 @@ from cmp_tf.training import config as config_lib
 from cmp_tf.training import source as source_lib
 from cmp_tf.training import strategy as strategy_lib
 
+LOCK_NAME = ".lock"
 # Settings that do not change the trained weights; they may differ when resuming.
 _BOOKKEEPING = ("evaluate", "export", "log_every", "keep_checkpoints", "checkpoint_every",
                 "run_dir", "data_dir", "data_config", "cache_dir")
@@ -70,6 +72,9 @@ def open_run(run_dir, config, fingerprint, flags_text, chief=True):
           f"{run_dir} holds a run with other settings ({details or ', '.join(diff)}); "
           "use a new --run_dir, or the flags in its flags.txt to resume it")
     print(f"resuming the run in {run_dir}", flush=True)
+    state.pop("error", None)
+    if state.get("status") != "complete":
+      state["status"] = "running"
   else:
     recipe = config.recipe()
     state = {"method": config.method, "method_name": recipe.display_name,
@@ -165,9 +170,52 @@ def _train_stage(config, index, stage, *, init_from, fitted, manifest, data_dir,
   return result, plain
 
 
+def check_writable(path, flag):
+  """A ConfigError naming `flag` when `path` cannot be created or written (its nearest
+  existing ancestor is a file, or not writable); checked before anything is written."""
+  path = os.path.abspath(os.fspath(path))
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise config_lib.ConfigError(flag, f"cannot create {path}: {existing} is a file, not a "
+                                 "directory")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise config_lib.ConfigError(flag, f"{existing} is not writable, so {path} cannot be "
+                                 "written; choose another directory")
+
+
+def check_run_paths(config):
+  """The run directory, the cache and a dataset still to be built can all be written."""
+  check_writable(config.resolved_run_dir(), "run_dir")
+  check_writable(config.cache_dir, "cache_dir")
+  if config.data_is_default and not os.path.isfile(
+      os.path.join(config.resolved_data_dir(), manifest_lib.MANIFEST_NAME)):
+    check_writable(config.resolved_data_dir(), "cache_dir")
+
+
+def run_lock(run_dir):
+  """The exclusive lock of a run directory (a second training there fails at once);
+  taken only by the chief of a multi-worker run, whose workers share the directory."""
+  if not strategy_lib.is_chief():
+    return contextlib.nullcontext()
+  return fileio.exclusive_lock(os.path.join(os.fspath(run_dir), LOCK_NAME),
+                               what=f"the run directory {run_dir}")
+
+
 def run_training(config, *, flags_text="", progress=True):
-  """Trains config.method end to end; returns the run directory (a str)."""
+  """Trains config.method end to end; returns the run directory (a str).
+
+  Holds the run directory's lock throughout; a failure or divergence is recorded in
+  run.json ("status": "failed" / "diverged", with the message) before it is raised."""
   config.validate()
+  run_dir = str(config.resolved_run_dir())
+  check_run_paths(config)
+  with run_lock(run_dir):
+    return _run_training(config, run_dir, flags_text=flags_text, progress=progress)
+
+
+def _run_training(config, run_dir, *, flags_text, progress):
   started = time.perf_counter()
   strategy, data_dir = _setup(config)
   chief = strategy_lib.is_chief()
@@ -176,9 +224,22 @@ def run_training(config, *, flags_text="", progress=True):
   for m in {m for stage in recipe.stages for m in stage.modalities}:
     for split in mod_lib.SPLITS:
       manifest_lib.split_entry(manifest, m, split)
-  run_dir = str(config.resolved_run_dir())
   state = open_run(run_dir, config, manifest_lib.fingerprint(manifest), flags_text,
                    chief=chief)
+  try:
+    return _train_stages(config, run_dir, state, recipe, strategy=strategy, data_dir=data_dir,
+                         manifest=manifest, chief=chief, started=started, progress=progress)
+  except BaseException as e:
+    if chief:
+      diverged = isinstance(e, trainer.NonFiniteLossError)
+      state.update(status="diverged" if diverged else "failed",
+                   error=f"{type(e).__name__}: {e}")
+      fileio.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
+    raise
+
+
+def _train_stages(config, run_dir, state, recipe, *, strategy, data_dir, manifest, chief,
+                  started, progress):
   print(f"{recipe.display_name}{' (zero-shot)' if config.zero_shot else ''}: "
         f"{len(recipe.stages)} stage(s), {strategy.num_replicas_in_sync} replica(s), "
         f"run dir {run_dir}", flush=True)
@@ -224,6 +285,7 @@ def run_training(config, *, flags_text="", progress=True):
     checkpoints.save_weights_atomic(previous, os.path.join(run_dir, FINAL_WEIGHTS))
     fileio.write_json_atomic(os.path.join(run_dir, SPEC_JSON),
                                   stages.without_priors(previous.spec).to_config())
+    state.pop("error", None)
     state.update(status="complete", final={"weights": FINAL_WEIGHTS, "spec": SPEC_JSON},
                  val_accuracy=results[-1].get("val_accuracy"),
                  train_wall_time_s=round(time.perf_counter() - started, 1))

@@ -11,7 +11,6 @@ atomically, and a file lock keeps two processes from training one source at once
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import inspect
 import json
@@ -67,21 +66,13 @@ class SourceSettings:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
 def file_lock(path, enabled=True):
-  """An exclusive lock on `path` released when the process ends, even by kill -9.
-
-  Disabled in multi-worker runs, whose workers must all train together."""
+  """An exclusive lock on a cache entry while it is filled (another process waits);
+  disabled in multi-worker runs, whose workers must all train together."""
   if not enabled:
-    yield
-    return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "a") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+    return contextlib.nullcontext()
+  return fileio.exclusive_lock(path, what=f"the cache entry {os.path.dirname(path)}",
+                               wait=True)
 
 
 def source_spec(manifest, settings):

@@ -285,3 +285,74 @@ def test_source_weights_of_another_architecture_are_a_clear_error(tiny_data_dir,
   assert result.returncode == 2, result.stderr[-2000:]
   assert "cmp_tf.train: error: " in result.stderr and "does not fit the network" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+# --- Faults a user meets: each a clear message and exit status, no traceback (slow) ---------
+
+
+@pytest.mark.slow
+def test_a_second_training_on_a_busy_run_directory_is_refused_at_once(reference_run,
+                                                                      tiny_data_dir, tmp_path):
+  run_dir, cache = tmp_path / "run", reference_run / "cache"
+  first = subprocess.Popen(_command(tiny_data_dir, run_dir, cache, "--method=bl_shared_upper",
+                                    "--steps=300"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    lock = run_dir / ".lock"
+    deadline = time.time() + 120
+    while not (lock.exists() and lock.read_text().strip()):
+      assert first.poll() is None, first.stderr.read()[-2000:]
+      assert time.time() < deadline, "the first run never took its lock"
+      time.sleep(0.05)
+    started = time.time()
+    second = subprocess.run(_command(tiny_data_dir, run_dir, cache, "--method=a_tune",
+                                     "--frozen_steps=3"), capture_output=True, text=True,
+                            timeout=120)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"the run directory {run_dir} is in use by process {first.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert time.time() - started < 60
+  finally:
+    assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+  import json
+  state = json.loads((run_dir / "run.json").read_text())
+  assert state["status"] == "complete" and state["method"] == "bl_shared_upper"
+
+
+@pytest.mark.slow
+def test_a_run_directory_under_a_file_is_a_flag_error(tiny_data_dir, tmp_path):
+  (tmp_path / "file").write_text("x")
+  result = subprocess.run(_command(tiny_data_dir, tmp_path / "file" / "run", tmp_path / "cache",
+                                   "--method=a_tune"), capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 2
+  assert "cmp_tf.train: error: --run_dir: cannot create" in result.stderr
+  assert "is a file, not a directory" in result.stderr and "Traceback" not in result.stderr
+  assert not (tmp_path / "cache").exists()  # nothing written before the check
+
+
+@pytest.mark.slow
+def test_a_diverged_run_says_so_in_run_json(reference_run, tiny_data_dir, tmp_path):
+  import json
+  run_dir = tmp_path / "run"
+  result = subprocess.run(_command(tiny_data_dir, run_dir, reference_run / "cache",
+                                   "--method=bl_shared_upper", "--steps=20",
+                                   "--learning_rate=1e12"),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 3, result.stderr[-2000:]
+  assert "cmp_tf.train: training diverged: stage 0 (finetune): non-finite loss" in result.stderr
+  state = json.loads((run_dir / "run.json").read_text())
+  assert state["status"] == "diverged" and "NonFiniteLossError" in state["error"]
+
+
+def test_weights_and_priors_are_as_readable_as_any_file(reference_run):
+  import stat
+  umask = os.umask(0o022)
+  os.umask(umask)
+  expected = 0o666 & ~umask
+  made = [reference_run / "run" / "final.weights.h5",
+          *(reference_run / "cache" / "source").glob("*/source.weights.h5"),
+          *(reference_run / "cache" / "source").glob("*/priors/*.npz")]
+  assert len(made) >= 3
+  for path in made:
+    assert stat.S_IMODE(os.stat(path).st_mode) == expected, path
