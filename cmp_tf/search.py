@@ -39,6 +39,8 @@ for _kind, _modality in queries.KINDS.items():
   _what = "description text" if _kind == "text" else (
       "layout WORD@X,Y ..." if _kind == "spatial_text" else "image file")
   flags.DEFINE_string(_kind, None, f"query: a {_what} ({_modality.upper()} branch).")
+flags.DEFINE_boolean("allow_unknown_words", False, "query: draw --spatial_text words the "
+                     "training data never showed (by default an error listing them).")
 flags.DEFINE_integer("k", 10, "query: number of photos to return.")
 flags.DEFINE_integer("nprobe", None, "query: IVF cells searched (default: the index's).")
 flags.DEFINE_string("out", "", "query: result sheet PNG (default: INDEX_DIR/query_<kind>.png).")
@@ -55,7 +57,9 @@ def _query_from_flags():
                      + (f"; got {', '.join('--' + g for g in given)}" if given else ""))
   kind = given[0]
   run = finished_run.load_run(FLAGS.run_dir, data_dir=FLAGS.data_dir or None)
-  return queries.make_query(kind, FLAGS[kind].value, run.manifest["image_size"])
+  vocabulary = (None if FLAGS.allow_unknown_words
+                else queries.spatial_text_vocabulary(run.manifest))
+  return queries.make_query(kind, FLAGS[kind].value, run.manifest["image_size"], vocabulary)
 
 
 def main(argv):

@@ -16,6 +16,7 @@ version directory appears complete or not at all (built beside it, then renamed)
 
 import datetime
 import os
+import shutil
 
 from cmp_tf import fileio, finished_run
 from cmp_tf import modalities as mod_lib
@@ -32,7 +33,8 @@ class ExportError(ValueError):
 
 
 def _choose_version(root, modalities, fingerprint, version, overwrite):
-  """(version, reuse): the version to write, or the existing one holding these weights."""
+  """(version, done): the version to write and the modalities that already hold these
+  weights at it (an export killed half-way is completed, not started again as N+1)."""
   if version is not None:
     if int(version) != version or version < 1:
       raise ExportError(f"--version must be a positive integer, got {version!r}")
@@ -41,16 +43,27 @@ def _choose_version(root, modalities, fingerprint, version, overwrite):
     if taken and not overwrite:
       raise ExportError(f"--version={version} already exists for {', '.join(taken)} under "
                         f"{root}; pass --overwrite to replace it or choose another version")
-    return int(version), False
+    return int(version), set()
   existing = sorted({v for m in modalities
                      for v in finished_run.export_versions(os.path.join(root, m))})
   if not existing:
-    return 1, False
+    return 1, set()
   latest = existing[-1]
-  infos = [finished_run.read_model_info(os.path.join(root, m, str(latest))) for m in modalities]
-  if all(i is not None and i.get("fingerprint") == fingerprint for i in infos):
-    return latest, True
-  return latest + 1, False
+  infos = {m: finished_run.read_model_info(os.path.join(root, m, str(latest)))
+           for m in modalities if latest in finished_run.export_versions(os.path.join(root, m))}
+  if all(i is not None and i.get("fingerprint") == fingerprint for i in infos.values()):
+    return latest, set(infos)
+  return latest + 1, set()
+
+
+def _remove_stale_builds(root, modalities):
+  """Removes what a killed export left: its half-built .<version>.building-* directories."""
+  for modality in modalities:
+    model_dir = os.path.join(root, modality)
+    if os.path.isdir(model_dir):
+      for name in os.listdir(model_dir):
+        if name.startswith(".") and ".building-" in name:
+          shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
 
 
 def _signature_info(function):
@@ -121,17 +134,17 @@ def export_run(run_dir, version=None, *, data_dir=None, overwrite=False, verbose
   info = finished_run.load_run(run_dir, data_dir=data_dir)
   root = finished_run.export_root(info.run_dir)
   modalities = list(info.modalities)
-  version, reuse = _choose_version(root, modalities, info.weights_digest, version, overwrite)
+  _remove_stale_builds(root, modalities)
+  version, done = _choose_version(root, modalities, info.weights_digest, version, overwrite)
   summary = {"version": version, "fingerprint": info.weights_digest, "export_dir": root,
              "modalities": {}}
-  if reuse:
-    if verbose:
-      print(f"export: version {version} under {root} already holds these weights", flush=True)
-  else:
-    model = info.model
-    for modality in modalities:
+  if done and verbose:
+    print(f"export: version {version} of {', '.join(sorted(done))} under {root} already "
+          "holds these weights", flush=True)
+  for modality in modalities:
+    if modality not in done:
       model_dir = os.path.join(root, modality)
-      _save_version(info, model, modality, model_dir, version)
+      _save_version(info, info.model, modality, model_dir, version)
       if verbose:
         size = fileio.directory_size(os.path.join(model_dir, str(version)))
         print(f"export: {modality.upper()} -> {model_dir}/{version} ({size / 2**20:.1f} MiB)",

@@ -118,9 +118,12 @@ def search_photos(run_dir, query, *, k=10, nprobe=None, backend=embedders.AUTO, 
   sheet = grid.result_sheet(display, f"query: {predicted}", hits,
                             [photo_index.thumbnails[h["position"]] for h in hits],
                             query_category=predicted)
+  out_dir = os.path.dirname(os.path.abspath(out))
+  created = None if os.path.isdir(out_dir) else out_dir
   fileio.write_bytes_atomic(out, grid.png_bytes(sheet))
   return {"hits": hits, "predicted": predicted, "probability": probability,
-          "backend": backend_note, "out": out, "index_size": len(photo_index)}
+          "backend": backend_note, "out": out, "created_dir": created,
+          "index_size": len(photo_index)}
 
 
 def format_result(query, result):
@@ -133,4 +136,6 @@ def format_result(query, result):
     lines.append(f"  {hit['rank']:>4}  {hit['score']:6.3f}  {hit['category'] or '-':<24} "
                  f"{hit['id']}")
   lines.append(f"result sheet: {result['out']}")
+  if result.get("created_dir"):
+    lines.append(f"  (created the folder {result['created_dir']} for it)")
   return "\n".join(lines)

@@ -236,3 +236,25 @@ def test_weights_that_do_not_fit_the_spec_are_named(tiny_run, tmp_path):
   with pytest.raises(finished_run.RunError, match=r"final.weights.h5 does not fit the network .*"
                      r"dsc_\w+/kernel is \(256, \d*\) in the network but \(512, \d*\) in the file"):
     export.export_run(str(run_copy), verbose=False)
+
+
+@pytest.mark.slow
+def test_a_killed_export_is_completed_as_the_same_version(tiny_run, tmp_path):
+  import shutil
+
+  run_copy = _copy_run(tiny_run, tmp_path)
+  first = export.export_run(str(run_copy), verbose=False)
+  assert first["version"] == 1
+  export_dir = run_copy / "export"
+  kept = (export_dir / "nat" / "1" / "saved_model.pb").stat().st_mtime_ns
+  # As a kill part-way leaves it: CLP never renamed into place, DSC's build half-written.
+  shutil.rmtree(export_dir / "clp" / "1")
+  (export_dir / "dsc" / ".1.building-x1y2").mkdir()
+  (export_dir / "dsc" / ".1.building-x1y2" / "saved_model.pb").write_bytes(b"half")
+  again = export.export_run(str(run_copy), verbose=False)
+  assert again["version"] == 1
+  assert sorted(os.listdir(export_dir / "clp")) == ["1"]
+  assert sorted(os.listdir(export_dir / "dsc")) == ["1"]  # no leftovers
+  assert (export_dir / "nat" / "1" / "saved_model.pb").stat().st_mtime_ns == kept
+  assert finished_run.read_model_info(str(export_dir / "clp" / "1"))["fingerprint"] == (
+      first["fingerprint"])

@@ -62,3 +62,12 @@ def test_text_queries_need_a_sentence(text):
 def test_unknown_query_kind():
   with pytest.raises(ValueError, match="unknown query kind 'video'"):
     queries.make_query("video", "x", 32)
+
+
+def test_layout_words_are_checked_against_the_training_vocabulary():
+  vocabulary = queries.spatial_text_vocabulary({"source": "synthcmp"})
+  assert {"bed", "sky", "tree"} <= set(vocabulary)
+  assert queries.spatial_text_vocabulary({"source": "cmplaces"}) is None  # unknown: any word
+  queries.make_query("spatial_text", "bed@0.5,0.5 sky@0.5,0.1", 32, vocabulary)
+  with pytest.raises(ValueError, match=r"^--spatial_text: .*'trea': did you mean 'tree'"):
+    queries.make_query("spatial_text", "trea@0.2,0.6 sky@0.5,0.1", 32, vocabulary)

@@ -138,3 +138,13 @@ def test_query_cli(built, tmp_path):
                        text=True, timeout=600)
   assert bad.returncode == 2
   assert "--spatial_text: item 1 'bed@0.5': expected two numbers X,Y" in bad.stderr
+  unknown = subprocess.run(command[:5] + ["--spatial_text=bedd@0.5,0.5 lamp@0.2,0.3"],
+                           capture_output=True, text=True, timeout=600)
+  assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+  assert "never saw these words drawn: 'bedd': did you mean 'bed'" in unknown.stderr
+  nested = tmp_path / "new" / "folder" / "sheet.png"
+  allowed = subprocess.run(command[:5] + ["--spatial_text=bedd@0.5,0.5", "--allow_unknown_words",
+                                          f"--out={nested}"],
+                           capture_output=True, text=True, timeout=600)
+  assert allowed.returncode == 0, allowed.stderr[-3000:]
+  assert f"(created the folder {nested.parent} for it)" in allowed.stdout
