@@ -464,6 +464,8 @@ def _write_all(plan, staging, pool, progress):
       splits[modality][split] = {
           "count": count, "shards": [f"{modality}/{n}" for n in names],
           "shard_bytes": [os.path.getsize(os.path.join(staging, modality, n)) for n in names],
+          "shard_digests": [fileio.file_digest(os.path.join(staging, modality, n))
+                            for n in names],
           "label_counts": label_counts}
       if config.source == "cmplaces":
         skipped[f"{modality}/{split}"] = split_skipped

@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data.errors import DataError
-from cmp_tf.fileio import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -45,7 +45,7 @@ def manifest_path(data_dir):
 def write_manifest(data_dir, manifest):
   """Validates `manifest` and writes it atomically as DIR/manifest.json."""
   validate(manifest, where="write_manifest", data_dir=None)
-  write_json_atomic(manifest_path(data_dir), manifest)
+  fileio.write_json_atomic(manifest_path(data_dir), manifest)
 
 
 def read_manifest(data_dir, check_files=True):
@@ -126,9 +126,11 @@ def _validate_split(where, name, entry, num_categories, data_dir):
     if len(counts) != num_categories or sum(counts) != entry["count"]:
       _fail(where, f"{name}: 'label_counts' must have one count per category summing to "
             f"'count' ({entry['count']})")
+  for key in ("shard_bytes", "shard_digests"):
+    values = entry.get(key)
+    if values is not None and len(values) != len(entry["shards"]):
+      _fail(where, f"{name}: '{key}' must have one entry per shard")
   sizes = entry.get("shard_bytes")
-  if sizes is not None and len(sizes) != len(entry["shards"]):
-    _fail(where, f"{name}: 'shard_bytes' must have one size per shard")
   for i, shard in enumerate(entry["shards"]):
     if os.path.isabs(shard) or ".." in shard.split("/"):
       _fail(where, f"{name}: shard path {shard!r} must be relative to the dataset directory")
@@ -141,6 +143,22 @@ def _validate_split(where, name, entry, num_categories, data_dir):
     if sizes is not None and os.path.getsize(path) != sizes[i]:
       raise DataError(f"shard has {os.path.getsize(path)} bytes but was written with "
                       f"{sizes[i]} (truncated or modified); rebuild the dataset", path=path)
+
+
+def verify_shards(manifest, data_dir, modalities, splits=mod_lib.SPLITS):
+  """Checks the content of every shard of `modalities` against the manifest's checksum
+  (the first 16 hex digits of its sha256; `read_manifest` checks presence and size), so
+  a damaged file is named before training rather than met as a TensorFlow error later.
+  Datasets built before checksums are not checked."""
+  for modality in modalities:
+    for split in splits:
+      entry = split_entry(manifest, modality, split)
+      digests = entry.get("shard_digests") or [None] * len(entry["shards"])
+      for shard, digest in zip(entry["shards"], digests):
+        path = os.path.join(os.fspath(data_dir), shard)
+        if digest is not None and fileio.file_digest(path) != digest:
+          raise DataError(f"shard content differs from its checksum in {MANIFEST_NAME} "
+                          "(damaged after the build); rebuild the dataset", path=path)
 
 
 def label_names(manifest):

@@ -117,7 +117,8 @@ def _source_and_priors(config, recipe, *, data_dir, manifest, strategy, progress
       dropout=config.dropout, steps=config.source_steps,
       learning_rate=config.source_learning_rate, momentum=config.momentum,
       weight_decay=config.weight_decay, batch_size=config.source_batch_size,
-      seed=config.seed, weights_file=config.source_weights)
+      seed=config.seed, replicas=strategy.num_replicas_in_sync,
+      weights_file=config.source_weights)
   source = source_lib.ensure_source(
       data_dir=data_dir, manifest=manifest, settings=settings, cache_dir=config.cache_dir,
       strategy=strategy, checkpoint_every=config.checkpoint_every,
@@ -221,9 +222,9 @@ def _run_training(config, run_dir, *, flags_text, progress):
   chief = strategy_lib.is_chief()
   manifest = manifest_lib.read_manifest(data_dir)
   recipe = config.recipe()
-  for m in {m for stage in recipe.stages for m in stage.modalities}:
-    for split in mod_lib.SPLITS:
-      manifest_lib.split_entry(manifest, m, split)
+  used = sorted({m for stage in recipe.stages for m in stage.modalities}
+                | ({mod_lib.NAT} if recipe.needs_source else set()))
+  manifest_lib.verify_shards(manifest, data_dir, used)
   state = open_run(run_dir, config, manifest_lib.fingerprint(manifest), flags_text,
                    chief=chief)
   try:

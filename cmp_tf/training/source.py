@@ -49,6 +49,9 @@ class SourceSettings:
   weight_decay: float
   batch_size: int
   seed: int
+  # Replicas in sync: the global batch is batch_size x replicas, and sums over replicas
+  # round differently. (The checkpoint interval does not change the weights.)
+  replicas: int = 1
   weights_file: str = ""  # a local weights file replaces training
 
   def key(self, fingerprint):

@@ -261,3 +261,20 @@ def test_evaluate_source_network(tiny_run, tmp_path):
   feats, _, _ = features_lib.load_npz(features_lib.npz_path(tmp_path / "features", "fc7", "ldr"))
   assert feats.ndim == 2
   assert "**Table 5:" in (tmp_path / "tables.md").read_text()
+
+
+@pytest.mark.slow
+def test_damaged_run_files_are_named_without_a_traceback(tiny_run, tmp_path):
+  import shutil
+  for name, damage, message in (
+      ("final.weights.h5", lambda p: p.write_bytes(p.read_bytes()[:300]),
+       "final.weights.h5 is not a readable weights file"),
+      ("run.json", lambda p: p.write_text('{"status": "comp'), "run.json is not valid JSON")):
+    run = tmp_path / name.split(".")[0]
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval", "ckpt", "logs"))
+    damage(run / name)
+    result = subprocess.run([sys.executable, "-m", "cmp_tf.evaluate", f"--run_dir={run}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "cmp_tf.evaluate: error: " in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -356,3 +356,40 @@ def test_weights_and_priors_are_as_readable_as_any_file(reference_run):
   assert len(made) >= 3
   for path in made:
     assert stat.S_IMODE(os.stat(path).st_mode) == expected, path
+
+
+@pytest.mark.slow
+def test_a_flipped_byte_in_a_shard_is_named_before_training(tiny_data_dir, tmp_path):
+  import shutil
+  data = tmp_path / "data"
+  shutil.copytree(tiny_data_dir, data)
+  shard = sorted((data / "clp").glob("train-*.tfrecord"))[0]
+  content = bytearray(shard.read_bytes())
+  middle = len(content) // 2
+  content[middle:middle + 16] = bytes(b ^ 0xFF for b in content[middle:middle + 16])
+  shard.write_bytes(bytes(content))
+  result = subprocess.run(_command(data, tmp_path / "run", tmp_path / "cache",
+                                   "--method=a_tune", "--frozen_steps=2"),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert f"cmp_tf.train: error: {shard}: shard content differs from its checksum" in (
+      result.stderr)
+  assert "Traceback" not in result.stderr and not (tmp_path / "cache" / "source").exists()
+
+
+@pytest.mark.slow
+def test_a_cache_filled_with_other_operational_settings_gives_the_same_weights(
+    tiny_data_dir, tmp_path):
+  """The cached source network does not depend on how often its trainer checkpointed or
+  logged, so whichever run filled the cache, a method trains the same weights."""
+  finals = []
+  for name, filler in (("a", ("--checkpoint_every=3", "--log_every=1")),
+                       ("b", ("--checkpoint_every=5", "--log_every=4"))):
+    cache = tmp_path / f"cache_{name}"
+    _run(_command(tiny_data_dir, tmp_path / f"fill_{name}", cache, "--method=a_tune",
+                  "--frozen_steps=1", *filler))
+    run_dir = tmp_path / f"run_{name}"
+    _run(_command(tiny_data_dir, run_dir, cache, "--method=bl_individual", "--steps=4"))
+    finals.append(_weights(run_dir / "final.weights.h5"))
+  for name in finals[0]:
+    np.testing.assert_array_equal(finals[1][name], finals[0][name], err_msg=name)
