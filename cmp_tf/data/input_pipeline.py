@@ -206,9 +206,12 @@ def _decoded_in_memory(key, make_examples, budget_bytes):
     return _MEMORY[key]
   ds = make_examples()
   xs, ys = [], []
-  for x, y in ds.batch(1024).as_numpy_iterator():
-    xs.append(x)
-    ys.append(y)
+  try:
+    for x, y in ds.batch(1024).as_numpy_iterator():
+      xs.append(x)
+      ys.append(y)
+  except tf.errors.DataLossError as e:
+    raise _damaged_shard([path for path, _, _ in key[0]], e) from None
   element = ds.element_spec[0]
   x = np.concatenate(xs) if xs else np.zeros([0] + element.shape.as_list(),
                                              element.dtype.as_numpy_dtype)
@@ -217,6 +220,18 @@ def _decoded_in_memory(key, make_examples, budget_bytes):
   while len(_MEMORY) > 1 and sum(a.nbytes for a, _ in _MEMORY.values()) > budget_bytes:
     _MEMORY.popitem(last=False)
   return x, y
+
+
+def _damaged_shard(paths, error):
+  """A DataError naming the shard and record TensorFlow could not read (`error` names
+  neither)."""
+  from cmp_tf.data import tfrecord_io
+
+  for path in paths:
+    for _ in tfrecord_io.iter_serialized(path):  # raises DataError(path, record) there
+      pass
+  return DataError(f"a training shard could not be read ({error.message.strip()}); "
+                   "rebuild the dataset", path=os.path.dirname(paths[0]))
 
 
 def clear_memory():
