@@ -15,7 +15,7 @@ from cmp_tf import finished_run, models
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.training import stages, trainer
+from cmp_tf.training import runner, stages, trainer
 
 
 def _tiny_model(data_dir, *, share_upper=True, dropout=0.5):
@@ -393,3 +393,13 @@ def test_a_cache_filled_with_other_operational_settings_gives_the_same_weights(
     finals.append(_weights(run_dir / "final.weights.h5"))
   for name in finals[0]:
     np.testing.assert_array_equal(finals[1][name], finals[0][name], err_msg=name)
+
+
+def test_an_unwritable_directory_is_a_flag_error_before_anything_is_written(tmp_path,
+                                                                           monkeypatch):
+  from cmp_tf.training import config as config_lib
+  runner.check_writable(tmp_path / "new" / "run", "run_dir")  # creatable: fine
+  monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a read-only mount reads
+  with pytest.raises(config_lib.ConfigError, match=f"^--cache_dir: {tmp_path} is not writable"):
+    runner.check_writable(tmp_path / "cache", "cache_dir")
+  assert not (tmp_path / "new").exists() and not (tmp_path / "cache").exists()
