@@ -77,6 +77,10 @@ class TrainConfig:
   lambda_pool5: float = _field(1e-4, "Weight of the pool5 prior NLL (0: no prior there).")
   lambda_fc6: float = _field(1e-4, "Weight of the fc6 prior NLL (0: no prior there).")
   lambda_fc7: float = _field(1e-4, "Weight of the fc7 prior NLL (0: no prior there).")
+  prior_per_dimension: bool = _field(False, "Divide each prior's NLL by its layer's width D, "
+                                     "so that one lambda weighs pool5 (1,024 units in "
+                                     "alexnet_small) and fc6/fc7 (512) alike per unit. Off: "
+                                     "lambda weighs the NLL summed over units (earlier runs).")
   gmm_components: int = _field(100, "GMM components K (paper: 100).")
   gmm_max_iter: int = _field(100, "EM iterations of the GMM fit.")
   prior_samples: int = _field(4000, "NAT training examples whose source activations "

@@ -140,7 +140,8 @@ def _train_stage(config, index, stage, *, init_from, fitted, manifest, data_dir,
   common = dict(manifest=manifest, modalities=stage.modalities,
                 image_variant=config.image_variant, image_size=image_size,
                 dropout=config.dropout, share_upper=stage.share_upper)
-  prior_arg = {u.layer: (fitted[(u.kind, u.layer)], u.weight) for u in stage.priors}
+  weights = stages.prior_weights(stage, fitted, per_dimension=config.prior_per_dimension)
+  prior_arg = {u.layer: (fitted[(u.kind, u.layer)], weights[u.layer]) for u in stage.priors}
   model = stages.build_model(stages.model_spec(**common, priors=prior_arg), strategy,
                              derive_seed(config.seed, "stage", index))
   if stage.init != recipes.INIT_SCRATCH:
@@ -160,7 +161,7 @@ def _train_stage(config, index, stage, *, init_from, fitted, manifest, data_dir,
       checkpoint_dir=strategy_lib.worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}")),
       checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
       prior_layers=[u.layer for u in stage.priors],
-      prior_weights={u.layer: u.weight for u in stage.priors},
+      prior_weights=weights,
       global_step_offset=offset, log_every=config.log_every,
       jit_compile=config.jit_compile, summary_writer=writer, progress=progress)
   result = trainer.run_stage(job, strategy)

@@ -54,6 +54,14 @@ def copy_weights(src, dst, *, from_source, modalities):
   return sorted(copied)
 
 
+def prior_weights(stage, fitted, *, per_dimension):
+  """{layer: lambda} of a stage's priors; `per_dimension` divides each by the width D of
+  the fitted prior (`fitted`: {(kind, layer): PriorParams}), so the loss weighs the mean
+  NLL per unit rather than the NLL summed over units."""
+  return {u.layer: u.weight / (fitted[(u.kind, u.layer)].dim if per_dimension else 1)
+          for u in stage.priors}
+
+
 def trainable_variables(model, *, freeze_upper):
   """The model's trainable variables, without the shared upper's when it is frozen."""
   variables = list(model.trainable_variables)

@@ -169,3 +169,15 @@ def test_post_training_hooks_run_on_the_chief_only(tmp_path, monkeypatch):
                      '"task": {"type": "worker", "index": 0}}')
   train.run_post_hooks(str(tmp_path), export=False)
   assert calls == [str(tmp_path)]
+
+
+def test_per_dimension_prior_weights_divide_lambda_by_the_width():
+  from cmp_tf.priors import PriorParams
+  from cmp_tf.training import stages
+  (stage,) = config_lib.TrainConfig(method="b_gmm", lambda_pool5=0.5, lambda_fc6=0.25,
+                                    lambda_fc7=0.0).recipe().stages
+  fitted = {("gmm", "pool5"): PriorParams.unfitted("gmm", "pool5", 1024, 3),
+            ("gmm", "fc6"): PriorParams.unfitted("gmm", "fc6", 512, 3)}
+  assert stages.prior_weights(stage, fitted, per_dimension=False) == {"pool5": 0.5, "fc6": 0.25}
+  assert stages.prior_weights(stage, fitted, per_dimension=True) == {
+      "pool5": 0.5 / 1024, "fc6": 0.25 / 512}
