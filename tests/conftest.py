@@ -19,3 +19,14 @@ def tiny_data_dir(tmp_path_factory):
   build.build_dataset(str(data_dir), build.config_from_flagfile(build.TINY_FLAGFILE),
                       workers=1, report=False, progress=False)
   return str(data_dir)
+
+
+@pytest.fixture(autouse=True)
+def seeded_global_random_state():
+  """Every test starts from one global seed. cmp_tf's library code seeds its own random
+  choices and never touches the global state, but an in-process training turns on
+  TensorFlow's op determinism for the whole process, after which an unseeded random op
+  (a test's tf.random.normal, a bare keras Dense) is an error unless a global seed is set."""
+  import keras
+  keras.utils.set_random_seed(1234)
+  yield

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
 
@@ -93,7 +94,7 @@ def format_report(result):
 
 def write_report(data_dir, result):
   """Writes DIR/difficulty.json atomically."""
-  manifest_lib.write_json_atomic(os.path.join(os.fspath(data_dir), REPORT_NAME), result)
+  fileio.write_json_atomic(os.path.join(os.fspath(data_dir), REPORT_NAME), result)
 
 
 def main(argv):

@@ -150,8 +150,7 @@ def read_index(features_dir):
 
 def write_index(features_dir, index):
   """Writes index.json atomically; written after the .npz files it describes."""
-  from cmp_tf.data import manifest as manifest_lib
-  manifest_lib.write_json_atomic(os.path.join(os.fspath(features_dir), INDEX_NAME), index)
+  fileio.write_json_atomic(os.path.join(os.fspath(features_dir), INDEX_NAME), index)
 
 
 def cached_sets(features_dir, index, modalities, outputs):
