@@ -97,11 +97,13 @@ def check_weights_file(model, path):
                    "truncated") from None
   with f:
     keys = _stored_layer_keys(model)
-    stored_layers = len(f["layers"]) if "layers" in f else 0
-    if stored_layers != len(model.layers):
+    groups = f["layers"] if "layers" in f else {}
+    stored = sum(1 for g in groups.values() if len(g.get("vars", {})))
+    expected = sum(1 for layer in model.layers if layer.weights)
+    if stored != expected:  # layers without weights (dropout) may differ freely
       raise RunError(f"{path} does not fit the network of this architecture: the file holds "
-                     f"{stored_layers} layers, the network {len(model.layers)} (made by another "
-                     "architecture or version of cmp_tf.models?)")
+                     f"{stored} layers with weights, the network {expected} (made by "
+                     "another architecture or version of cmp_tf.models?)")
     for layer in model.layers:
       if not layer.weights:
         continue

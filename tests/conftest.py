@@ -21,12 +21,14 @@ def tiny_data_dir(tmp_path_factory):
   return str(data_dir)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def seeded_global_random_state():
-  """Every test starts from one global seed. cmp_tf's library code seeds its own random
-  choices and never touches the global state, but an in-process training turns on
-  TensorFlow's op determinism for the whole process, after which an unseeded random op
-  (a test's tf.random.normal, a bare keras Dense) is an error unless a global seed is set."""
+  """One global seed for the session. cmp_tf's library code seeds its own random choices
+  and never touches the global state, but an in-process training turns on TensorFlow's op
+  determinism for the whole process, after which an unseeded random op (a test's
+  tf.random.normal, a bare keras Dense) is an error unless a global seed is set. (Set once:
+  setting it again clears TensorFlow's kernel cache, and with it the resources of
+  module-scoped fixtures such as the SentencePiece tokenizer.)"""
   import keras
   keras.utils.set_random_seed(1234)
   yield
