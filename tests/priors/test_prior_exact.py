@@ -1,7 +1,9 @@
 """The GMM prior's matmul NLL and gradient against MixtureSameFamily in float64.
 
 Tolerances: relative 1e-5 on the NLL, 1e-4 on the gradient (its norm per example),
-on random data, adversarial inputs and a trained network's real activations.
+on random data, adversarial inputs and a trained network's real activations. The NLL
+is a sum of D per-unit terms and can cross zero, where no float32 sum is relatively
+close; there the bound is absolute, 1e-5 nats per unit (D * 1e-5 in all).
 """
 
 import numpy as np
@@ -36,7 +38,8 @@ def assert_exact(params, h, jit=True):
     nll = layer.negative_log_likelihood(h32)
   grad = tape.gradient(nll, h32).numpy()
   want_nll, want_grad = reference(params, h32.numpy())
-  np.testing.assert_allclose(nll.numpy(), want_nll, rtol=NLL_RTOL)
+  np.testing.assert_allclose(nll.numpy(), want_nll, rtol=NLL_RTOL,
+                             atol=NLL_RTOL * params.dim)
   error = np.linalg.norm(grad - want_grad, axis=1) / np.linalg.norm(want_grad, axis=1)
   assert error.max() < GRAD_RTOL, error.max()
 
