@@ -1,4 +1,4 @@
-"""Atomic files and per-stage checkpoints that make kill -9 + rerun land on the same weights.
+"""Per-stage checkpoints that make kill -9 + rerun land on the same weights.
 
 A stage checkpoint holds every model variable (weights and the dropout seed
 generators' states), every optimizer variable (momentum, iteration count) and the

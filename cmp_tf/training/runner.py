@@ -8,8 +8,9 @@ The run directory:
   stage_<i>.weights.h5 stage i's final weights (without prior layers)
   final.weights.h5     the trained model, without prior layers
   spec.json            CrossModalSpec of final.weights.h5 (models.CrossModalSpec.from_config)
+  .lock                held (flock) by the training that uses the directory
 Running the same command again resumes: finished stages are loaded, the current
-one continues from its newest checkpoint.
+one continues from its newest checkpoint. `cmp_tf.finished_run` reads a finished run.
 """
 
 import contextlib
