@@ -89,6 +89,26 @@ def _forward(spec, get, modality, x, regularise):
   return features
 
 
+def _forward_together(spec, get, inputs):
+  """Every branch of `inputs` ({modality: x}) with dropout and priors, layer by layer, so
+  that each prior layer is called once on the list of all branches' activations (one
+  NLL computation per layer and step, not one per branch); returns {modality: logits}."""
+  priors = spec.priors or {}
+  x = {}
+  for modality, h in inputs.items():
+    for name in lower_layer_names(spec, modality):
+      h = get(name)(h)
+    x[modality] = get(FLATTEN)(h)
+  for layer in ("pool5", "fc6", "fc7"):
+    if layer != "pool5":
+      x = {m: get(upper_name(spec, m, layer))(h) for m, h in x.items()}
+    if layer in priors:
+      x = dict(zip(x, get(f"{layer}_prior")(list(x.values()))))
+    if layer != "pool5" and spec.dropout > 0:
+      x = {m: get(f"{layer}_dropout")(h) for m, h in x.items()}
+  return {m: get(upper_name(spec, m, "classifier"))(h) for m, h in x.items()}
+
+
 @keras.saving.register_keras_serializable(package="cmp_tf")
 class CrossModalModel(keras.Model):
   """Functional model {modality: input} -> {modality: logits}; `spec` describes it and
@@ -99,10 +119,13 @@ class CrossModalModel(keras.Model):
     made = _make_layers(spec, int(seed))
     # === Functional Model ===
     inputs = {m: branches.branch_input(spec, m) for m in spec.modalities}
-    outputs = {}
-    for modality in spec.modalities:
-      features = _forward(spec, made.__getitem__, modality, inputs[modality], regularise=True)
-      outputs[modality] = keras.layers.Identity(name=f"{modality}_logits")(features["logits"])
+    if spec.priors:
+      logits = _forward_together(spec, made.__getitem__, inputs)
+    else:
+      logits = {m: _forward(spec, made.__getitem__, m, inputs[m], regularise=True)["logits"]
+                for m in spec.modalities}
+    outputs = {m: keras.layers.Identity(name=f"{m}_logits")(logits[m])
+               for m in spec.modalities}
     kwargs.setdefault("name", "cross_modal_scene_network")
     super().__init__(inputs=inputs, outputs=outputs, **kwargs)
     # === Config ===

@@ -227,16 +227,27 @@ class ActivationPrior(keras.layers.Layer):
     return nll(h)
 
   def call(self, inputs):
+    """`inputs`: activations [B, dim], or a list of several branches' batches, whose NLLs
+    are computed in one call (one XLA launch instead of one per branch); returned
+    unchanged. The loss is weight * the sum over the list of each batch's mean NLL."""
     if self.weight > 0:
-      nll = self.negative_log_likelihood(inputs)
-      self.add_loss(self.weight * tf.reduce_mean(nll))
+      batches = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+      if len(batches) == 1:
+        means = [tf.reduce_mean(self.negative_log_likelihood(batches[0]))]
+      else:
+        sizes = tf.stack([tf.shape(b)[0] for b in batches])
+        nll = self.negative_log_likelihood(tf.concat(batches, axis=0))
+        means = [tf.reduce_mean(part) for part in tf.split(nll, sizes, num=len(batches))]
+      self.add_loss(self.weight * tf.add_n(means))
     return inputs
 
   def build(self, input_shape):
-    if input_shape[-1] is not None and int(input_shape[-1]) != self.dim:
-      raise ValueError(
-          f"ActivationPrior {self.name}: built for dim {self.dim}, called on inputs of "
-          f"shape {tuple(input_shape)}")
+    several = bool(input_shape) and isinstance(input_shape[0], (list, tuple))
+    for shape in (input_shape if several else [input_shape]):
+      if shape[-1] is not None and int(shape[-1]) != self.dim:
+        raise ValueError(
+            f"ActivationPrior {self.name}: built for dim {self.dim}, called on inputs of "
+            f"shape {tuple(shape)}")
 
   def compute_output_shape(self, input_shape):
     return input_shape
