@@ -5,7 +5,9 @@ part: one set of "fc6", "fc7" and "classifier" layers called by every branch, so
 the weights are literally shared. With `share_upper=False` each modality gets its
 own f"{modality}_fc6" ... (BL-Individual, method B). Priors, when the spec has them,
 are layers "pool5_prior", "fc6_prior", "fc7_prior" after the flattened pool5 and
-the post-ReLU fc6 and fc7 (before dropout), shared by all branches.
+the post-ReLU fc6 and fc7 (before dropout), shared by all branches: a model with priors
+runs its branches layer by layer and calls each prior once on the list of every
+branch's activations (one NLL computation per layer, not per branch).
 
 Inputs and outputs are dicts keyed by modality; each output is wrapped in an
 Identity named f"{modality}_logits". Layer names do not depend on the rest of the

@@ -1,7 +1,8 @@
 """The activation prior of method B as a Keras 3 layer.
 
 It passes activations through unchanged and adds `weight * mean_b NLL(h_b)` to the
-model's losses (eqs. 2-4 of the paper), where the NLL is that of a fitted
+model's losses (eqs. 2-4 of the paper; called on a list of several branches' batches, the
+sum of each batch's mean, computed in one call), where the NLL is that of a fitted
 full-covariance Gaussian (B-Single) or diagonal GMM (B-GMM), computed by
 tensorflow-probability in log space. The fitted values are non-trainable weights:
 the config stays small, the values travel with the model's weights, and
