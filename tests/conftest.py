@@ -32,3 +32,22 @@ def seeded_global_random_state():
   import keras
   keras.utils.set_random_seed(1234)
   yield
+
+
+@pytest.fixture
+def damaged_copy(tmp_path):
+  """damaged_copy(data_dir, modality) -> (copy of the dataset, its damaged shard): 16
+  bytes flipped in the middle of the modality's first training shard, the size kept."""
+  import shutil
+
+  def make(data_dir, modality):
+    copy = tmp_path / "damaged_data"
+    shutil.copytree(data_dir, copy)
+    shard = sorted((copy / modality).glob("train-*.tfrecord"))[0]
+    content = bytearray(shard.read_bytes())
+    middle = len(content) // 2
+    content[middle:middle + 16] = bytes(b ^ 0xFF for b in content[middle:middle + 16])
+    shard.write_bytes(bytes(content))
+    return copy, shard
+
+  return make

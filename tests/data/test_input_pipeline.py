@@ -290,18 +290,9 @@ def test_max_examples_keeps_a_seeded_subset_in_order(dataset):
   assert a == ids(0) and a != ids(1)
 
 
-def test_a_damaged_training_shard_is_named_with_its_record(dataset, tmp_path):
-  import shutil
-
+def test_a_damaged_training_shard_is_named_with_its_record(dataset, damaged_copy):
   from cmp_tf.data.errors import DataError
-  source, _ = dataset
-  data_dir = tmp_path / "data"
-  shutil.copytree(source, data_dir)
-  shard = sorted((data_dir / "nat").glob("train-*.tfrecord"))[0]
-  content = bytearray(shard.read_bytes())
-  middle = len(content) // 2
-  content[middle:middle + 16] = bytes(b ^ 0xFF for b in content[middle:middle + 16])
-  shard.write_bytes(bytes(content))  # the same size: only the records' checksums see it
+  data_dir, shard = damaged_copy(dataset[0], "nat")  # same size: only record checksums see it
   with pytest.raises(DataError, match=f"^{shard}, record \\d+: truncated or corrupt"):
     input_pipeline.modality_dataset(str(data_dir), "nat", "train", batch_size=4,
                                     training=True)

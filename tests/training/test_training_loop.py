@@ -359,15 +359,9 @@ def test_weights_and_priors_are_as_readable_as_any_file(reference_run):
 
 
 @pytest.mark.slow
-def test_a_flipped_byte_in_a_shard_is_named_before_training(tiny_data_dir, tmp_path):
-  import shutil
-  data = tmp_path / "data"
-  shutil.copytree(tiny_data_dir, data)
-  shard = sorted((data / "clp").glob("train-*.tfrecord"))[0]
-  content = bytearray(shard.read_bytes())
-  middle = len(content) // 2
-  content[middle:middle + 16] = bytes(b ^ 0xFF for b in content[middle:middle + 16])
-  shard.write_bytes(bytes(content))
+def test_a_flipped_byte_in_a_shard_is_named_before_training(tiny_data_dir, tmp_path,
+                                                            damaged_copy):
+  data, shard = damaged_copy(tiny_data_dir, "clp")
   result = subprocess.run(_command(data, tmp_path / "run", tmp_path / "cache",
                                    "--method=a_tune", "--frozen_steps=2"),
                           capture_output=True, text=True, timeout=300)
