@@ -14,7 +14,7 @@ ALL_MODALITIES = (NAT, CLP, SPT, LDR, DSC)
 IMAGE_MODALITIES = (NAT, CLP, SPT, LDR)
 TEXT_MODALITIES = (DSC,)
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "dev", "val")  # dev: carved out of train for model selection
 
 
 def is_image(modality):

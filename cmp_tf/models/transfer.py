@@ -23,18 +23,8 @@ def _weighted_layers(model):
           if layer.weights and not isinstance(layer, ActivationPrior)}
 
 
-def transfer_weights(src_model, dst_model, *, from_source=False):
-  """Copies weights from `src_model` into `dst_model`; returns the dst layer names set.
-
-  Every layer with weights present under the same name in both is copied (prior
-  layers excepted: their values come from the destination's spec). With
-  `from_source=True`, `src_model` is the NAT-only source network (the paper's
-  Places-CNN) and, as in the paper, every image branch of `dst_model` starts from
-  its NAT convolutions and every per-modality upper copy from its fc6/fc7/classifier.
-  The DSC MLP has no counterpart and keeps its N(0, 0.1) initialisation.
-
-  A layer present in both with different weight shapes is an error.
-  """
+def layer_pairs(src_model, dst_model, *, from_source=False):
+  """{dst layer name: src layer name} of the layers `transfer_weights` copies (see there)."""
   src_layers = _weighted_layers(src_model)
   dst_layers = _weighted_layers(dst_model)
   pairs = {name: name for name in dst_layers if name in src_layers}
@@ -56,12 +46,30 @@ def transfer_weights(src_model, dst_model, *, from_source=False):
       for layer in cross_modal.UPPER:
         target = cross_modal.upper_name(dst_spec, modality, layer)
         pairs[target] = cross_modal.upper_name(src_spec, SOURCE_MODALITY, layer)
-  copied = []
   for dst_name, src_name in pairs.items():
     if src_name not in src_layers:
       raise ValueError(
           f"transfer_weights: source model {src_model.name!r} has no layer {src_name!r} "
           f"for {dst_name!r}")
+  return pairs
+
+
+def transfer_weights(src_model, dst_model, *, from_source=False):
+  """Copies weights from `src_model` into `dst_model`; returns the dst layer names set.
+
+  Every layer with weights present under the same name in both is copied (prior
+  layers excepted: their values come from the destination's spec). With
+  `from_source=True`, `src_model` is the NAT-only source network (the paper's
+  Places-CNN) and, as in the paper, every image branch of `dst_model` starts from
+  its NAT convolutions and every per-modality upper copy from its fc6/fc7/classifier.
+  The DSC MLP has no counterpart and keeps its N(0, 0.1) initialisation.
+
+  A layer present in both with different weight shapes is an error.
+  """
+  src_layers = _weighted_layers(src_model)
+  dst_layers = _weighted_layers(dst_model)
+  copied = []
+  for dst_name, src_name in layer_pairs(src_model, dst_model, from_source=from_source).items():
     _copy(src_layers[src_name], dst_layers[dst_name])
     copied.append(dst_name)
   return copied

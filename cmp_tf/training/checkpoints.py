@@ -2,7 +2,8 @@
 
 A stage checkpoint holds every model variable (weights and the dropout seed
 generators' states), every optimizer variable (momentum, iteration count) and the
-stage's step. Variables are listed explicitly: tf.train.Checkpoint does not follow
+stage's step, and the stage's convergence-rule state (a JSON string), so a resumed stage
+decides when to stop exactly as an uninterrupted one. Variables are listed explicitly: tf.train.Checkpoint does not follow
 the layers of a Keras 3 functional model on its own.
 """
 
@@ -27,10 +28,11 @@ class StageCheckpoint:
 
   def __init__(self, directory, model, optimizer, *, max_to_keep=2):
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
+    self._state = tf.Variable("", dtype=tf.string, trainable=False, name="stage_state")
     self._checkpoint = tf.train.Checkpoint(
         model_variables=list(model.variables),
         optimizer_variables=list(optimizer.variables),
-        step=self.step)
+        step=self.step, state=self._state)
     self._manager = tf.train.CheckpointManager(
         self._checkpoint, os.fspath(directory), max_to_keep=max_to_keep)
 
@@ -46,6 +48,12 @@ class StageCheckpoint:
     self._checkpoint.restore(latest).assert_consumed()
     return int(self.step.numpy())
 
-  def save(self, step):
+  @property
+  def state(self):
+    """The state string of the restored (or last saved) checkpoint; "" when none."""
+    return self._state.numpy().decode("utf-8")
+
+  def save(self, step, state=""):
     self.step.assign(step)
+    self._state.assign(state)
     return self._manager.save(checkpoint_number=step)

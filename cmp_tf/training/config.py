@@ -13,6 +13,7 @@ import pathlib
 from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
 from cmp_tf.models import variants as variants_lib
+from cmp_tf.training import plateau as plateau_lib
 from cmp_tf.training import recipes
 
 # Image variants of cmp_tf.models and their input resolution.
@@ -70,8 +71,20 @@ class TrainConfig:
   scratch_learning_rate: float = _field(1e-2, "SGD learning rate of stages from scratch.")
   momentum: float = _field(0.9, "SGD momentum.")
   weight_decay: float = _field(5e-4, "L2 weight decay on kernels (Caffe-style, in the loss).")
-  frozen_steps: int = _field(400, "Steps of a stage with the shared upper frozen (A, C).")
-  steps: int = _field(400, "Steps of a stage with every layer trainable.")
+  frozen_steps: int = _field(400, "Steps of a stage with the shared upper frozen (A, C); "
+                             "--stop_rule=fixed only.")
+  steps: int = _field(400, "Steps of a stage with every layer trainable; "
+                      "--stop_rule=fixed only.")
+  # How long a stage trains: one rule for every method and stage.
+  stop_rule: str = _field(plateau_lib.FIXED, "fixed: every stage runs its --frozen_steps / "
+                          "--steps. plateau: every stage runs until mean dev accuracy has "
+                          "not gained --plateau_min_delta in --plateau_patience evaluations "
+                          "(one every --dev_every steps), or --max_stage_steps, and keeps "
+                          "its best evaluation's weights.", plateau_lib.STOP_RULES)
+  dev_every: int = _field(100, "Steps between dev evaluations (--stop_rule=plateau).")
+  plateau_patience: int = _field(4, "Evaluations without a gain before a stage stops.")
+  plateau_min_delta: float = _field(0.005, "Gain in mean dev accuracy that counts as one.")
+  max_stage_steps: int = _field(3000, "Cap of every stage under --stop_rule=plateau.")
   seed: int = _field(0, "Seed of initialisation, dropout and input order.")
   # Activation priors (method B and C).
   lambda_pool5: float = _field(1e-4, "Weight of the pool5 prior NLL (0: no prior there).")
@@ -134,9 +147,21 @@ class TrainConfig:
     name = self.method + ("_zeroshot" if self.zero_shot else "")
     return paths.REPO_ROOT / "runs" / name
 
+  @property
+  def plateau_rule(self):
+    """The convergence rule of every stage, or None (--stop_rule=fixed)."""
+    if self.stop_rule != plateau_lib.PLATEAU:
+      return None
+    return plateau_lib.PlateauRule(every=self.dev_every, patience=self.plateau_patience,
+                                   min_delta=self.plateau_min_delta,
+                                   max_steps=self.max_stage_steps)
+
   def recipe_settings(self):
+    plateau = self.stop_rule == plateau_lib.PLATEAU
     return recipes.RecipeSettings(
-        modalities=tuple(self.modalities), frozen_steps=self.frozen_steps, steps=self.steps,
+        modalities=tuple(self.modalities),
+        frozen_steps=self.max_stage_steps if plateau else self.frozen_steps,
+        steps=self.max_stage_steps if plateau else self.steps,
         learning_rate=self.learning_rate, scratch_learning_rate=self.scratch_learning_rate,
         prior_weights=self.prior_weights)
 
@@ -163,7 +188,7 @@ class TrainConfig:
       raise ConfigError("zero_shot", "needs a modality other than NAT")
     for name in ("batch_size", "steps", "frozen_steps", "source_steps", "source_batch_size",
                  "checkpoint_every", "keep_checkpoints", "log_every", "prior_samples",
-                 "gmm_max_iter"):
+                 "gmm_max_iter", "dev_every", "plateau_patience", "max_stage_steps"):
       if getattr(self, name) < 1:
         raise ConfigError(name, f"must be a positive integer, got {getattr(self, name)}")
     if self.gmm_components < 1:
@@ -172,6 +197,7 @@ class TrainConfig:
       if not getattr(self, name) > 0:
         raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
     for name in ("lambda_pool5", "lambda_fc6", "lambda_fc7", "weight_decay", "momentum",
+                 "plateau_min_delta",
                  "cpu_replicas", "image_size"):
       if getattr(self, name) < 0:
         raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")

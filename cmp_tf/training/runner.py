@@ -24,7 +24,7 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.finished_run import FINAL_WEIGHTS, FLAGS_TXT, RUN_JSON, SPEC_JSON
 from cmp_tf.seeds import derive_seed
-from cmp_tf.training import checkpoints, recipes, stages, trainer
+from cmp_tf.training import checkpoints, drift, recipes, stages, trainer
 from cmp_tf.training import config as config_lib
 from cmp_tf.training import source as source_lib
 from cmp_tf.training import strategy as strategy_lib
@@ -134,8 +134,8 @@ def _source_and_priors(config, recipe, *, data_dir, manifest, strategy, progress
   return source, fitted
 
 
-def _train_stage(config, index, stage, *, init_from, fitted, manifest, data_dir, run_dir,
-                 strategy, writer, offset, progress):
+def _train_stage(config, index, stage, *, init_from, source, fitted, manifest, data_dir,
+                 run_dir, strategy, writer, offset, progress):
   """Trains one stage; returns (its result for run.json, its weights without priors)."""
   image_size = config.resolved_image_size
   common = dict(manifest=manifest, modalities=stage.modalities,
@@ -148,7 +148,14 @@ def _train_stage(config, index, stage, *, init_from, fitted, manifest, data_dir,
   if stage.init != recipes.INIT_SCRATCH:
     stages.copy_weights(init_from, model, from_source=stage.init == recipes.INIT_SOURCE,
                         modalities=stage.modalities)
+  start_weights = drift.snapshot(model)
   heldout = tuple(manifest["heldout_categories"])
+  excluded = heldout if config.zero_shot else ()
+  rule = config.plateau_rule
+  evaluate_dev = None
+  if rule is not None or manifest_lib.has_dev_split(manifest, stage.modalities):
+    evaluate_dev = stages.dev_evaluator(data_dir, stage.modalities, image_size=image_size,
+                                        exclude_categories=excluded)
   job = trainer.StageJob(
       index=index, name=stage.name, model=model, modalities=stage.modalities,
       trainable_variables=stages.trainable_variables(model, freeze_upper=stage.freeze_upper),
@@ -157,15 +164,22 @@ def _train_stage(config, index, stage, *, init_from, fitted, manifest, data_dir,
       make_dataset=stages.dataset_factory(
           strategy, data_dir=data_dir, modalities=stage.modalities,
           per_replica_batch=config.batch_size, image_size=image_size,
-          exclude_categories=heldout if config.zero_shot else (), seed=config.seed,
+          exclude_categories=excluded, seed=config.seed,
           stage_key=f"stage{index}"),
       checkpoint_dir=strategy_lib.worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}")),
       checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
       prior_layers=[u.layer for u in stage.priors],
       prior_weights=weights,
       global_step_offset=offset, log_every=config.log_every,
-      jit_compile=config.jit_compile, summary_writer=writer, progress=progress)
+      jit_compile=config.jit_compile, summary_writer=writer, progress=progress,
+      plateau=rule, evaluate_dev=evaluate_dev if rule is not None else None)
   result = trainer.run_stage(job, strategy)
+  if "dev_accuracy" not in result and evaluate_dev is not None:
+    result["dev_accuracy"] = evaluate_dev(model)
+  result["drift"] = {"from_stage_start": drift.relative_drift(model, start_weights)}
+  if source is not None:
+    result["drift"]["from_source"] = drift.from_source(model, source.model, source.weights)
+  result["drift_by_kind"] = {k: drift.by_kind(v) for k, v in result["drift"].items()}
   result.update(stages.validation_accuracy(model, data_dir, stage.modalities,
                                            image_size=image_size, heldout_categories=heldout))
   plain = stages.build_model(stages.model_spec(**common), strategy, config.seed)
@@ -227,6 +241,11 @@ def _run_training(config, run_dir, *, flags_text, progress):
   used = sorted({m for stage in recipe.stages for m in stage.modalities}
                 | ({mod_lib.NAT} if recipe.needs_source else set()))
   manifest_lib.verify_shards(manifest, data_dir, used)
+  if config.plateau_rule is not None and not manifest_lib.has_dev_split(manifest, used):
+    raise config_lib.ConfigError(
+        "stop_rule", f"plateau needs a dev split, and the dataset in {data_dir} has none "
+        "for some of the modalities; rebuild it with --dev_per_category > 0 "
+        "(python -m cmp_tf.data.build), or use --stop_rule=fixed")
   state = open_run(run_dir, config, manifest_lib.fingerprint(manifest), flags_text,
                    chief=chief)
   try:
@@ -252,6 +271,9 @@ def _train_stages(config, run_dir, state, recipe, *, strategy, data_dir, manifes
     state["source"] = {"directory": source.directory, "origin": source.info.get("origin"),
                        "nat_val_accuracy": source.info.get("val_accuracy", {}).get(mod_lib.NAT)}
 
+  source_ref = None
+  if source is not None:
+    source_ref = drift.Reference(source.model, drift.snapshot(source.model))
   writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) if chief else None
   previous, offset = None, 0
   results = list(state.get("stages", []))
@@ -269,7 +291,8 @@ def _train_stages(config, run_dir, state, recipe, *, strategy, data_dir, manifes
     else:
       init_from = source.model if stage.init == recipes.INIT_SOURCE else previous
       result, previous = _train_stage(
-          config, index, stage, init_from=init_from, fitted=fitted, manifest=manifest,
+          config, index, stage, init_from=init_from, source=source_ref, fitted=fitted,
+          manifest=manifest,
           data_dir=data_dir, run_dir=run_dir, strategy=strategy, writer=writer,
           offset=offset, progress=progress)
       result.update(index=index, name=stage.name, status="complete",
@@ -280,7 +303,7 @@ def _train_stages(config, run_dir, state, recipe, *, strategy, data_dir, manifes
         checkpoints.save_weights_atomic(previous, stage_weights)
         fileio.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
       _print_stage(index, stage, result)
-    offset += stage.steps
+    offset += results[index].get("steps", stage.steps)
   if writer is not None:
     writer.close()
 

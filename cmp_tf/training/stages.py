@@ -93,6 +93,32 @@ def dataset_factory(strategy, *, data_dir, modalities, per_replica_batch, image_
   return make
 
 
+def dev_evaluator(data_dir, modalities, *, image_size, exclude_categories=()):
+  """model -> {modality: accuracy on the dev split}, the split model selection reads (never
+  val). The dev examples are read once; `exclude_categories` is left out of every modality
+  but NAT, as in the stage's training data (the zero-shot protocol)."""
+  data = {}
+  for m in modalities:
+    ds = input_pipeline.modality_dataset(
+        data_dir, m, "dev", batch_size=EVAL_BATCH, training=False, image_size=image_size,
+        exclude_categories=() if m == mod_lib.NAT else exclude_categories)
+    batches = [(x.numpy(), y.numpy()) for x, y in ds]
+    data[m] = [x for x, _ in batches], np.concatenate([y for _, y in batches])
+  encoders = {}
+
+  def evaluate(model):
+    out = {}
+    for m, (xs, labels) in data.items():
+      key = (id(model), m)
+      if key not in encoders:
+        encoders[key] = models.feature_model(model, m)
+      logits = np.concatenate([encoders[key](x, training=False)["logits"].numpy() for x in xs])
+      out[m] = round(float(np.mean(np.argmax(logits, axis=-1) == labels)), 4)
+    return out
+
+  return evaluate
+
+
 def predict_logits(model, data_dir, modality, *, image_size, batch_size=EVAL_BATCH):
   """(logits [N, C], labels [N]) of the validation split of one modality, in inference mode."""
   encoder = models.feature_model(model, modality)

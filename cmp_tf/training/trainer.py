@@ -13,9 +13,16 @@ weights stay bit-identical. The input is one stream per stage whose batch at ste
 depends only on the stage's seed and s (`make_dataset(start_step)`): a run killed at
 any time and resumed from its newest checkpoint sees exactly the batches it would
 have seen, whatever `checkpoint_every` is.
+
+With a convergence rule (`plateau.PlateauRule`) the stage is evaluated on the dev split
+every `rule.every` steps, stops when that stops improving (or at `steps`, the cap), and
+ends with the weights of its best evaluation (kept as best-<step>.weights.h5 beside the
+checkpoints; the rule's history is saved inside every checkpoint).
 """
 
 import dataclasses
+import glob
+import os
 import sys
 import time
 from typing import Callable, Optional, Sequence
@@ -25,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from cmp_tf.training import checkpoints
+from cmp_tf.training import plateau as plateau_lib
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -55,6 +63,8 @@ class StageJob:
   jit_compile: bool = False
   summary_writer: Optional[object] = None
   progress: bool = True
+  plateau: Optional[plateau_lib.PlateauRule] = None  # None: train exactly `steps`
+  evaluate_dev: Optional[Callable[[keras.Model], dict]] = None  # model -> {modality: acc}
 
 
 def decayed_kernels(variables):
@@ -158,24 +168,57 @@ def _summaries(job, metrics, global_batch, num_replicas):
   return out
 
 
-def run_stage(job, strategy):
-  """Trains one stage to `job.steps`, resuming from its newest checkpoint.
+def _best_path(job, step):
+  return os.path.join(job.checkpoint_dir, f"best-{int(step)}.weights.h5")
 
-  Returns {"steps", "resumed_from", "wall_time_s", "examples_per_s", "final"}.
+
+def _remove_other_best(job, keep_step):
+  """Removes best-<step> files other than `keep_step`'s (left by a superseded best or
+  by an evaluation after the checkpoint a resumed stage restarted from)."""
+  keep = _best_path(job, keep_step) if keep_step is not None else None
+  for path in glob.glob(os.path.join(job.checkpoint_dir, "best-*.weights.h5")):
+    if path != keep:
+      os.remove(path)
+
+
+def run_stage(job, strategy):
+  """Trains one stage to `job.steps` (or until its convergence rule stops it), resuming
+  from its newest checkpoint.
+
+  Returns {"steps", "resumed_from", "trained_steps", "wall_time_s", "examples_per_s",
+  "final", "stop_reason"}, with the rule: "best_step", "dev_accuracy" (of the best
+  evaluation), "dev_history". The model ends with the weights of the best evaluation.
   Raises NonFiniteLossError naming the stage and step when the loss goes non-finite.
   """
+  if job.plateau is not None and (job.evaluate_dev is None
+                                  or job.plateau.max_steps != job.steps):
+    raise ValueError(f"stage {job.name}: a convergence rule needs evaluate_dev and "
+                     f"max_steps == steps ({job.steps})")
   with strategy.scope():
     optimizer = make_optimizer(job.learning_rate, job.momentum)
     optimizer.build(list(job.trainable_variables))
   checkpoint = checkpoints.StageCheckpoint(job.checkpoint_dir, job.model, optimizer,
                                            max_to_keep=job.keep_checkpoints)
   start = checkpoint.restore_latest()
+  rule_state = None
+  if job.plateau is not None:
+    rule_state = plateau_lib.PlateauState.from_json(job.plateau, checkpoint.state)
+    rule_state = rule_state.truncated(start)  # a checkpoint holds its own step's evaluation
+    best = rule_state.best
+    _remove_other_best(job, best["step"] if best else None)
   train_step, global_batch = build_train_step(job, strategy, optimizer)
   num_replicas = strategy.num_replicas_in_sync
   examples_per_step = global_batch * len(job.modalities)
+
+  def done(step):
+    return step >= job.steps or (rule_state is not None and rule_state.stop_reason)
+
   progress = _Progress(job, start) if job.progress else None
   if progress is not None:
-    print(f"stage {job.index} ({job.name}): steps {start}..{job.steps}, "
+    rule = (f"; stops when mean dev accuracy gains < {job.plateau.min_delta} in "
+            f"{job.plateau.patience} evaluations every {job.plateau.every} steps"
+            if job.plateau else "")
+    print(f"stage {job.index} ({job.name}): steps {start}..{job.steps}{rule}, "
           f"{len(job.trainable_variables)} trainable variables, global batch "
           f"{global_batch} x {len(job.modalities)} modalities, {num_replicas} replica(s)",
           flush=True)
@@ -185,8 +228,8 @@ def run_stage(job, strategy):
   last = {}
   started = time.perf_counter()
   trained_steps = 0
-  iterator = iter(job.make_dataset(start)) if start < job.steps else None
-  while step < job.steps:
+  iterator = iter(job.make_dataset(start)) if not done(start) else None
+  while not done(step):
     raw = {k: v.numpy() for k, v in train_step(iterator).items()}
     if not (np.isfinite(raw["loss/total"]) and np.isfinite(raw["grad_sq"])):
       raise NonFiniteLossError(
@@ -200,22 +243,52 @@ def run_stage(job, strategy):
     window.add(values)
     if progress is not None:
       progress.update(step, values)
-    if step % job.log_every == 0 or step == job.steps:
+    evaluated = improved = False
+    if rule_state is not None and job.plateau.is_evaluation_step(step):
+      dev = job.evaluate_dev(job.model)
+      improved, evaluated = rule_state.add(step, dev), True
+      if improved:
+        checkpoints.save_weights_atomic(job.model, _best_path(job, step))
+      _write_dev_summaries(job, dev, step)
+      if progress is not None:
+        progress.dev(step, dev, rule_state)
+    finished = done(step)
+    if step % job.log_every == 0 or finished:
       last = window.means()
       _write_summaries(job, last, step, time.perf_counter() - started, trained_steps,
                        examples_per_step)
       window = _Accumulator()
-    if step % job.checkpoint_every == 0 or step == job.steps:
-      checkpoint.save(step)
+    if step % job.checkpoint_every == 0 or finished or evaluated:
+      checkpoint.save(step, rule_state.to_json() if rule_state is not None else "")
+      if improved:
+        _remove_other_best(job, step)
   wall = time.perf_counter() - started
-  return {
-      "steps": job.steps,
+  result = {
+      "steps": step,
+      "max_steps": job.steps,
       "resumed_from": start,
       "trained_steps": trained_steps,
       "wall_time_s": round(wall, 2),
       "examples_per_s": round(trained_steps * examples_per_step / wall, 1) if wall > 0 else None,
       "final": {k: round(float(v), 5) for k, v in last.items()},
+      "stop_reason": plateau_lib.STOPPED_FIXED,
   }
+  if rule_state is not None:
+    best = rule_state.best
+    job.model.load_weights(_best_path(job, best["step"]))
+    result.update(stop_reason=rule_state.stop_reason, best_step=best["step"],
+                  dev_accuracy=best["dev_accuracy"], dev_history=rule_state.history)
+  return result
+
+
+def _write_dev_summaries(job, dev, step):
+  if job.summary_writer is None:
+    return
+  with job.summary_writer.as_default(step=job.global_step_offset + step):
+    for m, acc in dev.items():
+      tf.summary.scalar(f"dev_accuracy/{m}", acc)
+    tf.summary.scalar("dev_accuracy/mean", sum(dev.values()) / len(dev))
+  job.summary_writer.flush()
 
 
 class _Progress:
@@ -238,6 +311,17 @@ class _Progress:
       shown = " ".join(f"{k} {v:.3f}" for k, v in accuracy)
       print(f"  stage {self.job.index} step {step}/{self.job.steps}: loss "
             f"{values['loss/objective']:.4f} {shown} ({rate:.2f} steps/s)", flush=True)
+
+  def dev(self, step, dev, state):
+    best = state.best
+    shown = " ".join(f"{m} {a:.3f}" for m, a in dev.items())
+    line = (f"  stage {self.job.index} step {step}: dev {shown} (mean "
+            f"{sum(dev.values()) / len(dev):.4f}; best {best['mean']:.4f} at step "
+            f"{best['step']}, {state.evaluations_since_best}/{self.job.plateau.patience} "
+            "without gain)")
+    if self.bar is not None:
+      print(flush=True)
+    print(line, flush=True)
 
 
 def _write_summaries(job, values, step, elapsed, trained_steps, examples_per_step):
