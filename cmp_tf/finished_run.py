@@ -61,6 +61,28 @@ def check_finished(run_dir):
   return state
 
 
+SUMMARY_KINDS = ("fc6", "fc7", "classifier")
+
+
+def training_summary(state):
+  """Per stage of a run.json: how long it trained, why it stopped, its best dev accuracy and
+  how far its upper layers moved (mean over modality copies) from the stage's start and
+  from the source network: what the reproduction report and an evaluation show."""
+  out = []
+  for stage in state.get("stages", []):
+    dev = stage.get("dev_accuracy") or {}
+    kinds = stage.get("drift_by_kind") or {}
+    out.append({
+        "name": stage.get("name"), "steps": stage.get("steps"),
+        "best_step": stage.get("best_step"), "stop_reason": stage.get("stop_reason"),
+        "dev_accuracy": dev,
+        "dev_mean": round(sum(dev.values()) / len(dev), 4) if dev else None,
+        "drift": {origin: {k: by_kind[k] for k in SUMMARY_KINDS if k in by_kind}
+                  for origin, by_kind in kinds.items()},
+        "wall_time_s": stage.get("wall_time_s")})
+  return out
+
+
 def _snake_case(name):
   name = re.sub(r"\W+", "", name)
   name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)

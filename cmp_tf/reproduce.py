@@ -2,7 +2,7 @@
 
   python -m cmp_tf.reproduce --out=DIR [--data_dir=DATA] [--methods=all]
       [--zero_shot=true] [--num_queries=N] [--seed=0] [--train_flagfiles=FILE,...]
-      [--analysis=true]
+      [--analysis=true] [--fixed_budget]
 
 Each method is trained as `python -m cmp_tf.train --flagfile=configs/<method>.flags`
 (and once more with --zero_shot), evaluated, and, with --analysis, analysed; the source
@@ -29,6 +29,8 @@ flags.DEFINE_integer("num_queries", None, "Random queries per pair (the paper: 1
 flags.DEFINE_integer("seed", 0, "Seed of the random queries and of subspace alignment.")
 flags.DEFINE_list("train_flagfiles", [], "Flagfiles every training run reads after its "
                   "method's configs/<method>.flags (e.g. smaller settings).")
+flags.DEFINE_boolean("fixed_budget", False, "Train every run with the flagfiles' fixed step "
+                     "counts (--stop_rule=fixed) instead of the convergence rule.")
 flags.DEFINE_boolean("analysis", True, "Also analyse every normal run (modality probe, "
                      "unit alignment) and compare the methods in the report.")
 
@@ -39,7 +41,8 @@ def main(argv):
   results = reproduce_runs.reproduce(
       FLAGS.out, methods=FLAGS.methods, zero_shot=FLAGS.zero_shot,
       data_dir=FLAGS.data_dir or None, num_queries=FLAGS.num_queries, seed=FLAGS.seed,
-      train_flagfiles=FLAGS.train_flagfiles, analysis=FLAGS.analysis)
+      train_flagfiles=FLAGS.train_flagfiles, fixed_budget=FLAGS.fixed_budget,
+      analysis=FLAGS.analysis)
   print(f"report written to {os.path.join(results['out_dir'], reproduce_runs.REPORT_MD)}",
         flush=True)
   return 0 if results["complete"] else 1

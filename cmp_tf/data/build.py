@@ -457,7 +457,10 @@ def _records(plan, modality, split, items, pool, skipped):
     return pool.imap(_render_task, items, chunksize=_RENDER_CHUNK)
   from cmp_tf.data import cmplaces
   source_split = "val" if split == "val" else "train"
-  scan = dataclasses.replace(plan.scans[modality, source_split], entries=list(items))
+  scan = plan.scans[modality, source_split]
+  # The scan's skipped lines are counted once, with train.
+  scan = dataclasses.replace(scan, entries=list(items),
+                             skipped=scan.skipped if split != "dev" else {})
   new_label = {plan.all_categories.index(c): i for i, c in enumerate(plan.categories)}
   records = cmplaces.iter_records(plan.config.cmplaces_root, modality, source_split,
                                   plan.all_categories, plan.config.image_size,

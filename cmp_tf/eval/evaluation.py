@@ -212,12 +212,14 @@ def evaluate_run(run_dir, *, layers=features_lib.LAYERS, num_queries=None, seed=
       "chance": rows_lib.chance_levels(val, num_classes=len(manifest["categories"]),
                                        heldout_labels=heldout if is_zero_shot else None),
       "rows": report.rows_to_json(rows), "details": details,
+      "training": finished_run.training_summary(state),
       "wall_time_s": {"features": round(features_done - started, 2),
                       "metrics": round(metrics_done - features_done, 2)},
   }
   results["wall_time_s"]["total"] = round(time.perf_counter() - started, 2)
   preamble = [
       f"Run: {name}{' (zero-shot)' if is_zero_shot else ''}, {run_dir}",
+      *_training_lines(results["training"]),
       f"Data: {data_dir} ({len(manifest['categories'])} categories, "
       f"{len(results['heldout_categories'])} held out for zero-shot); validation examples: "
       + ", ".join(f"{m.upper()} {n}" for m, n in results["val_counts"].items()) + ".",
@@ -230,6 +232,21 @@ def evaluate_run(run_dir, *, layers=features_lib.LAYERS, num_queries=None, seed=
     print(f"evaluation written to {eval_dir} ({results['wall_time_s']['total']:.1f} s)",
           flush=True)
   return results
+
+
+def _training_lines(summary):
+  """One line per stage: steps, stop reason, best dev accuracy, upper-layer drift."""
+  lines = []
+  for i, stage in enumerate(summary):
+    best = f", best at step {stage['best_step']}" if stage.get("best_step") else ""
+    dev = f"; dev accuracy {stage['dev_mean']:.3f}" if stage.get("dev_mean") is not None else ""
+    drift = "; ".join(f"drift from {origin.replace('from_', '').replace('_', ' ')}: "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in by_kind.items())
+                      for origin, by_kind in stage["drift"].items() if by_kind)
+    lines.append(f"Stage {i} ({stage['name']}): {stage['steps']} steps "
+                 f"({stage.get('stop_reason') or 'fixed'}{best}){dev}"
+                 + (f"; {drift}" if drift else "") + ".")
+  return lines
 
 
 def _sa_rows(rows, name, val, train, heldout, is_zero_shot, sa_components, num_queries, seed):
@@ -310,7 +327,8 @@ def evaluate_source(source_dir, *, data_dir=None, out_dir=None, num_queries=None
     details["subspace_alignment"] = _sa_rows(rows, SA_PLACESNET_ROW, val, train, heldout,
                                              False, sa_components, num_queries, seed)
     if heldout.size:
-      report.add_row(rows, "table4", SOURCE_ROW, rows_lib.source_zero_shot_row(val, heldout))
+      for table, row in rows_lib.source_zero_shot_rows(val, heldout).items():
+        report.add_row(rows, table, SOURCE_ROW, row)
       details["subspace_alignment_zero_shot"] = _sa_rows(rows, SA_PLACESNET_ROW, val, train,
                                                          heldout, True, sa_components,
                                                          num_queries, seed)

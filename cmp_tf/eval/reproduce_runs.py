@@ -63,10 +63,14 @@ def run_name(method, zero_shot):
 
 
 def train_command(method, zero_shot, run_dir, *, data_dir=None, train_flagfiles=(),
-                  python=sys.executable):
-  """The `python -m cmp_tf.train` command line of one run (evaluation is done here)."""
+                  fixed_budget=False, python=sys.executable):
+  """The `python -m cmp_tf.train` command line of one run (evaluation is done here).
+  `fixed_budget`: every stage runs its flagfile's step counts instead of the base
+  flagfile's convergence rule."""
   command = [python, "-m", "cmp_tf.train", f"--flagfile={method_flagfile(method)}"]
   command += [f"--flagfile={f}" for f in train_flagfiles]
+  if fixed_budget:
+    command.append("--stop_rule=fixed")
   command += [f"--method={method}", "--zero_shot" if zero_shot else "--nozero_shot",
               f"--run_dir={run_dir}", "--noevaluate", "--noexport"]
   if data_dir:
@@ -183,8 +187,8 @@ def _check_inputs(out_dir, data_dir, train_flagfiles):
 
 
 def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir=None,
-              num_queries=None, seed=0, train_flagfiles=(), python=sys.executable,
-              analysis=True, progress=True):
+              num_queries=None, seed=0, train_flagfiles=(), fixed_budget=False,
+              python=sys.executable, analysis=True, progress=True):
   """Trains and evaluates every row, then writes DIR/report.md and DIR/results.json.
 
   Args:
@@ -195,6 +199,8 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     num_queries: None: exact retrieval over all queries; N: N random queries per pair.
     seed: the evaluation seed (random queries, subspace alignment).
     train_flagfiles: flagfiles read by every training run after the method's own.
+    fixed_budget: train every run with --stop_rule=fixed (the flagfiles' step counts)
+      instead of the convergence rule of configs/base.flags.
     python: the interpreter that runs `cmp_tf.train`.
     analysis: also analyse every normal run (modality probe, unit alignment) and compare.
 
@@ -219,7 +225,8 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
       name = run_name(method, setting)
       run_dir = os.path.join(out_dir, RUNS_DIR, name)
       command = train_command(method, setting, run_dir, data_dir=data_dir,
-                              train_flagfiles=train_flagfiles, python=python)
+                              train_flagfiles=train_flagfiles, fixed_budget=fixed_budget,
+                              python=python)
       entry = {"run": name, "method": method, "row": recipes.METHODS[method].display_name,
                "setting": "zero-shot" if setting else "normal", "run_dir": run_dir,
                "command": " ".join(command[1:])}
@@ -238,6 +245,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
           continue
         entry["train"] = "trained"
       entry["train_s"] = state.get("train_wall_time_s")
+      entry["training"] = finished_run.training_summary(state)
       runs[name] = state
       if progress:
         print(f"== evaluating {name}", flush=True)
@@ -311,6 +319,7 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
     markdown += "\n" + reproduction.diagnostic_markdown(diagnostic_rows)
   if analysis_rows:
     markdown += "\n" + reproduction.analysis_markdown(analysis_rows)
+  markdown += "\n" + reproduction.protocol_markdown(entries, rows)
   markdown += "\n" + reproduction.wall_time_markdown(entries)
   markdown += ("\nA run's training time is that of the invocation that finished it; the first "
                "run to need the source network also trained it (or loaded it from the cache).\n")

@@ -9,6 +9,7 @@ only in PAPER_*, typed from the paper, and only beside ours for comparison.
 import numpy as np
 
 from cmp_tf.eval import report, tables
+from cmp_tf.eval import rows as rows_lib
 
 # The paper's rows in its order; rows of other names follow them.
 ROW_ORDER = (
@@ -41,7 +42,7 @@ PAPER_TABLE3 = {
 PAPER_DSC_QUERY_MAP = {"BL-Individual": (0.9, 1.4, 1.5, 1.2),
                        "C: Tune + StatReg (GMM)": (19.5, 15.8, 21.4, 8.0)}
 NORMAL_TABLES = ("table1", "table2", "table3")
-ZERO_SHOT_TABLES = ("table4", "table5")
+ZERO_SHOT_TABLES = (rows_lib.TABLE4_CONVENTIONAL, "table4", "table5")
 DSC_QUERY_PAIRS = tuple(p for p in tables.RETRIEVAL_PAIRS if p[0] == "dsc")
 
 
@@ -152,6 +153,43 @@ def ratios_markdown(values):
   for key, label in labels.items():
     lines.append(f"| {label} | {_fmt(values[key]['ours'], 2)} | "
                  f"{_fmt(values[key]['paper'], 2)} |")
+  return "\n".join(lines) + "\n"
+
+
+def _stages_cell(training):
+  return " + ".join(
+      f"{st['steps']} ({st.get('stop_reason') or 'fixed'}"
+      + (f", best {st['best_step']}" if st.get("best_step") else "") + ")"
+      for st in training) or "-"
+
+
+def protocol_markdown(entries, rows):
+  """Per run: steps per stage and why each stopped, the last stage's best dev accuracy,
+  Table 1's mean mAP (normal runs) and the upper layers' drift from the source network."""
+  table1 = rows.get("table1", {})
+  lines = ["**Training under the protocol, drift beside Table 1**", "",
+           "| Row | Setting | Steps per stage (stop, best step) | Dev accuracy | "
+           "Table 1 mean mAP | drift fc6 | drift fc7 | drift classifier | Training s |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+  for e in entries:
+    training = e.get("training")
+    if not training:
+      continue
+    last = training[-1]
+    drift = last["drift"].get("from_source") or last["drift"].get("from_stage_start") or {}
+    mean = (_mean_of(table1.get(e["row"], {}), tables.RETRIEVAL_PAIRS)
+            if e.get("setting") == "normal" else None)
+    pct = lambda v: _fmt(None if v is None else 100 * v)  # noqa: E731
+    lines.append(
+        f"| {e['row']} | {e['setting']} | {_stages_cell(training)} | "
+        f"{_fmt(last.get('dev_mean'), 3)} | {pct(mean)} | {pct(drift.get('fc6'))} | "
+        f"{pct(drift.get('fc7'))} | {pct(drift.get('classifier'))} | "
+        f"{_fmt(e.get('train_s'), 0)} |")
+  lines += ["", "Dev accuracy: mean over the stage's modalities on the dev split (carved out "
+            "of training; model selection reads it, never the validation split the tables "
+            "report). Drift: ||W - W0|| / ||W0|| of the final weights against the source "
+            "network (percent; against the stage's start for a run from scratch), averaged "
+            "over the modality copies of a layer where the upper is not shared."]
   return "\n".join(lines) + "\n"
 
 

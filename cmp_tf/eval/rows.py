@@ -24,7 +24,11 @@ from cmp_tf.eval.features import LOGITS
 FC7 = "fc7"
 K = 10
 PRECISION = f"p@{K}"
-TABLE_IDS = ("table1", "table2", "table3", "table4", "table5")
+TABLE4_CONVENTIONAL = "table4_conventional"  # argmax over the held-out categories only
+TABLE_IDS = ("table1", "table2", "table3", TABLE4_CONVENTIONAL, "table4", "table5")
+# Table 4 under each zero-shot protocol (table4 keeps its id: the generalized one).
+TABLE4_BY_PROTOCOL = {zero_shot.CONVENTIONAL: TABLE4_CONVENTIONAL,
+                      zero_shot.GENERALIZED: "table4"}
 
 
 def available_pairs(pairs, modalities):
@@ -66,14 +70,10 @@ def retrieval_rows(val_sets, *, layers, num_queries=None, seed=0):
 
 
 def zero_shot_rows(val_sets, heldout_labels, *, num_queries=None, seed=0):
-  """Tables 4 (from the logits) and 5 (from fc7) of a network trained without the held-out
-  categories outside NAT. Returns (rows {"table4", "table5"}, table-5 scores by pair)."""
-  accuracy = {}
-  for modality in zero_shot.ZERO_SHOT_MODALITIES:
-    if modality in val_sets and LOGITS in val_sets[modality].features:
-      feature_set = val_sets[modality]
-      accuracy[modality] = zero_shot.zero_shot_accuracy(feature_set.features[LOGITS],
-                                                        feature_set.labels, heldout_labels)
+  """Tables 4 (from the logits, both protocols) and 5 (from fc7) of a network trained
+  without the held-out categories outside NAT. Returns (rows {TABLE4_CONVENTIONAL,
+  "table4", "table5"}, table-5 scores by pair)."""
+  rows = _logit_zero_shot_rows(val_sets, heldout_labels)
   pairs = available_pairs(tables.ZERO_SHOT_PAIRS, val_sets)
   scores = {}
   if pairs:
@@ -81,9 +81,20 @@ def zero_shot_rows(val_sets, heldout_labels, *, num_queries=None, seed=0):
                                if m in val_sets}, FC7)
     scores = zero_shot.zero_shot_retrieval(features, labels, heldout_labels, pairs=pairs,
                                            num_queries=num_queries, seed=seed, k=K)
-  rows = {"table4": _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy),
-          "table5": _row(tables.ZERO_SHOT_PAIRS, tables.metric_by_pair(scores, "map"))}
+  rows["table5"] = _row(tables.ZERO_SHOT_PAIRS, tables.metric_by_pair(scores, "map"))
   return rows, scores
+
+
+def _logit_zero_shot_rows(val_sets, heldout_labels):
+  """{Table 4 id: row} of both protocols from each zero-shot modality's logits."""
+  rows = {}
+  for protocol, table in TABLE4_BY_PROTOCOL.items():
+    accuracy = {m: zero_shot.zero_shot_accuracy(val_sets[m].features[LOGITS], val_sets[m].labels,
+                                                heldout_labels, protocol)
+                for m in zero_shot.ZERO_SHOT_MODALITIES
+                if m in val_sets and LOGITS in val_sets[m].features}
+    rows[table] = _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy)
+  return rows
 
 
 def components_for(n_components, *fit_sets):
@@ -139,37 +150,37 @@ def sa_zero_shot_rows(val_sets, train_sets, heldout_labels, *, n_components, num
   Returns (rows {"table4", "table5"}, table-5 scores by pair, subspace size by key).
   """
   train = without_heldout(train_sets, heldout_labels)
-  accuracy, used = {}, {}
+  accuracy = {protocol: {} for protocol in TABLE4_BY_PROTOCOL}
+  used = {}
   if mod_lib.NAT in train:
     nat = train[mod_lib.NAT]
     for modality in zero_shot.ZERO_SHOT_MODALITIES:
       if modality not in val_sets or modality not in train:
         continue
       d = components_for(n_components, nat.features[FC7], train[modality].features[FC7])
-      predicted = subspace_alignment.sa_zero_shot(
-          nat.features[FC7], nat.labels, val_sets[modality].features[FC7], d,
-          target_fit_feats=train[modality].features[FC7], seed=seed)
-      accuracy[modality] = zero_shot.heldout_accuracy(predicted, val_sets[modality].labels,
-                                                      heldout_labels)
+      for protocol in TABLE4_BY_PROTOCOL:
+        predicted = subspace_alignment.sa_zero_shot(
+            nat.features[FC7], nat.labels, val_sets[modality].features[FC7], d,
+            target_fit_feats=train[modality].features[FC7], seed=seed,
+            restrict_to=heldout_labels if protocol == zero_shot.CONVENTIONAL else None)
+        accuracy[protocol][modality] = zero_shot.heldout_accuracy(
+            predicted, val_sets[modality].labels, heldout_labels)
       used[modality] = d
   pairs = available_pairs(tables.ZERO_SHOT_PAIRS, set(val_sets) & set(train))
   heldout_val = {m: val_sets[m].select(np.isin(val_sets[m].labels, heldout_labels))
                  for m in {m for p in pairs for m in p}}
   scores, pair_used = _sa_retrieval(pairs, heldout_val, train, n_components, num_queries, seed)
   used.update(pair_used)
-  rows = {"table4": _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy),
-          "table5": _row(tables.ZERO_SHOT_PAIRS, tables.metric_by_pair(scores, "map"))}
+  rows = {table: _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy[protocol])
+          for protocol, table in TABLE4_BY_PROTOCOL.items()}
+  rows["table5"] = _row(tables.ZERO_SHOT_PAIRS, tables.metric_by_pair(scores, "map"))
   return rows, scores, used
 
 
-def source_zero_shot_row(val_sets, heldout_labels):
-  """Table 4's BL-PlacesNet row: the source network's own classifier on each visual
-  modality (read through its NAT branch); DSC has no such row."""
-  accuracy = {m: zero_shot.zero_shot_accuracy(val_sets[m].features[LOGITS], val_sets[m].labels,
-                                              heldout_labels)
-              for m in zero_shot.ZERO_SHOT_MODALITIES
-              if m in val_sets and LOGITS in val_sets[m].features}
-  return _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy)
+def source_zero_shot_rows(val_sets, heldout_labels):
+  """{Table 4 id: BL-PlacesNet row} of both protocols: the source network's own classifier
+  on each visual modality (read through its NAT branch); DSC has no such row."""
+  return _logit_zero_shot_rows(val_sets, heldout_labels)
 
 
 def chance_levels(val_sets, *, num_classes, heldout_labels=None):
@@ -186,6 +197,7 @@ def chance_levels(val_sets, *, num_classes, heldout_labels=None):
                                                                                      pairs)
   if heldout_labels is not None:
     chance["table4"] = 1.0 / num_classes
+    chance[TABLE4_CONVENTIONAL] = 1.0 / len(heldout_labels)
     held = {m: labels[m][np.isin(labels[m], heldout_labels)] for m in labels}
     zs_pairs = [p for p in available_pairs(tables.ZERO_SHOT_PAIRS, labels)
                 if held[p[0]].size and held[p[1]].size]

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.svm import LinearSVC
 
-from cmp_tf.eval import retrieval
+from cmp_tf.eval import retrieval, zero_shot
 
 
 class _Standardizer:
@@ -96,8 +96,9 @@ def sa_similarity(query_feats, target_feats, n_components, *, query_fit_feats=No
 
 
 def sa_zero_shot(source_feats, source_labels, target_feats, n_components, C=1.0, *,
-                 target_fit_feats=None, seed=0, max_iter=5000):
-  """Predicted labels of `target_feats` from a linear SVM trained on aligned source features.
+                 target_fit_feats=None, seed=0, max_iter=5000, restrict_to=None):
+  """Predicted labels of `target_feats` from a linear SVM trained on aligned source features
+  (argmax over every class, or over the labels `restrict_to` only).
 
   Table 4's SA rows: the source is NAT (all categories, labelled), the target a modality
   whose held-out categories were never labelled. The target subspace is fitted on
@@ -112,4 +113,10 @@ def sa_zero_shot(source_feats, source_labels, target_feats, n_components, C=1.0,
       source_feats, target_feats if target_fit_feats is None else target_fit_feats)
   svm = LinearSVC(C=C, random_state=seed, max_iter=max_iter)
   svm.fit(sa.transform_source(source_feats), source_labels)
-  return svm.predict(sa.transform_target(target_feats))
+  target = sa.transform_target(target_feats)
+  if restrict_to is None:
+    return svm.predict(target)
+  scores = svm.decision_function(target)
+  if scores.ndim == 1:  # two classes: one margin column for classes_[1]
+    scores = np.stack([-scores, scores], axis=1)
+  return zero_shot.restricted_argmax(scores, svm.classes_, restrict_to)

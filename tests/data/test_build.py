@@ -44,7 +44,10 @@ def test_tiny_manifest_describes_what_is_on_disk(tiny_data_dir):
   assert set(manifest["modalities"]) == set(mod_lib.ALL_MODALITIES)
   for modality, splits in manifest["modalities"].items():
     for split, entry in splits.items():
-      per_category = build._per_category(config, modality, split)
+      per_category = {"dev": config.dev_per_category,
+                      "train": build._per_category(config, modality, split)
+                               - config.dev_per_category,
+                      "val": config.val_per_category}[split]
       assert entry["label_counts"] == [per_category] * config.num_categories
       paths = manifest_lib.shard_paths(manifest, tiny_data_dir, modality, split)
       assert tfrecord_io.verify_shards(paths) == entry["count"]
@@ -66,7 +69,8 @@ def test_every_tiny_record_parses_back_to_what_was_rendered(tiny_data_dir):
       assert len(set(ids)) == len(ids) == manifest["modalities"][modality][split]["count"]
       for record in map(features.from_tf_example, serialized[::11]):  # a sample: eager parsing
         index = int(record.example_id.rsplit("/", 1)[-1])
-        expected = synthcmp.render_record(grammar, modality, split, record.category,
+        rendered_as = "train" if split == "dev" else split  # dev is carved out of train
+        expected = synthcmp.render_record(grammar, modality, rendered_as, record.category,
                                           record.label, index, manifest["seed"],
                                           manifest["image_size"])
         assert categories[record.label] == record.category
@@ -249,9 +253,22 @@ def cmplaces_tree(tmp_path):
 
 def _cmplaces_config(tree, **overrides):
   fields = dict(source="cmplaces", cmplaces_root=str(tree.root), image_size=16, workers=1,
-                report=False, modalities=("nat", "ldr"), num_categories=0)
+                report=False, modalities=("nat", "ldr"), num_categories=0, dev_per_category=0)
   fields.update(overrides)
   return build.BuildConfig(**fields)
+
+
+def test_cmplaces_build_carves_a_dev_split_out_of_train(cmplaces_tree, tmp_path):
+  manifest = build.build_dataset(tmp_path / "out", _cmplaces_config(
+      cmplaces_tree, dev_per_category=1), progress=False)
+  counts = cmplaces_fixture.COUNTS
+  for m in ("nat", "ldr"):
+    splits = manifest["modalities"][m]
+    assert splits["dev"]["count"] == 3  # one per category: each keeps a training example
+    assert splits["train"]["count"] == 3 * (counts[m]["train"] - 1)
+    assert splits["val"]["count"] == 3 * counts[m]["val"]
+    assert all(i.startswith(f"{m}/train/") for i in splits["dev"]["example_ids"])
+  assert "ldr/dev" in manifest["skipped"] and not manifest["skipped"]["ldr/dev"]
 
 
 def test_cmplaces_build_counts_skipped_entries(cmplaces_tree, tmp_path):
@@ -287,8 +304,17 @@ def test_cmplaces_category_subset_is_relabelled(cmplaces_tree, tmp_path):
   assert {(r.label, r.category) for r in records} == {(0, "desert/sand"), (1, "kitchen")}
 
 
+_SMALL = dict(modalities=("clp", "ldr"), num_categories=4, image_size=16, train_per_category=2,
+              val_per_category=1, dev_per_category=1, workers=1, report=False)
+
+
 def test_ensure_dataset_reads_an_existing_build(tmp_path, monkeypatch):
-  build.build_dataset(tmp_path / "d", _small_config(), progress=False)
-  monkeypatch.setattr(build, "build_dataset", lambda *a, **k: pytest.fail("rebuilt"))
-  manifest = build.ensure_dataset(str(tmp_path / "d"))
+  build.build_dataset(tmp_path / "d", _small_config(**_SMALL), progress=False)
+  with monkeypatch.context() as patched:
+    patched.setattr(build, "build_dataset", lambda *a, **k: pytest.fail("rebuilt"))
+    manifest = build.ensure_dataset(str(tmp_path / "d"), build.TINY_FLAGFILE, **_SMALL)
   assert manifest == json.loads((tmp_path / "d" / "manifest.json").read_text())
+  # Other settings (here: a build without a dev split) are rebuilt from the flagfile's.
+  rebuilt = build.ensure_dataset(str(tmp_path / "d"), build.TINY_FLAGFILE,
+                                 **{**_SMALL, "dev_per_category": 0}, progress=False)
+  assert "dev" not in rebuilt["modalities"]["clp"] and "dev" in manifest["modalities"]["clp"]

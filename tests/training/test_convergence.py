@@ -1,0 +1,152 @@
+"""The protocol's pieces: the dev split, the plateau rule, best-weights restore, drift."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf.data import build, input_pipeline
+from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.training import drift, plateau, stages, trainer
+from tests.training.test_training_loop import _job, _tiny_model
+
+
+def _ids(data_dir, modality, split):
+  ds = input_pipeline.modality_dataset(data_dir, modality, split, batch_size=64,
+                                       training=False, with_meta=True)
+  return [i.decode() for _, _, meta in ds for i in meta["example_id"].numpy()]
+
+
+def test_dev_split_is_disjoint_from_train_and_val_for_every_modality(tiny_data_dir):
+  manifest = manifest_lib.read_manifest(tiny_data_dir)
+  per_category = manifest["dev_split"]["per_category"]
+  assert per_category == 2
+  for m in mod_lib.ALL_MODALITIES:
+    dev = _ids(tiny_data_dir, m, "dev")
+    assert dev == manifest["modalities"][m]["dev"]["example_ids"]
+    assert manifest["modalities"][m]["dev"]["label_counts"] == [per_category] * 6
+    train, val = set(_ids(tiny_data_dir, m, "train")), set(_ids(tiny_data_dir, m, "val"))
+    assert not set(dev) & train and not set(dev) & val
+    assert all("/train/" in i for i in dev), "dev examples are carved out of train"
+
+
+def test_dev_carve_is_a_function_of_the_seed():
+  labels = [0] * 10 + [1] * 3 + [2] * 1
+  first = build.carve_dev(labels, 5, seed=7)
+  assert first == build.carve_dev(labels, 5, seed=7)
+  assert first != build.carve_dev(labels, 5, seed=8)
+  chosen = np.asarray(labels)[first]
+  # At most 5 per category, and every category keeps one training example.
+  assert (chosen == 0).sum() == 5 and (chosen == 1).sum() == 2 and (chosen == 2).sum() == 0
+
+
+def _rule(**kw):
+  return plateau.PlateauRule(**{"every": 2, "patience": 2, "min_delta": 0.02,
+                                "max_steps": 40, **kw})
+
+
+def test_plateau_rule_on_a_hand_checked_curve():
+  state = plateau.PlateauState(_rule())
+  curve = [0.10, 0.30, 0.35, 0.34, 0.36, 0.90]
+  # 0.35 >= 0.30 + 0.02 is a gain; 0.34 and 0.36 (< 0.37) are not: stop after step 10.
+  for step, value in zip(range(2, 13, 2), curve):
+    state.add(step, {"nat": value, "clp": value})
+    if state.stop_reason:
+      break
+  assert step == 10 and state.stop_reason == plateau.STOPPED_PLATEAU
+  assert state.best["step"] == 6
+  assert state.truncated(5).best["step"] == 4
+
+
+def test_plateau_rule_stops_at_the_cap():
+  state = plateau.PlateauState(_rule(max_steps=5))
+  assert _rule(max_steps=5).is_evaluation_step(5)
+  state.add(4, {"nat": 0.1})
+  assert state.stop_reason is None
+  state.add(5, {"nat": 0.2})
+  assert state.stop_reason == plateau.STOPPED_CAP
+
+
+class _ScriptedDev:
+  """A dev curve given by hand, one value per call (the rule's evaluations in order)."""
+
+  def __init__(self, values):
+    self.values, self.calls = list(values), 0
+
+  def __call__(self, model):
+    value = self.values[self.calls]
+    self.calls += 1
+    return {"nat": value}
+
+
+@pytest.mark.slow
+def test_a_plateau_stage_stops_where_the_curve_says_and_keeps_the_best_weights(
+    tiny_data_dir, tmp_path):
+  strategy = tf.distribute.get_strategy()
+  model = _tiny_model(tiny_data_dir)
+  job = _job(model, tiny_data_dir, tmp_path / "plateau", steps=40, checkpoint_every=100,
+             learning_rate=0.01)
+  job.plateau, job.evaluate_dev = _rule(), _ScriptedDev([0.10, 0.30, 0.35, 0.34, 0.36, 0.9])
+  result = trainer.run_stage(job, strategy)
+  assert (result["steps"], result["best_step"], result["stop_reason"]) == (10, 6, "plateau")
+  assert [e["step"] for e in result["dev_history"]] == [2, 4, 6, 8, 10]
+  # The weights are those of step 6: the same as a fixed run of 6 steps.
+  fixed = _tiny_model(tiny_data_dir)
+  trainer.run_stage(_job(fixed, tiny_data_dir, tmp_path / "fixed", steps=6, learning_rate=0.01),
+                    strategy)
+  for a, b in zip(fixed.trainable_weights, model.trainable_weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+class _Killed(Exception):
+  pass
+
+
+@pytest.mark.slow
+def test_resuming_mid_plateau_gives_the_same_weights_and_decisions(tiny_data_dir, tmp_path):
+  strategy = tf.distribute.get_strategy()
+  evaluate = stages.dev_evaluator(tiny_data_dir, mod_lib.ALL_MODALITIES, image_size=32)
+  rule = _rule(min_delta=0.0, max_steps=16)
+
+  def stage(directory, model, dev):
+    job = _job(model, tiny_data_dir, directory, steps=16, checkpoint_every=100,
+               learning_rate=0.01)
+    job.plateau, job.evaluate_dev = rule, dev
+    return trainer.run_stage(job, strategy)
+
+  whole = _tiny_model(tiny_data_dir)
+  straight = stage(tmp_path / "whole", whole, evaluate)
+
+  calls = []
+
+  def dies_at_the_third(model):
+    calls.append(1)
+    if len(calls) == 3:
+      raise _Killed()  # after the checkpoint of step 4, before that of step 6
+    return evaluate(model)
+
+  with pytest.raises(_Killed):
+    stage(tmp_path / "parts", _tiny_model(tiny_data_dir), dies_at_the_third)
+  resumed_model = _tiny_model(tiny_data_dir)
+  resumed = stage(tmp_path / "parts", resumed_model, evaluate)
+  assert resumed["resumed_from"] == 4
+  for key in ("steps", "best_step", "stop_reason", "dev_history"):
+    assert resumed[key] == straight[key], key
+  for a, b in zip(whole.weights, resumed_model.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+@pytest.mark.slow
+def test_drift_is_zero_for_a_frozen_layer_and_positive_for_a_trained_one(tiny_data_dir,
+                                                                         tmp_path):
+  model = _tiny_model(tiny_data_dir)
+  before = drift.snapshot(model)
+  assert drift.relative_drift(model, before)["fc6"] == 0.0
+  trainer.run_stage(_job(model, tiny_data_dir, tmp_path, steps=3, freeze_upper=True),
+                    tf.distribute.get_strategy())
+  moved = drift.relative_drift(model, before)
+  assert moved["fc6"] == moved["fc7"] == moved["classifier"] == 0.0
+  assert moved["nat_conv1"] > 0 and moved["dsc_mlp1"] > 0
+  kinds = drift.by_kind(moved)
+  assert kinds["fc6"] == 0.0 and kinds["conv1"] > 0
+  assert drift.layer_kind("ldr_conv3") == "conv3" and drift.layer_kind("fc7") == "fc7"
