@@ -1,0 +1,120 @@
+"""The learning-rate sweep: every method trained at every candidate rate under the base
+flagfile's convergence rule, each scored by its dev accuracy, never by the validation split.
+
+  python -m cmp_tf.sweep --out=DIR [--learning_rates=0.001,0.01,0.003] [--methods=all]
+
+Run i of method m at rate r is `python -m cmp_tf.train --flagfile=configs/<m>.flags
+--learning_rate=<r> --run_dir=DIR/runs/<m>_lr<r>` (resumable like any run). A method's
+score at a rate is the mean, over its modalities, of the final stage's best dev accuracy;
+a run that diverges or fails scores nothing. The rule applied to every method alike: each
+method gets the rate of its best score (ties: the smaller rate). DIR/sweep.md and
+DIR/sweep.json hold every score and the choice.
+"""
+
+import os
+import time
+
+from cmp_tf import fileio, finished_run
+from cmp_tf.eval import reproduce_runs
+from cmp_tf.training import recipes
+
+DEFAULT_RATES = (0.001, 0.01, 0.003)
+SWEEP_JSON = "sweep.json"
+SWEEP_MD = "sweep.md"
+
+
+def swept_methods(methods):
+  """The methods with a stage that starts from the source network (the rate this sweep
+  sets is theirs; a from-scratch recipe trains at --scratch_learning_rate)."""
+  settings = recipes.RecipeSettings(modalities=("nat", "clp"), frozen_steps=1, steps=1,
+                                    learning_rate=1.0, scratch_learning_rate=1.0,
+                                    prior_weights={"fc7": 1.0})
+  return [m for m in methods if recipes.build_recipe(m, settings).needs_source]
+
+
+def run_dir_name(method, rate):
+  return f"{method}_lr{rate:g}"
+
+
+def score(state):
+  """Mean dev accuracy of the final stage's best evaluation, or None."""
+  summary = finished_run.training_summary(state)
+  return summary[-1]["dev_mean"] if summary else None
+
+
+def choose(scores):
+  """{method: rate}: each method's best-scoring rate (ties: the smaller), None if none ran."""
+  chosen = {}
+  for method, by_rate in scores.items():
+    ran = [(s, -r, r) for r, s in by_rate.items() if s is not None]
+    chosen[method] = max(ran)[2] if ran else None
+  return chosen
+
+
+def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, progress=True):
+  """Trains every (method, rate) not finished yet, rate by rate; writes the report."""
+  started = time.perf_counter()
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  methods = swept_methods(reproduce_runs.parse_methods(list(methods)))
+  rates = [float(r) for r in rates]
+  if not rates or any(not r > 0 for r in rates):
+    raise ValueError(f"--learning_rates: expected positive rates, got {rates}")
+  scores = {m: {} for m in methods}
+  runs = []
+  for rate in rates:
+    for method in methods:
+      name = run_dir_name(method, rate)
+      run_dir = os.path.join(out_dir, reproduce_runs.RUNS_DIR, name)
+      command = reproduce_runs.train_command(method, False, run_dir, data_dir=data_dir)
+      command.append(f"--learning_rate={rate}")
+      state = reproduce_runs.finished_state(run_dir)
+      status = "kept"
+      if state is None:
+        if progress:
+          print(f"== training {name}", flush=True)
+        rc = reproduce_runs._train(
+            command, os.path.join(out_dir, reproduce_runs.LOGS_DIR, f"{name}.log"), progress)
+        state = reproduce_runs.finished_state(run_dir)
+        status = "trained" if state is not None else f"failed (exit status {rc})"
+      scores[method][rate] = score(state) if state is not None else None
+      runs.append({"method": method, "rate": rate, "run_dir": run_dir, "status": status,
+                   "score": scores[method][rate],
+                   "training": finished_run.training_summary(state) if state else None,
+                   "train_s": state.get("train_wall_time_s") if state else None})
+      _write(out_dir, methods, rates, scores, runs, started)
+  return _write(out_dir, methods, rates, scores, runs, started)
+
+
+def _write(out_dir, methods, rates, scores, runs, started):
+  chosen = choose(scores)
+  result = {"format_version": 1, "rates": rates, "methods": methods,
+            "scores": {m: {f"{r:g}": s for r, s in by.items()} for m, by in scores.items()},
+            "chosen": chosen, "runs": runs,
+            "wall_time_s": round(time.perf_counter() - started, 1)}
+  os.makedirs(out_dir, exist_ok=True)
+  fileio.write_json_atomic(os.path.join(out_dir, SWEEP_JSON), result)
+  fileio.write_text_atomic(os.path.join(out_dir, SWEEP_MD), sweep_markdown(result))
+  return result
+
+
+def sweep_markdown(result):
+  """Mean dev accuracy (percent) per method and rate, steps of every stage, the choice."""
+  rates = result["rates"]
+  lines = ["# Learning-rate sweep (mean dev accuracy, percent)", "",
+           "| Method | " + " | ".join(f"lr {r:g}" for r in rates) + " | chosen |",
+           "|---|" + "---:|" * (len(rates) + 1)]
+  steps = {(r["method"], r["rate"]): r for r in result["runs"]}
+  for method in result["methods"]:
+    cells = []
+    for rate in rates:
+      s = result["scores"][method].get(f"{rate:g}")
+      run = steps.get((method, rate))
+      stages = " + ".join(str(st["steps"]) for st in (run or {}).get("training") or [])
+      cells.append("-" if s is None else f"{100 * s:.1f} ({stages} steps)")
+    chosen = result["chosen"].get(method)
+    lines.append(f"| {recipes.METHODS[method].display_name} | " + " | ".join(cells)
+                 + f" | {'-' if chosen is None else f'{chosen:g}'} |")
+  lines += ["", "Score: the final stage's best mean dev accuracy over its modalities under the "
+            "convergence rule of configs/base.flags; each method takes the rate of its best "
+            "score (ties: the smaller rate). A failed or diverged run scores nothing."]
+  return "\n".join(lines) + "\n"

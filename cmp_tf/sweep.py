@@ -1,0 +1,43 @@
+"""The learning-rate sweep of the methods that start from the source network.
+
+  python -m cmp_tf.sweep --out=DIR [--learning_rates=0.001,0.01,0.003] [--methods=all]
+      [--data_dir=DATA]
+
+Each method is trained at each rate under the base flagfile's convergence rule and scored
+by its dev accuracy; DIR/sweep.md gives every score and each method's rate
+(`cmp_tf.eval.lr_sweep`). Resumable: rerun the same command.
+"""
+
+import os
+
+from absl import app, flags
+
+from cmp_tf import cli
+from cmp_tf.eval import lr_sweep
+from cmp_tf.training import recipes
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", None, "Sweep directory.", required=True)
+flags.DEFINE_list("learning_rates", [f"{r:g}" for r in lr_sweep.DEFAULT_RATES],
+                  "Candidate rates, trained in this order.")
+flags.DEFINE_list("methods", ["all"], "Methods, or all: " + ", ".join(recipes.METHOD_NAMES))
+flags.DEFINE_string("data_dir", "", "Dataset; default: the trainer's default dataset.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    rates = [float(r) for r in FLAGS.learning_rates]
+  except ValueError:
+    raise ValueError(f"--learning_rates: not numbers: {FLAGS.learning_rates}") from None
+  result = lr_sweep.sweep(FLAGS.out, methods=FLAGS.methods, rates=rates,
+                          data_dir=FLAGS.data_dir or None)
+  print(f"sweep written to {os.path.join(FLAGS.out, lr_sweep.SWEEP_MD)}; chosen: "
+        + ", ".join(f"{m} {r:g}" if r else f"{m} -" for m, r in result["chosen"].items()),
+        flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  cli.run("cmp_tf.sweep", main)
