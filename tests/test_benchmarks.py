@@ -142,7 +142,7 @@ def test_end_to_end_script_on_a_tiny_run(tiny_data_dir, tmp_path):
                  f"--train_flagfile={paths.CONFIGS_DIR / 'quick.flags'}",
                  f"--workdir={tmp_path / 'work'}", f"--out={out}",
                  f"--extra_flags=--data_dir={tiny_data_dir},--source_steps=2,--frozen_steps=2,"
-                 "--steps=2,--noevaluate,--noexport"])
+                 "--steps=2,--stop_rule=fixed,--noevaluate,--noexport"])
   results = json.loads(out.read_text())["results"]
   assert results["returncode"] == 0
   assert any("stage 1" in m["line"] for m in results["milestones"])

@@ -51,8 +51,10 @@ def choose(scores):
   return chosen
 
 
-def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, progress=True):
-  """Trains every (method, rate) not finished yet, rate by rate; writes the report."""
+def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfiles=(),
+          progress=True):
+  """Trains every (method, rate) not finished yet, rate by rate; writes the report.
+  `train_flagfiles` are read by every run after its method's flagfile."""
   started = time.perf_counter()
   out_dir = os.path.abspath(os.fspath(out_dir))
   methods = swept_methods(reproduce_runs.parse_methods(list(methods)))
@@ -65,7 +67,8 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, progress=True
     for method in methods:
       name = run_dir_name(method, rate)
       run_dir = os.path.join(out_dir, reproduce_runs.RUNS_DIR, name)
-      command = reproduce_runs.train_command(method, False, run_dir, data_dir=data_dir)
+      command = reproduce_runs.train_command(method, False, run_dir, data_dir=data_dir,
+                                             train_flagfiles=train_flagfiles)
       command.append(f"--learning_rate={rate}")
       state = reproduce_runs.finished_state(run_dir)
       status = "kept"

@@ -21,6 +21,24 @@ def test_zero_shot_accuracy_argmax_over_all_classes():
   assert zero_shot.heldout_accuracy([0, 2, 3, 2, 2, 1], labels, [2, 3]) == pytest.approx(3 / 4)
 
 
+def test_the_two_protocols_on_hand_made_logits():
+  labels = np.array([2, 2, 3, 3, 0])
+  scores = np.array([
+      [9, 0, 5, 1],  # label 2: seen class 0 wins over all; 2 wins among the held-out {2, 3}
+      [0, 0, 5, 1],  # label 2: right in both
+      [0, 8, 1, 4],  # label 3: seen class 1 wins over all; 3 wins among the held-out
+      [0, 0, 6, 2],  # label 3: 2 wins in both, wrong
+      [9, 0, 0, 0],  # label 0: not held out, ignored
+  ], dtype=float)
+  generalized = zero_shot.zero_shot_accuracy(scores, labels, [2, 3], zero_shot.GENERALIZED)
+  conventional = zero_shot.zero_shot_accuracy(scores, labels, [2, 3], zero_shot.CONVENTIONAL)
+  assert generalized == pytest.approx(1 / 4) and conventional == pytest.approx(3 / 4)
+  assert zero_shot.zero_shot_accuracy(scores, labels, [2, 3]) == generalized  # the default
+  with pytest.raises(ValueError, match="protocol"):
+    zero_shot.zero_shot_accuracy(scores, labels, [2, 3], "open-set")
+  assert zero_shot.restricted_argmax(scores[:1], [10, 11, 12, 13], [12, 13]).tolist() == [12]
+
+
 def test_heldout_label_indices():
   categories = ["kitchen", "beach", "office", "forest"]
   np.testing.assert_array_equal(

@@ -92,11 +92,13 @@ def test_zero_shot_rows_and_chance():
   heldout = np.array([1, 3])
   got, _ = rows.zero_shot_rows(val, heldout)
   for m in zero_shot.ZERO_SHOT_MODALITIES:
-    assert got["table4"][m] == zero_shot.zero_shot_accuracy(val[m].features["logits"],
-                                                            val[m].labels, heldout)
+    for protocol, table in rows.TABLE4_BY_PROTOCOL.items():
+      assert got[table][m] == zero_shot.zero_shot_accuracy(val[m].features["logits"],
+                                                           val[m].labels, heldout, protocol)
   assert set(got["table5"]) == set(tables.ZERO_SHOT_PAIRS)
   chance = rows.chance_levels(val, num_classes=4, heldout_labels=heldout)
   assert chance["table1"] == pytest.approx(0.25) and chance["table4"] == 0.25
+  assert chance["table4_conventional"] == 0.5
   assert chance["table5"] == pytest.approx(0.5)
 
 
@@ -111,7 +113,8 @@ def test_subspace_alignment_rows_cap_the_subspace_and_drop_heldout_training_data
   dropped = rows.without_heldout(train, heldout)
   assert 2 in dropped["nat"].labels and 2 not in dropped["clp"].labels
   zs, _, _ = rows.sa_zero_shot_rows(val, train, heldout, n_components=3)
-  assert all(0 <= zs["table4"][m] <= 1 for m in zero_shot.ZERO_SHOT_MODALITIES)
+  for table in ("table4", "table4_conventional"):
+    assert all(0 <= zs[table][m] <= 1 for m in zero_shot.ZERO_SHOT_MODALITIES)
   assert zs["table5"][("clp", "dsc")] is not None
 
 
@@ -232,6 +235,8 @@ def test_evaluate_run_end_to_end(tiny_run, tiny_data_dir):
     logits, labels, _ = features_lib.load_npz(features_lib.npz_path(features_dir, "logits", m))
     assert saved["rows"]["table4"]["BL-Individual"][m] == zero_shot.zero_shot_accuracy(
         logits, labels, heldout)
+    assert saved["rows"]["table4_conventional"]["BL-Individual"][m] == (
+        zero_shot.zero_shot_accuracy(logits, labels, heldout, zero_shot.CONVENTIONAL))
   assert all(v is not None for v in saved["rows"]["table5"]["BL-Individual"].values())
   assert saved["chance"]["table4"] == pytest.approx(1 / 6)
   assert set(saved["rows"]["table4"]) == {"BL-Individual", "Subsp. Align. + PlacesNet Finetune"}
@@ -257,7 +262,7 @@ def test_evaluate_source_network(tiny_run, tmp_path):
   assert sa["dsc->nat"] is None and sa["nat->clp"] is not None
   assert results["rows"]["table4"]["BL-PlacesNet"]["dsc"] is None
   assert 0 <= results["rows"]["table4"]["BL-PlacesNet"]["clp"] <= 1
-  assert set(results["rows"]) == {"table1", "table2", "table4", "table5"}
+  assert set(results["rows"]) == {"table1", "table2", "table4", "table4_conventional", "table5"}
   feats, _, _ = features_lib.load_npz(features_lib.npz_path(tmp_path / "features", "fc7", "ldr"))
   assert feats.ndim == 2
   assert "**Table 5:" in (tmp_path / "tables.md").read_text()

@@ -92,7 +92,8 @@ def test_results_from_different_datasets_are_refused():
 def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   flagfile = tmp_path / "tiny.flags"
   flagfile.write_text("\n".join([
-      f"--cache_dir={tmp_path / 'cache'}", "--image_variant=alexnet_tiny", "--steps=2",
+      f"--cache_dir={tmp_path / 'cache'}", "--image_variant=alexnet_tiny",
+      "--max_stage_steps=4", "--dev_every=2",
       "--frozen_steps=2", "--source_steps=2", "--batch_size=2", "--source_batch_size=4",
       "--checkpoint_every=2", "--nojit_compile", "--strategy=default"]) + "\n")
   out = tmp_path / "out"
@@ -110,6 +111,11 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert markdown.count("Chance level:") == 3
   assert "| BL-Individual | " in markdown and "| 6.1 |" in markdown  # the paper beside ours
   assert "Wall time of every row" in markdown
+  assert "Training under the protocol, drift beside Table 1" in markdown
+  training = {e["run"]: e["training"] for e in first["runs"] if "training" in e}
+  assert training["a_tune"][0]["steps"] == 4 and training["a_tune"][0]["best_step"] in (2, 4)
+  assert training["a_tune"][0]["drift"]["from_source"]["fc7"] == 0.0  # A's upper is frozen
+  assert training["bl_individual"][0]["drift"]["from_source"]["fc7"] > 0
   assert "Alignment diagnostic (fc7 mAP, percent)" in markdown
   assert {d["row"] for d in first["alignment_diagnostic"]} == {"BL-Individual", "A: Tune"}
 
@@ -126,3 +132,38 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert os.stat(bl_results).st_mtime_ns == evaluated_at
   assert second["rows"] == first["rows"]
   assert json.loads((out / "results.json").read_text())["rows"] == second["rows"]
+
+
+# === The learning-rate sweep ===
+
+
+def test_sweep_gives_each_method_its_best_dev_rate_and_skips_scratch_recipes():
+  from cmp_tf.eval import lr_sweep
+  assert "bl_shared_upper_scratch" not in lr_sweep.swept_methods(recipes.METHOD_NAMES)
+  assert "c" in lr_sweep.swept_methods(recipes.METHOD_NAMES)
+  chosen = lr_sweep.choose({"a": {0.001: 0.5, 0.01: 0.6}, "b": {0.001: 0.7, 0.01: 0.7},
+                            "c": {0.001: None, 0.01: 0.2}, "d": {0.001: None}})
+  assert chosen == {"a": 0.01, "b": 0.001, "c": 0.01, "d": None}
+
+
+@pytest.mark.slow
+def test_sweep_trains_every_rate_and_writes_its_report(tiny_data_dir, tmp_path):
+  from cmp_tf.eval import lr_sweep
+  flagfile = tmp_path / "tiny.flags"
+  flagfile.write_text("\n".join([
+      f"--cache_dir={tmp_path / 'cache'}", "--image_variant=alexnet_tiny",
+      "--max_stage_steps=4", "--dev_every=2", "--source_steps=2", "--batch_size=2",
+      "--source_batch_size=4", "--strategy=default"]) + "\n")
+  result = lr_sweep.sweep(tmp_path / "sweep", methods=["a_tune"], rates=[0.01, 0.001],
+                          data_dir=tiny_data_dir, train_flagfiles=[str(flagfile)],
+                          progress=False)
+  scores = result["scores"]["a_tune"]
+  assert set(scores) == {"0.01", "0.001"} and all(0 <= s <= 1 for s in scores.values())
+  assert result["chosen"]["a_tune"] in (0.01, 0.001)
+  lines = (tmp_path / "sweep" / "runs" / "a_tune_lr0.001" / "flags.txt").read_text().split()
+  assert "--learning_rate=0.001" in lines
+  assert "| A: Tune |" in (tmp_path / "sweep" / "sweep.md").read_text()
+  again = lr_sweep.sweep(tmp_path / "sweep", methods=["a_tune"], rates=[0.01, 0.001],
+                         data_dir=tiny_data_dir, train_flagfiles=[str(flagfile)],
+                         progress=False)
+  assert [r["status"] for r in again["runs"]] == ["kept", "kept"]
