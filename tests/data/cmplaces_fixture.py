@@ -174,3 +174,64 @@ def _write_places205(directory, photos):
         _nat_image(photos, 1000 + 10 * label + i).convert("RGB").save(path, quality=85)
         lines.append(f"{relpath} {label}")
     (directory / f"{split}_places205.csv").write_text("\n".join(lines) + "\n")
+
+
+# The published starter kit's names of the label files (descriptions: verified; the others
+# are the aliases the ingester accepts), and where the kit keeps the files they list.
+KIT_LABEL_NAMES = {"clp": "clipart", "spt": "spatialtext", "ldr": "linedrawings",
+                   "dsc": "text"}
+KIT_COUNTS = {"nat": {"train": 12, "val": 2}, "clp": {"train": 6, "val": 2},
+              "spt": {"train": 6, "val": 2}, "ldr": {"train": 6, "val": 2},
+              "dsc": {"train": 6, "val": 2}}
+
+
+@dataclasses.dataclass
+class KitFixture:
+  root: pathlib.Path  # labels/ (and data/, unless files_root is elsewhere)
+  files_root: pathlib.Path  # the directory holding data/
+  places205: pathlib.Path  # train_places205.csv, val_places205.csv, images256/
+  categories: tuple
+  counts: dict
+
+
+def build_kit(root, *, files_root=None, places205_dir=None, counts=KIT_COUNTS):
+  """The published layout: labels/<kit name>_<split>.txt listing data/<kit name>/<letter>/
+  <category>/<file> (descriptions: data/text/...), NAT only in Places205's CSVs with their
+  images256/ folder. With `files_root`, data/ is written there instead of under `root`."""
+  root = pathlib.Path(root)
+  files_root = pathlib.Path(files_root or root)
+  places = pathlib.Path(places205_dir or root.parent / "places205")
+  (root / "labels").mkdir(parents=True)
+  (root / "labels" / "categories.txt").write_text("\n".join(CATEGORY_LINES) + "\n")
+  photos = _photos()
+  drawers = {"clp": _clipart, "ldr": _line_drawing, "spt": _spatial_text}
+  serial = 0
+  for modality, name in KIT_LABEL_NAMES.items():
+    for split, count in counts[modality].items():
+      lines = []
+      for label, line in enumerate(CATEGORY_LINES):
+        letter_dir = line.split()[0].lstrip("/")  # k/kitchen, d/desert/sand
+        for i in range(count):
+          serial += 1
+          relpath = f"data/{name}/{letter_dir}/{split}_{i:04d}"
+          path = files_root / (relpath + (".txt" if modality == "dsc" else ".png"))
+          path.parent.mkdir(parents=True, exist_ok=True)
+          if modality == "dsc":
+            path.write_text(_description(CATEGORIES[label], serial), encoding="utf-8")
+          else:
+            drawers[modality](_OBJECTS[CATEGORIES[label]], serial).save(path)
+          lines.append(f"{path.relative_to(files_root).as_posix()} {label}")
+      (root / "labels" / f"{name}_{split}.txt").write_text("\n".join(lines) + "\n")
+  for split, count in counts["nat"].items():
+    lines = []
+    for label, line in enumerate(CATEGORY_LINES):
+      letter_dir = line.split()[0].lstrip("/")
+      for i in range(count):
+        relpath = f"{letter_dir}/{i + (0 if split == 'train' else 1000):08d}.jpg"
+        path = places / "images256" / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _nat_image(photos, 2000 + 50 * label + i).convert("RGB").save(path, quality=85)
+        lines.append(f"{relpath} {label}")
+    (places / f"{split}_places205.csv").write_text("\n".join(lines) + "\n")
+  return KitFixture(root=root, files_root=files_root, places205=places,
+                    categories=CATEGORIES, counts={m: dict(s) for m, s in counts.items()})

@@ -75,8 +75,9 @@ def test_missing_root_and_category_file(tmp_path):
 def test_missing_label_file_names_it(tree):
   (tree.root / "labels" / "ldr_val.txt").unlink()
   with pytest.raises(DataError, match=re.escape(
-      f"{tree.root}/labels/ldr_val.txt: label file for ldr/val does not exist "
-      "(nor ldr_test.txt)")):
+      f"{tree.root}/labels: no label file for ldr/val: tried ldr_val.txt, linedrawing_val.txt, "
+      "linedrawings_val.txt, line_drawing_val.txt, line_drawings_val.txt, sketch_val.txt, "
+      "sketches_val.txt, ldr_test.txt,")):
     cmplaces.scan(tree.root, "ldr", "val", 3)
 
 
