@@ -148,3 +148,11 @@ def test_end_to_end_script_on_a_tiny_run(tiny_data_dir, tmp_path):
   assert any("stage 1" in m["line"] for m in results["milestones"])
   assert results["peak_rss_largest_process_bytes"] > 100 * 2**20
   assert "load average during the run" in stdout
+
+
+def test_cmplaces_build_benchmark_tiny(tmp_path):
+  from benchmarks import cmplaces_build
+  results = cmplaces_build.run_benchmark(images=10, image_sizes=["16"], workdir=str(tmp_path),
+                                         log=lambda *a, **k: None)
+  (size,) = results["sizes"]
+  assert size["images"] == 15 and size["seconds_per_10000"] > 0
