@@ -18,7 +18,7 @@ from cmp_tf.data import manifest as manifest_lib
 CATEGORIES = ["kitchen", "bedroom", "forest_path", "harbor"]
 SIZE = 16
 DIM = 6
-PER_CATEGORY = {"train": 9, "val": 3}
+PER_CATEGORY = {"train": 9, "dev": 2, "val": 3}
 
 
 def _png(rng):

@@ -38,9 +38,18 @@ def test_every_method_has_a_flagfile_of_its_name_on_the_base():
     assert len(lines) <= 16, f"{path.name} sets more than its differences"
 
 
-def test_every_method_gets_the_same_step_budget():
-  budgets = {method: _parse_flagfile(paths.CONFIGS_DIR / f"{method}.flags").recipe().total_steps
-             for method in recipes.METHOD_NAMES}
+def test_every_method_trains_under_one_rule():
+  """Shipped: every stage of every method under the same convergence rule and cap; with
+  --stop_rule=fixed, every method the same budget of steps."""
+  rules, caps, budgets = set(), set(), {}
+  for method in recipes.METHOD_NAMES:
+    path = paths.CONFIGS_DIR / f"{method}.flags"
+    config = _parse_flagfile(path)
+    rules.add(config.plateau_rule)
+    caps |= {stage.steps for stage in config.recipe().stages}
+    budgets[method] = _parse_flagfile(path, "--stop_rule=fixed").recipe().total_steps
+  assert len(rules) == 1 and None not in rules, rules
+  assert caps == {next(iter(rules)).max_steps}
   assert len(set(budgets.values())) == 1, budgets
 
 
