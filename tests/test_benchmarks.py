@@ -156,3 +156,4 @@ def test_cmplaces_build_benchmark_tiny(tmp_path):
                                          log=lambda *a, **k: None)
   (size,) = results["sizes"]
   assert size["images"] == 15 and size["seconds_per_10000"] > 0
+

@@ -4,6 +4,7 @@ import base64
 import io
 import shutil
 import socket
+import sys
 import threading
 import time
 
@@ -154,3 +155,16 @@ def test_the_page_in_headless_chromium_runs_a_sketch_a_layout_and_a_sentence(ser
   finally:
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_the_latency_benchmark_at_its_smallest(exported_run, tmp_path):
+  from cmp_tf import paths
+  if str(paths.REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(paths.REPO_ROOT))
+  from benchmarks import web
+  results = web.run_benchmark(run_dir=exported_run[0], photos_per_category=2, queries=3,
+                              workdir=str(tmp_path), log=lambda *a, **k: None)
+  assert set(results["modalities"]) == {"nat", "clp", "spt", "ldr", "dsc"}
+  assert all(m["queries"] == 3 and m["p50_ms"] > 0 for m in results["modalities"].values())
+  assert results["index_size"] == 60
