@@ -136,6 +136,8 @@ def main(argv):
   if FLAGS.queries < 1 or FLAGS.photos_per_category < 1:
     raise app.UsageError("--queries and --photos_per_category must be >= 1")
   common.quiet_tensorflow()
+  import logging
+  logging.getLogger("httpx").setLevel(logging.WARNING)
   print(f"load average {common.load_average()}", flush=True)
   with tempfile.TemporaryDirectory() as tmp:
     results = run_benchmark(run_dir=FLAGS.run_dir, photos_per_category=FLAGS.photos_per_category,

@@ -18,8 +18,8 @@ SKETCH_STROKES = (  # (x, y) offsets from the canvas centre, one list per stroke
     [(20, 40), (20, -10), (80, -10), (80, 40)],    # a stove
     [(-90, -100), (-30, -100), (-30, -40), (-90, -40), (-90, -100)],  # a window
 )
-DEFAULT_WORDS = (("sky", 0.5, 0.12), ("sea", 0.5, 0.5), ("sand", 0.5, 0.85),
-                 ("umbrella", 0.3, 0.7))
+DEFAULT_WORDS = (("sky", 0.5, 0.12), ("sea", 0.5, 0.45), ("sand", 0.7, 0.85),
+                 ("umbrella", 0.25, 0.7))
 DEFAULT_TEXT = ("I walked along the shore in the sun. The waves were loud and children "
                 "built castles in the sand.")
 
@@ -105,15 +105,14 @@ def drive(url, *, words=DEFAULT_WORDS, text=DEFAULT_TEXT, screenshot=None, drive
         lambda d: d.find_element(By.ID, "rendered").get_attribute("src"))
     driver.find_element(By.ID, "layout-search").click()
     out["layout"] = _wait_for_results(driver)
+    if screenshot:
+      driver.save_screenshot(str(screenshot))  # the layout beside its results
 
     _clear_status(driver)
     driver.find_element(By.ID, "tab-text").click()
     driver.find_element(By.ID, "text-input").send_keys(text)
     driver.find_element(By.ID, "text-search").click()
     out["text"] = _wait_for_results(driver)
-    if screenshot:
-      driver.find_element(By.ID, "tab-layout").click()  # the layout beside the text results
-      driver.save_screenshot(str(screenshot))
     return out
   finally:
     if own:
