@@ -75,7 +75,7 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
       if state is None:
         if progress:
           print(f"== training {name}", flush=True)
-        rc = reproduce_runs._train(
+        rc = reproduce_runs.train_logged(
             command, os.path.join(out_dir, reproduce_runs.LOGS_DIR, f"{name}.log"), progress)
         state = reproduce_runs.finished_state(run_dir)
         status = "trained" if state is not None else f"failed (exit status {rc})"

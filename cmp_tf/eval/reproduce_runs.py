@@ -86,7 +86,7 @@ def finished_state(run_dir):
     return None
 
 
-def _train(command, log_path, progress):
+def train_logged(command, log_path, progress):
   """Runs one training process, its output to `log_path` (and the console); returns rc."""
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
   with open(log_path, "a", encoding="utf-8") as log:
@@ -237,7 +237,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
       else:
         if progress:
           print(f"== training {name}: {' '.join(command)}", flush=True)
-        rc = _train(command, os.path.join(out_dir, LOGS_DIR, f"{name}.log"), progress)
+        rc = train_logged(command, os.path.join(out_dir, LOGS_DIR, f"{name}.log"), progress)
         state = finished_state(run_dir)
         if rc != 0 or state is None:
           entry["train"] = f"failed (exit status {rc}; see logs/{name}.log)"
