@@ -150,3 +150,45 @@ def test_drift_is_zero_for_a_frozen_layer_and_positive_for_a_trained_one(tiny_da
   kinds = drift.by_kind(moved)
   assert kinds["fc6"] == 0.0 and kinds["conv1"] > 0
   assert drift.layer_kind("ldr_conv3") == "conv3" and drift.layer_kind("fc7") == "fc7"
+
+
+PLATEAU_FLAGS = ("--method=bl_individual", "--stop_rule=plateau", "--dev_every=2",
+                 "--plateau_patience=3", "--plateau_min_delta=0", "--max_stage_steps=14")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_plateau_and_rerun_reaches_the_same_weights(tiny_data_dir, tmp_path):
+  import json
+  import os
+  import signal
+  import subprocess
+  import time
+
+  from tests.training.test_training_loop import _command, _run, _weights
+
+  cache = tmp_path / "cache"
+  _run(_command(tiny_data_dir, tmp_path / "straight", cache, *PLATEAU_FLAGS))
+  run_dir = tmp_path / "killed"
+  command = _command(tiny_data_dir, run_dir, cache, *PLATEAU_FLAGS)
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  checkpoints = run_dir / "ckpt" / "stage_0"
+  try:
+    deadline = time.time() + 240
+    while not list(checkpoints.glob("ckpt-4.index")):
+      assert process.poll() is None, "the run ended before its checkpoint at step 4"
+      assert time.time() < deadline, "no checkpoint in time"
+      time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+  finally:
+    process.wait()
+  assert not (run_dir / "final.weights.h5").exists(), "killed too late: the run had finished"
+  _run(command)
+  straight = json.loads((tmp_path / "straight" / "run.json").read_text())["stages"][0]
+  resumed = json.loads((run_dir / "run.json").read_text())["stages"][0]
+  assert resumed["resumed_from"] >= 4
+  for key in ("steps", "best_step", "stop_reason", "dev_history", "dev_accuracy"):
+    assert resumed[key] == straight[key], key
+  reference = _weights(tmp_path / "straight" / "final.weights.h5")
+  again = _weights(run_dir / "final.weights.h5")
+  for name in reference:
+    np.testing.assert_array_equal(again[name], reference[name], err_msg=name)
