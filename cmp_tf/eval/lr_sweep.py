@@ -12,6 +12,7 @@ DIR/sweep.json hold every score and the choice.
 """
 
 import os
+import re
 import time
 
 from cmp_tf import fileio, finished_run
@@ -72,13 +73,15 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
       command.append(f"--learning_rate={rate}")
       state = reproduce_runs.finished_state(run_dir)
       status = "kept"
-      if state is None:
+      if state is None and _failure(run_dir).startswith("diverged"):
+        status = _failure(run_dir)  # a diverged run is a result: not trained again
+      elif state is None:
         if progress:
           print(f"== training {name}", flush=True)
         rc = reproduce_runs.train_logged(
             command, os.path.join(out_dir, reproduce_runs.LOGS_DIR, f"{name}.log"), progress)
         state = reproduce_runs.finished_state(run_dir)
-        status = "trained" if state is not None else f"failed (exit status {rc})"
+        status = "trained" if state is not None else _failure(run_dir, rc)
       scores[method][rate] = score(state) if state is not None else None
       runs.append({"method": method, "rate": rate, "run_dir": run_dir, "status": status,
                    "score": scores[method][rate],
@@ -86,6 +89,15 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
                    "train_s": state.get("train_wall_time_s") if state else None})
       _write(out_dir, methods, rates, scores, runs, started)
   return _write(out_dir, methods, rates, scores, runs, started)
+
+
+def _failure(run_dir, rc=None):
+  """"diverged: <message>" when run.json says so, else "failed (...)"."""
+  path = os.path.join(run_dir, finished_run.RUN_JSON)
+  state = fileio.read_json(path) if os.path.isfile(path) else None
+  if state and state.get("status") == "diverged":
+    return f"diverged: {state.get('error', '')}"
+  return f"failed (exit status {rc})" if rc is not None else "failed"
 
 
 def _write(out_dir, methods, rates, scores, runs, started):
@@ -113,7 +125,13 @@ def sweep_markdown(result):
       s = result["scores"][method].get(f"{rate:g}")
       run = steps.get((method, rate))
       stages = " + ".join(str(st["steps"]) for st in (run or {}).get("training") or [])
-      cells.append("-" if s is None else f"{100 * s:.1f} ({stages} steps)")
+      if s is None:
+        status = (run or {}).get("status", "")
+        step = re.search(r"at step (\d+)", status)
+        cells.append(f"diverged (step {step.group(1)})" if status.startswith("diverged") and step
+                     else "diverged" if status.startswith("diverged") else "-")
+      else:
+        cells.append(f"{100 * s:.1f}" + (f" ({stages} steps)" if stages else ""))
     chosen = result["chosen"].get(method)
     lines.append(f"| {recipes.METHODS[method].display_name} | " + " | ".join(cells)
                  + f" | {'-' if chosen is None else f'{chosen:g}'} |")

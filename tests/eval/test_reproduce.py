@@ -167,3 +167,18 @@ def test_sweep_trains_every_rate_and_writes_its_report(tiny_data_dir, tmp_path):
                          data_dir=tiny_data_dir, train_flagfiles=[str(flagfile)],
                          progress=False)
   assert [r["status"] for r in again["runs"]] == ["kept", "kept"]
+
+
+def test_a_diverged_sweep_run_is_kept_and_shown_as_such(tmp_path):
+  from cmp_tf.eval import lr_sweep
+  run_dir = tmp_path / "runs" / "a_tune_lr0.01"
+  run_dir.mkdir(parents=True)
+  (run_dir / "run.json").write_text(json.dumps({
+      "status": "diverged", "error": "NonFiniteLossError: stage 0 (tune): non-finite loss "
+      "inf or gradient at step 23 of 2500"}))
+  assert lr_sweep._failure(str(run_dir)).startswith("diverged: NonFiniteLossError")
+  result = {"rates": [0.001, 0.01], "methods": ["a_tune"],
+            "scores": {"a_tune": {"0.001": 0.6, "0.01": None}}, "chosen": {"a_tune": 0.001},
+            "runs": [{"method": "a_tune", "rate": 0.01, "status": lr_sweep._failure(
+                str(run_dir)), "training": None}]}
+  assert "| A: Tune | 60.0 | diverged (step 23) | 0.001 |" in lr_sweep.sweep_markdown(result)
