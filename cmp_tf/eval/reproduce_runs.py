@@ -295,6 +295,7 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
   built = report.build_tables(rows, chance, num_classes=num_classes)
   ratio_values = reproduction.ratios(rows)
   for entry in entries:
+    entry.setdefault("table_row", entry["row"])  # the row's name in the tables
     if entry.get("method") == SA_METHOD:
       entry["row"] += " (+ Subsp. Align. + PlacesNet Finetune)"
   total = round(time.perf_counter() - started, 1)

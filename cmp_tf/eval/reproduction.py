@@ -177,7 +177,7 @@ def protocol_markdown(entries, rows):
       continue
     last = training[-1]
     drift = last["drift"].get("from_source") or last["drift"].get("from_stage_start") or {}
-    mean = (_mean_of(table1.get(e["row"], {}), tables.RETRIEVAL_PAIRS)
+    mean = (_mean_of(table1.get(e.get("table_row", e["row"]), {}), tables.RETRIEVAL_PAIRS)
             if e.get("setting") == "normal" else None)
     pct = lambda v: _fmt(None if v is None else 100 * v)  # noqa: E731
     lines.append(
