@@ -11,7 +11,7 @@ from PIL import Image
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
-from cmp_tf.data import synthcmp
+from cmp_tf.data import synthcmp, text_encoder
 from cmp_tf.data.errors import DataError
 
 
@@ -134,25 +134,38 @@ def test_renderers_have_different_low_level_statistics(grammar):
 def test_descriptions_never_name_the_category(grammar):
   for label, category in enumerate(grammar.category_names):
     banned = grammar.category(category).banned
-    for index in range(12):
-      record = synthcmp.render_record(grammar, "dsc", "train", category, label, index, 3, 64)
-      text = record.text
-      assert not banned.search(text), (category, text)
-      assert not re.search(category.replace("_", "[ _]"), text, re.IGNORECASE)
-      sentences = re.findall(r"[^.]+\.", text)
-      assert 2 <= len(sentences) <= 6, text
-      assert len(record.object_names) == record.boxes().shape[0] >= 1
+    for seed in range(4):
+      for index in range(10):
+        record = synthcmp.render_record(grammar, "dsc", "train", category, label, index, seed, 64)
+        text = record.text
+        assert not banned.search(text), (category, text)
+        assert not re.search(category.replace("_", "[ _]"), text, re.IGNORECASE)
+        assert len(record.object_names) == record.boxes().shape[0]
 
 
-def test_descriptions_mention_attributes_relations_and_distractors(grammar):
+def test_descriptions_are_written_like_cmplaces(grammar):
+  """Stories in three narrators, varied length, sparse objects, some garbled sentences."""
   texts = [synthcmp.render_record(grammar, "dsc", "val", c, 0, i, 0, 64).text
-           for c in grammar.category_names for i in range(4)]
+           for c in grammar.category_names for i in range(6)]
   joined = " ".join(texts)
   assert re.search(r"\b(left|right) of\b", joined)
   assert re.search(r"\b(red|blue|green|white|grey)\b", joined)
   assert re.search(r"\b(two|three|four)\b", joined)
   assert sum(d in joined for d in grammar.distractors) >= 5
   assert len(set(texts)) == len(texts)
+  for pattern in (r"\bI (could hear|went there|like to)\b", r"\bYou (can|would|come)\b",
+                  r"\bPeople (go there|\w+ here)\b", r"\b[a-z][^.]*[a-z]$"):
+    assert re.search(pattern, joined, re.MULTILINE) or any(
+        re.search(pattern, t) for t in texts), pattern
+  mentioned = [len(synthcmp.render_record(grammar, "dsc", "val", c, 0, i, 0, 64).object_names)
+               for c in grammar.category_names for i in range(6)]
+  assert 0.5 < np.mean([m > 0 for m in mentioned]) < 1.0  # objects sparser, not gone
+  lengths = [len(text_encoder.split_sentences(t)) for t in texts]
+  assert min(lengths) >= 1 and max(lengths) >= 6 and len(set(lengths)) >= 4
+  kitchen = " ".join(synthcmp.render_record(grammar, "dsc", "train", "kitchen", 0, i, 0, 64).text
+                     for i in range(40))
+  own = grammar.category("kitchen").story.own
+  assert any(p in kitchen for field in own.values() for p in field)
 
 
 def test_generate_records_labels_and_order(grammar):
@@ -251,3 +264,35 @@ def test_grammar_json_errors(tmp_path):
     synthcmp.load_grammar(path)
   with pytest.raises(DataError, match="cannot read"):
     synthcmp.load_grammar(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["categories"]["kitchen"]["activities"].append("cook in the kitchen"),
+     r"categories.kitchen.activities: phrase 'cook in the kitchen' names the category"),
+    (lambda s: s["categories"]["kitchen"].update({"smells": ["bread"]}),
+     r"categories.kitchen: unknown field 'smells'"),
+    (lambda s: s["categories"]["kitchen"].update({"settings": ["home", "moon"]}),
+     r"categories.kitchen.settings: expected a list of settings"),
+    (lambda s: s["categories"].update({"moon_base": {"purpose": ["live"]}}),
+     r"categories.moon_base: 'moon_base' is not a Places205 category"),
+    (lambda s: s["settings"]["home"]["people"].append("my parents."),
+     r"settings.home.people: expected a list of phrases \(not sentences\)"),
+    (lambda s: s["kinds"].update({"underwater": {}}), r"kinds.underwater: unknown kind"),
+])
+def test_story_errors_name_file_and_entry(tmp_path, edit, message):
+  raw = json.loads(paths.shipped(synthcmp.grammar.STORIES_FILE).read_text())
+  edit(raw)
+  path = tmp_path / "stories.json"
+  path.write_text(json.dumps(raw))
+  with pytest.raises(DataError, match=re.escape(str(path)) + ".*" + message):
+    synthcmp.load_grammar(stories_path=path)
+
+
+def test_shared_story_phrases_naming_a_category_are_left_out_for_it(grammar):
+  # "home" is shared by the kitchen and the residential neighborhood; no pool of a category
+  # holds a phrase that names it
+  for category in grammar.categories.values():
+    for pools in (category.story.own, category.story.shared):
+      for phrases in pools.values():
+        assert not any(category.banned.search(p) for p in phrases), category.name
+    assert category.story.fields(), category.name

@@ -18,12 +18,17 @@ from cmp_tf import paths
 from cmp_tf.data.errors import DataError
 
 GRAMMAR_FILE = "scene_grammar.json"
+STORIES_FILE = "scene_stories.json"
 PLACES205_FILE = "places205_categories.txt"
 
 ANCHORS = ("bottom", "top", "center", "horizon", "ground")
 KINDS = ("indoor", "outdoor")
 TEXTURES = ("smooth", "gradient", "noise", "blotch", "planks", "tiles", "waves", "bricks")
 COLOR_ROLES = ("main", "dark", "light")
+# What a description says besides objects (scene_stories.json): verb phrases (purpose,
+# activities), noun phrases (people, sounds), adjective phrases (feelings), adverbials (times),
+# and weather.
+STORY_FIELDS = ("purpose", "activities", "people", "sounds", "feelings", "times", "weather")
 ELLIPSE_POINTS = 20
 DOME_POINTS = 12
 
@@ -87,6 +92,20 @@ class Entry:
   layer: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Story:
+  """Phrases per story field: the category's own, and those it shares with its settings and kind.
+
+  Shared phrases make categories of one setting (home, road, water ...) read alike, as
+  CMPlaces' descriptions of related scenes do; a phrase naming the category is left out.
+  """
+  own: Dict[str, Tuple[str, ...]]
+  shared: Dict[str, Tuple[str, ...]]
+
+  def fields(self):
+    return [f for f in STORY_FIELDS if self.own.get(f) or self.shared.get(f)]
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Category:
   name: str
@@ -97,6 +116,7 @@ class Category:
   horizon_layer: int
   entries: Tuple[Entry, ...]  # supports first, then objects placed on or within them
   banned: "re.Pattern"  # words that name the category; descriptions never contain them
+  story: Story = Story({}, {})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -158,11 +178,78 @@ def banned_pattern(phrases):
   return re.compile(rf"(?<![\w-])(?:{body})(?:s|es)?(?![\w-])", re.IGNORECASE)
 
 
-def load_grammar(path=None):
-  """Loads and validates a scene grammar (default: the shipped one)."""
+def load_grammar(path=None, stories_path=None):
+  """Loads and validates a scene grammar and its stories (default: the shipped ones)."""
   path = str(path or paths.shipped(GRAMMAR_FILE))
   raw = _read_json(path)
-  return _Compiler(path, raw, load_places205()).compile()
+  grammar = _Compiler(path, raw, load_places205()).compile()
+  stories_path = str(stories_path or paths.shipped(STORIES_FILE))
+  return attach_stories(grammar, stories_path, _read_json(stories_path))
+
+
+def attach_stories(grammar, path, raw):
+  """`grammar` with each category's Story compiled from the raw stories JSON at `path`."""
+  def fail(where, message):
+    raise DataError(f"{where}: {message}", path=path)
+
+  def pools(entry, where, allowed=STORY_FIELDS):
+    if not isinstance(entry, dict):
+      fail(where, "expected a JSON object")
+    out = {}
+    for field, phrases in entry.items():
+      if field not in allowed:
+        fail(where, f"unknown field {field!r}; expected one of {', '.join(allowed)}")
+      if not isinstance(phrases, list) or not all(
+          isinstance(p, str) and p.strip() and not p.strip().endswith((".", "!", "?"))
+          for p in phrases):
+        fail(f"{where}.{field}", "expected a list of phrases (not sentences)")
+      out[field] = tuple(p.strip() for p in phrases)
+    return out
+
+  if not isinstance(raw, dict):
+    fail("top level", "expected a JSON object")
+  unknown = set(raw) - {"about", "kinds", "settings", "categories"}
+  if unknown:
+    fail("top level", f"unknown key(s) {', '.join(sorted(unknown))}")
+  kinds = {k: pools(v, f"kinds.{k}") for k, v in raw.get("kinds", {}).items()}
+  for kind in kinds:
+    if kind not in KINDS:
+      fail(f"kinds.{kind}", f"unknown kind; expected one of {KINDS}")
+  settings = {k: pools(v, f"settings.{k}") for k, v in raw.get("settings", {}).items()}
+  entries = raw.get("categories", {})
+  if not isinstance(entries, dict):
+    fail("categories", "expected an object of category -> story")
+  categories = dict(grammar.categories)
+  for name, entry in entries.items():
+    where = f"categories.{name}"
+    if name not in grammar.places205:
+      fail(where, f"{name!r} is not a Places205 category")
+    if name not in categories:
+      continue  # a story for a category this grammar does not define
+    entry = dict(entry) if isinstance(entry, dict) else fail(where, "expected a JSON object")
+    names = entry.pop("settings", [])
+    if not isinstance(names, list) or any(n not in settings for n in names):
+      fail(f"{where}.settings", f"expected a list of settings among {', '.join(settings)}")
+    category = categories[name]
+    own = pools(entry, where)
+    for field, phrases in own.items():
+      for phrase in phrases:
+        if category.banned.search(phrase):
+          fail(f"{where}.{field}", f"phrase {phrase!r} names the category")
+    shared = {}
+    for pool in [settings[n] for n in names] + [kinds.get(category.kind, {})]:
+      for field, phrases in pool.items():
+        shared.setdefault(field, [])
+        shared[field] += [p for p in phrases if not category.banned.search(p)
+                          and p not in shared[field]]
+    categories[name] = dataclasses.replace(
+        category, story=Story(own, {f: tuple(p) for f, p in shared.items()}))
+  for name, category in categories.items():
+    if not category.story.fields() and category.kind in kinds:
+      categories[name] = dataclasses.replace(
+          category, story=Story({}, {f: tuple(p for p in ps if not category.banned.search(p))
+                                     for f, ps in kinds[category.kind].items()}))
+  return dataclasses.replace(grammar, categories=categories)
 
 
 def _read_json(path):
