@@ -38,6 +38,8 @@ _STAGING_PREFIX = ".staging-"
 _ENCODE_CHUNK = 256  # descriptions embedded per call (fixed: part of the determinism)
 _SIZE_PROBE = 16  # records serialised up front to choose the shard count
 _RENDER_CHUNK = 8
+# default: the 30 hand-written categories; places205: all 205 (175 made procedurally).
+SYNTHCMP_CATEGORY_SETS = ("default", "places205")
 SYNTHCMP_NAT_TRAIN = 300  # NAT training examples per category when the flag is 0
 
 
@@ -46,6 +48,7 @@ class BuildConfig:
   """What to build; field names are the build's flag names."""
   source: str = "synthcmp"
   seed: int = 0
+  synthcmp_categories: str = "default"  # or "places205"
   categories: tuple = ()
   num_categories: int = 0  # 0: all of the default set; ignored when categories are given
   image_size: int = 64
@@ -71,6 +74,11 @@ class BuildConfig:
     if self.source not in SOURCES:
       raise ValueError(f"--source: unknown source {self.source!r}; expected one of {SOURCES}")
     modalities = mod_lib.parse_modalities(self.modalities, where="--modalities")
+    if self.synthcmp_categories not in SYNTHCMP_CATEGORY_SETS:
+      raise ValueError(f"--synthcmp_categories: unknown set {self.synthcmp_categories!r}; "
+                       f"expected one of {SYNTHCMP_CATEGORY_SETS}")
+    if self.source != "synthcmp" and self.synthcmp_categories != "default":
+      raise ValueError("--synthcmp_categories: only used with --source=synthcmp")
     _check_int("nat_train_per_category", self.nat_train_per_category, 0)
     for name in ("train_per_category", "val_per_category"):
       _check_int(name, getattr(self, name), 1)
@@ -125,6 +133,10 @@ def define_flags(flag_values):
   flags.DEFINE_string("data_dir", None, "Output dataset directory.", flag_values=fv)
   flags.DEFINE_integer("seed", d.seed, "Seed of the generator and of the zero-shot split.",
                        flag_values=fv)
+  flags.DEFINE_string("synthcmp_categories", d.synthcmp_categories, "SynthCMP's category "
+                      "set: default (the 30 written by hand) or places205 (all 205 Places205 "
+                      "categories, the other 175 made from data/places205_scenes.json; the "
+                      "paper's 55 held out).", flag_values=fv)
   flags.DEFINE_list("categories", [], "Category names, comma separated (empty: the default "
                     "set of the source).", flag_values=fv)
   flags.DEFINE_integer("num_categories", d.num_categories, "Use the first N categories of the "
@@ -296,6 +308,9 @@ def _config_json(config):
   out["categories"] = list(config.categories)
   out["modalities"] = list(config.modalities)
   out.pop("overwrite")  # how it was written, not what was built
+  if config.source == "synthcmp":
+    from cmp_tf.data import synthcmp
+    out["generator_version"] = synthcmp.GENERATOR_VERSION  # a newer generator rebuilds caches
   return out
 
 
@@ -403,11 +418,16 @@ def heldout_for(categories, shipped, seed, shipped_name="the shipped list"):
 
 def _plan_synthcmp(config):
   from cmp_tf.data import synthcmp
-  grammar = synthcmp.load_grammar()
+  places205 = config.synthcmp_categories == "places205"
+  grammar = synthcmp.load_grammar(places205=places205)
   names = list(grammar.category_names)
   categories = _choose(names, config, names, "SynthCMP")
-  heldout, rule = heldout_for(categories, synthcmp.default_heldout_categories(grammar),
-                              config.seed, "the shipped SynthCMP list")
+  if places205:
+    heldout, rule = heldout_for(categories, read_places205_heldout(), config.seed,
+                                f"the paper's list ({PLACES205_HELDOUT_FILE})")
+  else:
+    heldout, rule = heldout_for(categories, synthcmp.default_heldout_categories(grammar),
+                                config.seed, "the shipped SynthCMP list")
   return _Plan(config=config, categories=categories, heldout=heldout, heldout_rule=rule,
                vector_dim=_default_dim(config), encoder=None, grammar=grammar)
 

@@ -288,7 +288,8 @@ class _Writer:
   def write(self):
     """(paragraph, mentioned objects)."""
     things = [o for o in self.scene.objects if not o.stuff]
-    bands = [o for o in self.scene.objects if o.stuff]
+    bands = [o for o in self.scene.objects if o.stuff  # the sky of "sky" goes unsaid
+             and any(not self.banned.search(w) for w in o.words)]
     groups = {}
     for obj in things:
       groups.setdefault(obj.name, []).append(obj)

@@ -16,6 +16,7 @@ import numpy as np
 
 from cmp_tf import paths
 from cmp_tf.data.errors import DataError
+from cmp_tf.data.synthcmp import places205 as places205_lib
 
 GRAMMAR_FILE = "scene_grammar.json"
 STORIES_FILE = "scene_stories.json"
@@ -178,13 +179,65 @@ def banned_pattern(phrases):
   return re.compile(rf"(?<![\w-])(?:{body})(?:s|es)?(?![\w-])", re.IGNORECASE)
 
 
-def load_grammar(path=None, stories_path=None):
-  """Loads and validates a scene grammar and its stories (default: the shipped ones)."""
+def load_grammar(path=None, stories_path=None, places205=False, scenes_path=None):
+  """Loads and validates a scene grammar and its stories (default: the shipped ones).
+
+  With `places205`, the grammar also holds the procedural categories of `scenes_path`
+  (default: the shipped places205_scenes.json), and its categories are all 205, in
+  Places205 index order.
+  """
   path = str(path or paths.shipped(GRAMMAR_FILE))
   raw = _read_json(path)
-  grammar = _Compiler(path, raw, load_places205()).compile()
+  places205_names = load_places205()
+  compiler = _Compiler(path, raw, places205_names)
+  grammar = compiler.compile()
   stories_path = str(stories_path or paths.shipped(STORIES_FILE))
-  return attach_stories(grammar, stories_path, _read_json(stories_path))
+  stories = _read_json(stories_path)
+  if places205:
+    scenes_path = str(scenes_path or paths.shipped(places205_lib.SCENES_FILE))
+    grammar, stories = _with_places205(grammar, compiler, stories, scenes_path)
+  return attach_stories(grammar, stories_path, stories)
+
+
+def _with_places205(grammar, compiler, stories, path):
+  """(grammar with every Places205 category, stories with the procedural ones' entries)."""
+  def fail(where, message):
+    raise DataError(f"{where}: {message}", path=path)
+
+  raw = _read_json(path)
+  if not isinstance(raw, dict) or not isinstance(raw.get("categories"), dict):
+    fail("top level", "expected an object with 'categories'")
+  scenes = compiler.__class__(path, raw, grammar.places205)
+  scenes.objects, scenes.palette = grammar.objects, grammar.palette
+  categories = dict(grammar.categories)
+  stories = dict(stories, categories=dict(stories.get("categories", {})))
+  for name, entry in raw["categories"].items():
+    where = f"category {name!r}"
+    if name not in grammar.places205:
+      fail(where, f"{name!r} is not a Places205 category (see {PLACES205_FILE})")
+    if name in categories:
+      fail(where, f"{name!r} is written by hand in {GRAMMAR_FILE}; remove it here")
+    scenes.keys(entry, where, required=("bands", "objects", "activities"),
+                optional=places205_lib.ENTRY_KEYS)
+    bands = scenes.words(entry["bands"], f"{where}.bands")
+    if not 1 <= len(bands) <= 3:
+      fail(f"{where}.bands", f"expected 1 to 3 bands, got {len(bands)}")
+    for obj in scenes.words(entry["objects"], f"{where}.objects"):
+      if scenes.known_object(obj, f"{where}.objects").prior is None:
+        fail(f"{where}.objects", f"{obj!r} only fills bands; list it under bands")
+    kind = "outdoor" if bands[0] == "sky" or "water" in bands[:1] else "indoor"
+    category = scenes.compile_category(places205_lib.raw_category(
+        name, entry, grammar.places205[name], kind, grammar.objects), 0)
+    for phrase in scenes.words(entry["activities"], f"{where}.activities"):
+      if category.banned.search(phrase):
+        fail(f"{where}.activities", f"phrase {phrase!r} names the category")
+    categories[name] = category
+    stories["categories"][name] = places205_lib.story_entry(entry)
+  missing = [n for n in grammar.places205 if n not in categories]
+  if missing:
+    fail("categories", f"{len(missing)} Places205 categories have no scene: {missing[:5]}")
+  ordered = {n: categories[n] for n in sorted(categories, key=grammar.places205.get)}
+  return dataclasses.replace(grammar, categories=ordered), stories
 
 
 def attach_stories(grammar, path, raw):
@@ -524,7 +577,9 @@ class _Compiler:
       if entry.within and not set(entry.within) & placed:
         self.fail(f"{where}, object {entry.object!r}",
                   f"within {list(entry.within)} but none of them is in this category")
-    used = {e.object for e in entries} | {layer.object for layer in layers}
+    # Things must stay describable; a band named like its category (the sky of "sky") is
+    # left out of that category's descriptions.
+    used = {e.object for e in entries}
     for obj_name in sorted(used):
       if all(banned.search(s) for s in self.objects[obj_name].synonyms):
         self.fail(f"{where}, object {obj_name!r}",
