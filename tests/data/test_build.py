@@ -318,3 +318,11 @@ def test_ensure_dataset_reads_an_existing_build(tmp_path, monkeypatch):
   rebuilt = build.ensure_dataset(str(tmp_path / "d"), build.TINY_FLAGFILE,
                                  **{**_SMALL, "dev_per_category": 0}, progress=False)
   assert "dev" not in rebuilt["modalities"]["clp"] and "dev" in manifest["modalities"]["clp"]
+  # A dataset of an older generator (same settings, other examples) is rebuilt too.
+  from cmp_tf.data import synthcmp
+  assert rebuilt["build"]["config"]["generator_version"] == synthcmp.GENERATOR_VERSION
+  monkeypatch.setattr(synthcmp, "GENERATOR_VERSION", synthcmp.GENERATOR_VERSION + 1)
+  with monkeypatch.context() as patched:
+    patched.setattr(build, "build_dataset", lambda *a, **k: "rebuilt")
+    assert build.ensure_dataset(str(tmp_path / "d"), build.TINY_FLAGFILE,
+                                **{**_SMALL, "dev_per_category": 0}) == "rebuilt"
