@@ -54,6 +54,9 @@ def test_perfectly_aligned_modalities_score_one_and_shuffled_ones_less():
       moved, label_map, retrieval.cross_modal_retrieval(moved, label_map))
   assert shuffled["clp"]["within"] == pytest.approx(aligned["clp"]["within"], abs=0.1)
   assert shuffled["clp"]["alignment"] < 0.5
+  # the premise ratio: CLP's queries find little of what they find among CLP itself
+  assert aligned["clp"]["premise"] == pytest.approx(1.0, abs=0.1)
+  assert shuffled["clp"]["premise"] < 0.5
 
 
 def test_a_modality_without_leave_one_out_gets_none():
@@ -62,4 +65,5 @@ def test_a_modality_without_leave_one_out_gets_none():
   out = diagnostics.alignment_diagnostic(
       features, labels, retrieval.cross_modal_retrieval(features, labels))
   assert out["nat"]["within"] is None and out["nat"]["alignment"] is None
+  assert out["nat"]["premise"] is None
   assert out["nat"]["as_target"] == pytest.approx(1.0)

@@ -120,6 +120,7 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert training["a_tune"][0]["drift"]["from_source"]["fc7"] == 0.0  # A's upper is frozen
   assert training["bl_individual"][0]["drift"]["from_source"]["fc7"] > 0
   assert "Alignment diagnostic (fc7 mAP, percent)" in markdown
+  assert "DSC: queries / within" in markdown
   assert {d["row"] for d in first["alignment_diagnostic"]} == {"BL-Individual", "A: Tune"}
 
   weights = out / "runs" / "a_tune" / "final.weights.h5"
