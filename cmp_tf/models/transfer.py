@@ -23,7 +23,7 @@ def _weighted_layers(model):
           if layer.weights and not isinstance(layer, ActivationPrior)}
 
 
-def layer_pairs(src_model, dst_model, *, from_source=False):
+def layer_pairs(src_model, dst_model, *, from_source=False, fresh_upper=()):
   """{dst layer name: src layer name} of the layers `transfer_weights` copies (see there)."""
   src_layers = _weighted_layers(src_model)
   dst_layers = _weighted_layers(dst_model)
@@ -43,7 +43,10 @@ def layer_pairs(src_model, dst_model, *, from_source=False):
           target = modality + name[len(SOURCE_MODALITY):]
           if target in dst_layers:
             pairs[target] = name
+      own_upper = not dst_spec.share_upper
       for layer in cross_modal.UPPER:
+        if own_upper and modality in fresh_upper:
+          continue
         target = cross_modal.upper_name(dst_spec, modality, layer)
         pairs[target] = cross_modal.upper_name(src_spec, SOURCE_MODALITY, layer)
   for dst_name, src_name in pairs.items():
@@ -54,7 +57,7 @@ def layer_pairs(src_model, dst_model, *, from_source=False):
   return pairs
 
 
-def transfer_weights(src_model, dst_model, *, from_source=False):
+def transfer_weights(src_model, dst_model, *, from_source=False, fresh_upper=()):
   """Copies weights from `src_model` into `dst_model`; returns the dst layer names set.
 
   Every layer with weights present under the same name in both is copied (prior
@@ -62,14 +65,17 @@ def transfer_weights(src_model, dst_model, *, from_source=False):
   `from_source=True`, `src_model` is the NAT-only source network (the paper's
   Places-CNN) and, as in the paper, every image branch of `dst_model` starts from
   its NAT convolutions and every per-modality upper copy from its fc6/fc7/classifier.
-  The DSC MLP has no counterpart and keeps its N(0, 0.1) initialisation.
+  The DSC MLP has no counterpart and keeps its N(0, 0.1) initialisation; so do the own
+  upper copies (fc6, fc7, classifier) of the modalities in `fresh_upper` in a model without
+  a shared upper (a shared upper is the source's for every branch).
 
   A layer present in both with different weight shapes is an error.
   """
   src_layers = _weighted_layers(src_model)
   dst_layers = _weighted_layers(dst_model)
   copied = []
-  for dst_name, src_name in layer_pairs(src_model, dst_model, from_source=from_source).items():
+  pairs = layer_pairs(src_model, dst_model, from_source=from_source, fresh_upper=fresh_upper)
+  for dst_name, src_name in pairs.items():
     _copy(src_layers[src_name], dst_layers[dst_name])
     copied.append(dst_name)
   return copied

@@ -20,6 +20,7 @@ from cmp_tf.training import recipes
 IMAGE_VARIANTS = {name: v.image_size for name, v in variants_lib.VARIANTS.items()}
 STRATEGIES = ("mirrored", "default", "multiworker")
 DEFAULT_DATA_CONFIG = "configs/data_default.flags"
+DSC_UPPER_FROM_SOURCE, DSC_UPPER_SCRATCH = "source", "scratch"
 
 
 class ConfigError(ValueError):
@@ -63,6 +64,12 @@ class TrainConfig:
                               tuple(IMAGE_VARIANTS))
   image_size: int = _field(0, "Input resolution; 0: the variant's own.")
   dropout: float = _field(0.5, "Dropout after fc6 and fc7.")
+  dsc_upper_init: str = _field(DSC_UPPER_FROM_SOURCE, "Where DSC's own fc6, fc7 and "
+                               "classifier start in methods with a network per modality "
+                               "(BL-Individual, B): source (copies of the source network's, "
+                               "like every other modality's) or scratch (their initializers; "
+                               "the NAT-only source never saw text). No effect where the "
+                               "upper is shared.", (DSC_UPPER_FROM_SOURCE, DSC_UPPER_SCRATCH))
   # Optimisation (SGD with momentum; paper 4.5).
   batch_size: int = _field(32, "Examples per modality per replica; the global batch is "
                            "batch_size x number of replicas.")
@@ -127,6 +134,11 @@ class TrainConfig:
   @property
   def prior_weights(self):
     return {"pool5": self.lambda_pool5, "fc6": self.lambda_fc6, "fc7": self.lambda_fc7}
+
+  @property
+  def fresh_upper(self):
+    """Modalities whose own upper copies do not start from the source network."""
+    return (mod_lib.DSC,) if self.dsc_upper_init == DSC_UPPER_SCRATCH else ()
 
   @property
   def data_is_default(self):

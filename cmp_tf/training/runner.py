@@ -147,7 +147,7 @@ def _train_stage(config, index, stage, *, init_from, source, fitted, manifest, d
                              derive_seed(config.seed, "stage", index))
   if stage.init != recipes.INIT_SCRATCH:
     stages.copy_weights(init_from, model, from_source=stage.init == recipes.INIT_SOURCE,
-                        modalities=stage.modalities)
+                        modalities=stage.modalities, fresh_upper=config.fresh_upper)
   start_weights = drift.snapshot(model)
   heldout = tuple(manifest["heldout_categories"])
   excluded = heldout if config.zero_shot else ()

@@ -39,13 +39,18 @@ def build_model(spec, strategy, seed):
     return models.build_cross_modal_model(spec, seed=seed)
 
 
-def copy_weights(src, dst, *, from_source, modalities):
+def copy_weights(src, dst, *, from_source, modalities, fresh_upper=()):
   """Copies `src` into `dst` by layer name; every trainable layer of dst must get weights,
-  except DSC's MLP when starting from the (NAT-only) source: it keeps its N(0, 0.1) init."""
-  copied = set(models.transfer_weights(src, dst, from_source=from_source))
+  except DSC's MLP when starting from the (NAT-only) source: it keeps its N(0, 0.1) init,
+  and the own upper copies of the modalities in `fresh_upper` (see transfer_weights)."""
+  fresh_upper = tuple(fresh_upper) if from_source else ()
+  copied = set(models.transfer_weights(src, dst, from_source=from_source,
+                                       fresh_upper=fresh_upper))
   exempt = set()
   if from_source and mod_lib.DSC in modalities:
     exempt = {layer.name for layer in models.branch_layers(dst, mod_lib.DSC)}
+  from cmp_tf.models import cross_modal
+  exempt |= {f"{m}_{layer}" for m in fresh_upper for layer in cross_modal.UPPER}
   missing = [layer.name for layer in dst.layers
              if layer.trainable_weights and layer.name not in copied | exempt]
   if missing:

@@ -61,3 +61,26 @@ def test_mismatched_shapes_and_missing_source_fail_clearly():
   no_nat = build_cross_modal_model(tiny_spec(modalities=("clp",)))
   with pytest.raises(ValueError, match="has no 'nat' branch"):
     transfer_weights(no_nat, small, from_source=True)
+
+
+@pytest.mark.parametrize("share_upper", [True, False])
+def test_fresh_dsc_upper_keeps_its_initialisation_only_where_it_has_its_own(share_upper):
+  from cmp_tf.training import stages
+  source = build_cross_modal_model(tiny_spec(modalities=("nat",)))
+  target = build_cross_modal_model(tiny_spec(modalities=("nat", "clp", "dsc"),
+                                             share_upper=share_upper))
+  owner = "" if share_upper else "dsc_"
+  before = weights_of(target, owner + "classifier")
+  copied = stages.copy_weights(source, target, from_source=True, modalities=("nat", "clp", "dsc"),
+                               fresh_upper=("dsc",))
+  if share_upper:  # the shared upper is the source's for DSC too
+    assert "fc6" in copied
+    assert_same(weights_of(target, "classifier"), weights_of(source, "classifier"))
+  else:
+    assert not any(name.startswith("dsc_") for name in copied)
+    assert_same(weights_of(target, "dsc_classifier"), before)
+    assert_same(weights_of(target, "clp_classifier"), weights_of(source, "classifier"))
+  # without the switch every upper copy must be filled (nothing left out by accident)
+  plain = build_cross_modal_model(tiny_spec(modalities=("nat", "dsc"), share_upper=share_upper))
+  assert owner + "fc7" in stages.copy_weights(source, plain, from_source=True,
+                                              modalities=("nat", "dsc"))
