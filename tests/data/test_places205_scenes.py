@@ -84,7 +84,7 @@ def test_build_at_205_categories(tmp_path):
   assert len(manifest["categories"]) == 205
   assert manifest["heldout_categories"] == sorted(build.read_places205_heldout(),
                                                   key=manifest["categories"].index)
-  for modality, splits in manifest["modalities"].items():
+  for splits in manifest["modalities"].values():
     assert splits["val"]["label_counts"] == [2] * 205
     assert splits["dev"]["label_counts"] == [1] * 205
   assert manifest_lib.read_manifest(tmp_path / "p205")["categories"] == manifest["categories"]

@@ -7,10 +7,6 @@ Each example samples its own scene instance and draws it in one modality: photo-
 """
 
 from cmp_tf.data.synthcmp.grammar import Grammar, load_grammar
-
-# Bumped whenever the same build settings render different examples (2: descriptions written
-# like CMPlaces', Places205-scale categories), so that cached datasets are rebuilt.
-GENERATOR_VERSION = 2
 from cmp_tf.data.synthcmp.heldout import HELDOUT_FILE, default_heldout_categories
 from cmp_tf.data.synthcmp.records import (
     example_rng,
@@ -18,6 +14,10 @@ from cmp_tf.data.synthcmp.records import (
     render_record,
     render_spatial_text,
 )
+
+# Bumped whenever the same build settings render different examples (2: descriptions written
+# like CMPlaces', Places205-scale categories), so that cached datasets are rebuilt.
+GENERATOR_VERSION = 2
 
 __all__ = [
     "GENERATOR_VERSION",
