@@ -299,12 +299,12 @@ class _Writer:
     story = self.grammar.category(self.scene.category).story
     fields = story.fields()
     narrator = self.choice(NARRATORS)
-    n_story = self.draws.integer(1, int(MAX_STORY_SENTENCES)) if fields else 0
-    n_things = min(len(names), self.draws.integer(0 if n_story else 1, int(MAX_THING_SENTENCES)))
+    n_story = self.draws.integer(1, MAX_STORY_SENTENCES) if fields else 0
+    n_things = min(len(names), self.draws.integer(0 if n_story else 1, MAX_THING_SENTENCES))
     n_bands = int(self.random() < 0.3) if bands else 0
     if n_story + n_things + n_bands == 0:
       n_bands = 1
-    n_distract = self.draws.integer(0, int(MAX_DISTRACTORS))
+    n_distract = self.draws.integer(0, MAX_DISTRACTORS)
     n_distract = max(n_distract, MIN_SENTENCES - n_story - n_things - n_bands)
     n_distract = min(n_distract, MAX_SENTENCES - n_story - n_things - n_bands)
     sentences = []

@@ -188,18 +188,16 @@ def load_grammar(path=None, stories_path=None, places205=False, scenes_path=None
   """
   path = str(path or paths.shipped(GRAMMAR_FILE))
   raw = _read_json(path)
-  places205_names = load_places205()
-  compiler = _Compiler(path, raw, places205_names)
-  grammar = compiler.compile()
+  grammar = _Compiler(path, raw, load_places205()).compile()
   stories_path = str(stories_path or paths.shipped(STORIES_FILE))
   stories = _read_json(stories_path)
   if places205:
     scenes_path = str(scenes_path or paths.shipped(places205_lib.SCENES_FILE))
-    grammar, stories = _with_places205(grammar, compiler, stories, scenes_path)
+    grammar, stories = _with_places205(grammar, stories, scenes_path)
   return attach_stories(grammar, stories_path, stories)
 
 
-def _with_places205(grammar, compiler, stories, path):
+def _with_places205(grammar, stories, path):
   """(grammar with every Places205 category, stories with the procedural ones' entries)."""
   def fail(where, message):
     raise DataError(f"{where}: {message}", path=path)
@@ -207,7 +205,7 @@ def _with_places205(grammar, compiler, stories, path):
   raw = _read_json(path)
   if not isinstance(raw, dict) or not isinstance(raw.get("categories"), dict):
     fail("top level", "expected an object with 'categories'")
-  scenes = compiler.__class__(path, raw, grammar.places205)
+  scenes = _Compiler(path, raw, grammar.places205)
   scenes.objects, scenes.palette = grammar.objects, grammar.palette
   categories = dict(grammar.categories)
   stories = dict(stories, categories=dict(stories.get("categories", {})))
