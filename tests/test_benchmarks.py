@@ -69,7 +69,7 @@ def test_end_to_end_measures_memory_time_and_milestones(tmp_path):
   assert r["returncode"] == 0
   assert r["peak_rss_largest_process_bytes"] > 200 * 2**20
   assert r["peak_rss_process_tree_bytes"] > 200 * 2**20
-  assert 1.5 <= r["wall_s"] < 30
+  assert r["wall_s"] >= 1.5  # it slept that long
   assert [m["line"] for m in r["milestones"]] == ["run finished: here"]
   assert "peak memory" in end_to_end.format_results(r)
 

@@ -140,9 +140,8 @@ def test_the_page_in_headless_chromium_runs_a_sketch_a_layout_and_a_sentence(ser
   thread = threading.Thread(target=server.run, daemon=True)
   thread.start()
   try:
-    for _ in range(100):
-      if server.started:
-        break
+    while not server.started:
+      assert thread.is_alive(), "the web server stopped before it started serving"
       time.sleep(0.1)
     screenshot = tmp_path / "web.png"
     result = web_browser.drive(f"http://127.0.0.1:{port}/", screenshot=screenshot)

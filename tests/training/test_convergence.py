@@ -162,8 +162,8 @@ def test_kill_9_mid_plateau_and_rerun_reaches_the_same_weights(tiny_data_dir, tm
   import os
   import signal
   import subprocess
-  import time
 
+  from tests.training.checkpoint_wait import wait_for_latest_checkpoint
   from tests.training.test_training_loop import _command, _run, _weights
 
   cache = tmp_path / "cache"
@@ -171,13 +171,8 @@ def test_kill_9_mid_plateau_and_rerun_reaches_the_same_weights(tiny_data_dir, tm
   run_dir = tmp_path / "killed"
   command = _command(tiny_data_dir, run_dir, cache, *PLATEAU_FLAGS)
   process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  checkpoints = run_dir / "ckpt" / "stage_0"
   try:
-    deadline = time.time() + 240
-    while not list(checkpoints.glob("ckpt-4.index")):
-      assert process.poll() is None, "the run ended before its checkpoint at step 4"
-      assert time.time() < deadline, "no checkpoint in time"
-      time.sleep(0.02)
+    wait_for_latest_checkpoint(run_dir / "ckpt" / "stage_0", 4, process)
     os.kill(process.pid, signal.SIGKILL)
   finally:
     process.wait()
