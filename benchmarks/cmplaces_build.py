@@ -4,7 +4,7 @@
 
 Writes a Places205-like tree (256x256 JPEGs, crops of the photos that ship with
 scikit-learn, listed in train_places205.csv / val_places205.csv beside images256/ and a
-labels/categories.txt) and times `cmp_tf.data.build` ingesting it, NAT only: scanning
+labels/categories.txt) and times `cmp_tf.build_data` ingesting it, NAT only: scanning
 (headers opened), decoding, resizing, PNG encoding and writing the shards. Prints
 seconds per 10,000 images at each size.
 """
@@ -60,10 +60,11 @@ def write_tree(root, images):
 
 def run_benchmark(*, images, image_sizes, workdir, log=print):
   from cmp_tf.data import build
+  from cmp_tf.data.build_config import BuildConfig
   csvs, images_root = write_tree(os.path.join(workdir, "tree"), images)
   results = []
   for size in image_sizes:
-    config = build.BuildConfig(
+    config = BuildConfig(
         source="cmplaces", cmplaces_root=os.path.join(workdir, "tree"),
         places205_train_csv=csvs["train"], places205_val_csv=csvs["val"],
         places205_root=images_root, modalities=("nat",), image_size=int(size),

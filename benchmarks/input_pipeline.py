@@ -179,7 +179,7 @@ def main(argv):
   if not os.path.isfile(os.path.join(FLAGS.data_dir, "manifest.json")):
     raise app.UsageError(
         f"--data_dir: no dataset at {FLAGS.data_dir}; build it with python -m "
-        f"cmp_tf.data.build --flagfile=configs/data_default.flags --data_dir={FLAGS.data_dir}")
+        f"cmp_tf.build_data --flagfile=configs/data_default.flags --data_dir={FLAGS.data_dir}")
   if FLAGS.batch_size < 1 or FLAGS.steps < 1 or FLAGS.rounds < 1:
     raise app.UsageError("--batch_size, --steps and --rounds must be >= 1")
   common.quiet_tensorflow()

@@ -75,14 +75,17 @@ def run_benchmark(*, run_dir, photos_per_category, queries, workdir, log=print):
   import httpx
   import uvicorn
 
+  from cmp_tf import cli
   from cmp_tf.data import build
+  from cmp_tf.data.build_config import DEFAULT_FLAGFILE, BuildConfig
   from cmp_tf.serving import search, web_api
 
   photos = os.path.join(workdir, "photos")
   if not os.path.isfile(os.path.join(photos, "manifest.json")):
-    build.build_dataset(photos, build.config_from_flagfile(
-        build.DEFAULT_FLAGFILE, modalities=("nat",), nat_train_per_category=photos_per_category,
-        dev_per_category=0, val_per_category=1, seed=1, report=False), progress=False)
+    build.build_dataset(photos, cli.config_from_flagfile(
+        BuildConfig, DEFAULT_FLAGFILE, modalities=("nat",),
+        nat_train_per_category=photos_per_category, dev_per_category=0, val_per_category=1,
+        seed=1, report=False), progress=False)
   index_dir = os.path.join(workdir, "index")
   if not os.path.isfile(os.path.join(index_dir, "index.json")):
     started = time.perf_counter()

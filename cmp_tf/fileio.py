@@ -104,6 +104,12 @@ def write_text_atomic(path, text):
   write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def write_png_atomic(path, image):
+  """Writes a PIL image as PNG to `path`, atomically."""
+  with atomic_path(path) as tmp:
+    image.save(tmp, format="PNG")
+
+
 def write_json_atomic(path, obj):
   """Writes `obj` as indented JSON (a trailing newline) to `path`, atomically."""
   write_text_atomic(path, json.dumps(obj, indent=1) + "\n")

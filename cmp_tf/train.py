@@ -21,21 +21,7 @@ FLAGS = flags.FLAGS
 
 def define_flags(flag_values=FLAGS):
   """Defines one flag per TrainConfig field on `flag_values`; returns it."""
-  for name, default, help_text, choices in config_lib.config_fields():
-    kwargs = {"flag_values": flag_values}
-    if choices is not None:
-      flags.DEFINE_enum(name, default, list(choices), help_text, **kwargs)
-    elif isinstance(default, bool):
-      flags.DEFINE_boolean(name, default, help_text, **kwargs)
-    elif isinstance(default, int):
-      flags.DEFINE_integer(name, default, help_text, **kwargs)
-    elif isinstance(default, float):
-      flags.DEFINE_float(name, default, help_text, **kwargs)
-    elif isinstance(default, list):
-      flags.DEFINE_list(name, default, help_text, **kwargs)
-    else:
-      flags.DEFINE_string(name, default, help_text, **kwargs)
-  return flag_values
+  return cli.define_flags(config_lib.TrainConfig, flag_values)
 
 
 define_flags()
@@ -43,8 +29,20 @@ define_flags()
 
 def config_from_flags(flag_values=FLAGS):
   """TrainConfig of the parsed flags (not yet validated)."""
-  values = {name: flag_values[name].value for name, *_ in config_lib.config_fields()}
-  return config_lib.TrainConfig(**values)
+  return cli.config_from_flags(config_lib.TrainConfig, flag_values)
+
+
+def data_build_config(config):
+  """The BuildConfig of --data_config when the run uses the default dataset, else None."""
+  if not config.data_is_default:
+    return None
+  from cmp_tf.data.build_config import BuildConfig
+  path = config.resolved_data_config()
+  try:
+    return cli.config_from_flagfile(BuildConfig, path).validated()
+  except ValueError as e:
+    message = str(e).removeprefix(f"{path}: ")
+    raise config_lib.ConfigError("data_config", f"{path}: {message}") from None
 
 
 def effective_flags(config):
@@ -94,12 +92,14 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines hide the progress
   config = config_from_flags().validate()  # a ConfigError names the flag (cmp_tf.cli)
+  data_build = data_build_config(config)  # a bad --data_config fails before any work
   from cmp_tf.training import runner, trainer  # TensorFlow is imported only now
 
   runner.check_run_paths(config)
   try:
     with runner.run_lock(config.resolved_run_dir()):  # evaluation and export included
-      run_dir = runner.run_training(config, flags_text=effective_flags(config))
+      run_dir = runner.run_training(config, data_build=data_build,
+                                     flags_text=effective_flags(config))
       run_post_hooks(run_dir, evaluate=config.evaluate, export=config.export)
   except trainer.NonFiniteLossError as e:
     print(f"cmp_tf.train: training diverged: {e}", file=sys.stderr)

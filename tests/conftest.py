@@ -7,6 +7,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
+from cmp_tf.data.build_config import TINY_FLAGFILE  # noqa: E402
+from tests.commands import flagfile_config  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
@@ -16,8 +19,8 @@ def tiny_data_dir(tmp_path_factory):
   """
   from cmp_tf.data import build
   data_dir = tmp_path_factory.mktemp("tiny_data")
-  build.build_dataset(str(data_dir), build.config_from_flagfile(build.TINY_FLAGFILE),
-                      workers=1, report=False, progress=False)
+  build.build_dataset(str(data_dir), flagfile_config(TINY_FLAGFILE, workers=1, report=False),
+                      progress=False)
   return str(data_dir)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf.analysis import units as units_lib
-from cmp_tf.fileio import write_json_atomic
+from cmp_tf.fileio import write_json_atomic, write_png_atomic
 
 DEFAULT_IMAGE_SIZE = 32
 DEFAULT_STEPS = 400
@@ -336,8 +336,8 @@ def write_inversions(run_dir, out_dir, *, image_size=DEFAULT_IMAGE_SIZE, steps=D
   }
   out_dir = os.fspath(out_dir)
   title = f"{run.name}: pool5 inverted by each modality's decoder ({image_size}x{image_size})"
-  units_lib.save_png(inversion_grid(grid_rows, [m.upper() for m in outputs], title),
-                     os.path.join(out_dir, result["png"]))
+  write_png_atomic(os.path.join(out_dir, result["png"]),
+                   inversion_grid(grid_rows, [m.upper() for m in outputs], title))
   result["wall_time_s"] = round(time.perf_counter() - started, 2)
   write_json_atomic(os.path.join(out_dir, result["json"]), result)
   return result

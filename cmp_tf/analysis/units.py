@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.fileio import atomic_path, write_json_atomic
+from cmp_tf.fileio import write_json_atomic, write_png_atomic
 
 DEFAULT_LAYERS = ("pool5", "fc7")
 UNIT_LAYERS = ("pool5", "fc6", "fc7")
@@ -122,12 +122,6 @@ def masked_image(image, unit_map=None):
     mask = np.clip(mask / peak, 0.0, 1.0) if peak > 0 else np.zeros_like(mask)
     image = image * (MASK_FLOOR + (1.0 - MASK_FLOOR) * mask)[..., None]
   return np.round(image * 255.0).astype(np.uint8)
-
-
-def save_png(image, path):
-  """Writes a PIL image as PNG through a temp file in the same directory."""
-  with atomic_path(path) as tmp:
-    image.save(tmp, format="PNG")
 
 
 def font(size):
@@ -301,8 +295,9 @@ def write_unit_visualisations(run_dir, out_dir, *, layers=DEFAULT_LAYERS,
                                                                      num_words)]
         words = [w for w, _ in entry["dsc_words"]]
       title = f"{run.name}: {layer} unit {unit}"
-      save_png(unit_grid(title, rows, top_k=int(top_k), image_size=image_size, dsc_words=words),
-               os.path.join(out_dir, entry["png"]))
+      write_png_atomic(os.path.join(out_dir, entry["png"]),
+                       unit_grid(title, rows, top_k=int(top_k), image_size=image_size,
+                                 dsc_words=words))
       entries.append(entry)
     result["layers"][layer] = {"num_units": int(activations[mod_lib.NAT].units(layer).shape[1]),
                                "num_live": int((activations[mod_lib.NAT].units(layer) > 0)

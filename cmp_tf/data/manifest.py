@@ -32,7 +32,7 @@ from cmp_tf.data.errors import DataError
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 SOURCES = ("synthcmp", "cmplaces")
-BUILD_COMMAND = ("python -m cmp_tf.data.build --flagfile=configs/data_default.flags "
+BUILD_COMMAND = ("python -m cmp_tf.build_data --flagfile=configs/data_default.flags "
                  "--data_dir={data_dir}")
 
 
@@ -185,7 +185,7 @@ def split_entry(manifest, modality, split):
   if modality not in mods:
     raise DataError(f"dataset has no modality {modality!r} (built: {', '.join(mods)})")
   if split not in mods[modality]:
-    hint = ("; rebuild it with --dev_per_category > 0 (python -m cmp_tf.data.build)"
+    hint = ("; rebuild it with --dev_per_category > 0 (python -m cmp_tf.build_data)"
             if split == "dev" else "")
     raise DataError(f"dataset has no {split!r} split for {modality!r}{hint}")
   return mods[modality][split]

@@ -3,18 +3,15 @@
 One row per category (per_category rows each), one column per modality; descriptions
 are shown as wrapped text.
 
-  python -m cmp_tf.data.preview --data_dir=DIR --out=sheet.png [--split=val]
+  python -m cmp_tf.preview_data --data_dir=DIR --out=sheet.png [--split=val]
       [--per_category=1] [--max_categories=N] [--cell=96]
 """
 
 import io
 import os
-import sys
 
-from absl import app, flags
 from PIL import Image, ImageDraw, ImageFont
 
-from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data.errors import DataError
@@ -150,39 +147,3 @@ def make_contact_sheet(data_dir, split="val", per_category=1, max_categories=Non
   for _, x, _ in columns:
     draw.line([(x, 0), (x, sheet.size[1])], fill=GRID)
   return sheet
-
-
-def save_png_atomic(image, path):
-  """Writes `image` as PNG, atomically."""
-  with fileio.atomic_path(path) as tmp:
-    image.save(tmp, format="PNG")
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-  flags.DEFINE_string("data_dir", None, "Dataset directory (with manifest.json).")
-  flags.DEFINE_string("out", None, "Output PNG file.")
-  flags.DEFINE_enum("split", "val", list(mod_lib.SPLITS), "Which split to show.")
-  flags.DEFINE_integer("per_category", 1, "Examples (rows) per category.")
-  flags.DEFINE_integer("max_categories", 0, "Show at most this many categories (0: all).")
-  flags.DEFINE_integer("cell", 96, "Side of one image cell, in pixels.")
-  flags.mark_flags_as_required(["data_dir", "out"])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    sheet = make_contact_sheet(FLAGS.data_dir, FLAGS.split, FLAGS.per_category,
-                               FLAGS.max_categories or None, FLAGS.cell)
-  except (DataError, ValueError) as e:
-    sys.exit(f"preview: error: {e}")
-  save_png_atomic(sheet, FLAGS.out)
-  print(f"wrote {FLAGS.out} ({sheet.size[0]}x{sheet.size[1]})")
-
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)

@@ -181,7 +181,7 @@ def _check_inputs(out_dir, data_dir, train_flagfiles):
       raise ValueError(f"--train_flagfiles: no such file: {path}")
   if data_dir and not os.path.isfile(os.path.join(data_dir, "manifest.json")):
     raise ValueError(f"--data_dir: {data_dir} has no manifest.json; build a dataset with "
-                     "python -m cmp_tf.data.build")
+                     "python -m cmp_tf.build_data")
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise ValueError(f"--out: {out_dir} exists and is not a directory")
 

@@ -1,7 +1,7 @@
 """Every setting of a training run, with its flag help, checked before any work.
 
 `cmp_tf.train` turns each field of TrainConfig into an absl flag of the same name
-(help text from the field's metadata), so the flag list, the defaults and the
+(help text from the field's metadata, `cmp_tf.cli.define_flags`), so the flag list, the defaults and the
 validation live in one place and error messages name the flag (`--lambda_fc6: ...`).
 No TensorFlow here.
 """
@@ -13,6 +13,7 @@ import pathlib
 from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
 from cmp_tf.models import variants as variants_lib
+from cmp_tf.settings import setting
 from cmp_tf.training import plateau as plateau_lib
 from cmp_tf.training import recipes
 
@@ -31,99 +32,90 @@ class ConfigError(ValueError):
     self.flag = flag
 
 
-def _field(default, help_text, choices=None):
-  meta = {"help": help_text}
-  if choices is not None:
-    meta["choices"] = tuple(choices)
-  if isinstance(default, (list, tuple)):
-    return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
-  return dataclasses.field(default=default, metadata=meta)
-
-
 @dataclasses.dataclass
 class TrainConfig:
   """The settings of `python -m cmp_tf.train`; see each field's help."""
   # What to train.
-  method: str = _field("c", "Method (paper table row) to train.",
+  method: str = setting("c", "Method (paper table row) to train.",
                        recipes.METHOD_NAMES)
-  zero_shot: bool = _field(False, "Drop the manifest's heldout_categories from the "
+  zero_shot: bool = setting(False, "Drop the manifest's heldout_categories from the "
                            "training data of every modality except NAT (paper 5.2).")
-  modalities: list = _field(list(mod_lib.ALL_MODALITIES), "Modalities to train.")
+  modalities: list = setting(list(mod_lib.ALL_MODALITIES), "Modalities to train.")
   # Where.
-  data_dir: str = _field("", "Dataset directory (manifest.json + TFRecords). Empty: "
+  data_dir: str = setting("", "Dataset directory (manifest.json + TFRecords). Empty: "
                          "<cache_dir>/data/<name of --data_config>, built if missing.")
-  data_config: str = _field(DEFAULT_DATA_CONFIG, "Flagfile of cmp_tf.data.build used to "
+  data_config: str = setting(DEFAULT_DATA_CONFIG, "Flagfile of cmp_tf.build_data used to "
                             "build the default dataset when --data_dir is empty.")
-  run_dir: str = _field("", "Run directory. Empty: runs/<method>[_zeroshot] in the checkout.")
-  cache_dir: str = _field(str(paths.DEFAULT_CACHE_DIR), "Cache of the source network, "
+  run_dir: str = setting("", "Run directory. Empty: runs/<method>[_zeroshot] in the checkout.")
+  cache_dir: str = setting(str(paths.DEFAULT_CACHE_DIR), "Cache of the source network, "
                           "its activation priors and default datasets.")
-  source_weights: str = _field("", "Weights file (.weights.h5) of a NAT-only source "
+  source_weights: str = setting("", "Weights file (.weights.h5) of a NAT-only source "
                                "network of the same variant; empty: train one and cache it.")
   # Model.
-  image_variant: str = _field("alexnet_small", "Image branch architecture.",
+  image_variant: str = setting("alexnet_small", "Image branch architecture.",
                               tuple(IMAGE_VARIANTS))
-  image_size: int = _field(0, "Input resolution; 0: the variant's own.")
-  dropout: float = _field(0.5, "Dropout after fc6 and fc7.")
-  dsc_upper_init: str = _field(DSC_UPPER_FROM_SOURCE, "Where DSC's own fc6, fc7 and "
+  image_size: int = setting(0, "Input resolution; 0: the variant's own.")
+  dropout: float = setting(0.5, "Dropout after fc6 and fc7.")
+  dsc_upper_init: str = setting(DSC_UPPER_FROM_SOURCE, "Where DSC's own fc6, fc7 and "
                                "classifier start in methods with a network per modality "
                                "(BL-Individual, B): source (copies of the source network's, "
                                "like every other modality's) or scratch (their initializers; "
                                "the NAT-only source never saw text). No effect where the "
                                "upper is shared.", (DSC_UPPER_FROM_SOURCE, DSC_UPPER_SCRATCH))
   # Optimisation (SGD with momentum; paper 4.5).
-  batch_size: int = _field(32, "Examples per modality per replica; the global batch is "
+  batch_size: int = setting(32, "Examples per modality per replica; the global batch is "
                            "batch_size x number of replicas.")
-  learning_rate: float = _field(1e-3, "SGD learning rate of stages that start from the "
+  learning_rate: float = setting(1e-3, "SGD learning rate of stages that start from the "
                                 "source network (paper: 1e-3).")
-  scratch_learning_rate: float = _field(1e-2, "SGD learning rate of stages from scratch.")
-  momentum: float = _field(0.9, "SGD momentum.")
-  weight_decay: float = _field(5e-4, "L2 weight decay on kernels (Caffe-style, in the loss).")
-  frozen_steps: int = _field(400, "Steps of a stage with the shared upper frozen (A, C); "
+  scratch_learning_rate: float = setting(1e-2, "SGD learning rate of stages from scratch.")
+  momentum: float = setting(0.9, "SGD momentum.")
+  weight_decay: float = setting(5e-4, "L2 weight decay on kernels (Caffe-style, in the loss).")
+  frozen_steps: int = setting(400, "Steps of a stage with the shared upper frozen (A, C); "
                              "--stop_rule=fixed only.")
-  steps: int = _field(400, "Steps of a stage with every layer trainable; "
+  steps: int = setting(400, "Steps of a stage with every layer trainable; "
                       "--stop_rule=fixed only.")
   # How long a stage trains: one rule for every method and stage.
-  stop_rule: str = _field(plateau_lib.FIXED, "fixed: every stage runs its --frozen_steps / "
+  stop_rule: str = setting(plateau_lib.FIXED, "fixed: every stage runs its --frozen_steps / "
                           "--steps. plateau: every stage runs until mean dev accuracy has "
                           "not gained --plateau_min_delta in --plateau_patience evaluations "
                           "(one every --dev_every steps), or --max_stage_steps, and keeps "
                           "its best evaluation's weights.", plateau_lib.STOP_RULES)
-  dev_every: int = _field(100, "Steps between dev evaluations (--stop_rule=plateau).")
-  plateau_patience: int = _field(4, "Evaluations without a gain before a stage stops.")
-  plateau_min_delta: float = _field(0.005, "Gain in mean dev accuracy that counts as one.")
-  max_stage_steps: int = _field(3000, "Cap of every stage under --stop_rule=plateau.")
-  seed: int = _field(0, "Seed of initialisation, dropout and input order.")
+  dev_every: int = setting(100, "Steps between dev evaluations (--stop_rule=plateau).")
+  plateau_patience: int = setting(4, "Evaluations without a gain before a stage stops.")
+  plateau_min_delta: float = setting(0.005, "Gain in mean dev accuracy that counts as one.")
+  max_stage_steps: int = setting(3000, "Cap of every stage under --stop_rule=plateau.")
+  seed: int = setting(0, "Seed of initialisation, dropout and input order.")
   # Activation priors (method B and C).
-  lambda_pool5: float = _field(1e-4, "Weight of the pool5 prior NLL (0: no prior there).")
-  lambda_fc6: float = _field(1e-4, "Weight of the fc6 prior NLL (0: no prior there).")
-  lambda_fc7: float = _field(1e-4, "Weight of the fc7 prior NLL (0: no prior there).")
-  prior_per_dimension: bool = _field(False, "Divide each prior's NLL by its layer's width D, "
+  lambda_pool5: float = setting(1e-4, "Weight of the pool5 prior NLL (0: no prior there).")
+  lambda_fc6: float = setting(1e-4, "Weight of the fc6 prior NLL (0: no prior there).")
+  lambda_fc7: float = setting(1e-4, "Weight of the fc7 prior NLL (0: no prior there).")
+  prior_per_dimension: bool = setting(False, "Divide each prior's NLL by its layer's width D, "
                                      "so that one lambda weighs pool5 (1,024 units in "
                                      "alexnet_small) and fc6/fc7 (512) alike per unit. Off: "
                                      "lambda weighs the NLL summed over units (earlier runs).")
-  gmm_components: int = _field(100, "GMM components K (paper: 100).")
-  gmm_max_iter: int = _field(100, "EM iterations of the GMM fit.")
-  prior_samples: int = _field(4000, "NAT training examples whose source activations "
+  gmm_components: int = setting(100, "GMM components K (paper: 100).")
+  gmm_max_iter: int = setting(100, "EM iterations of the GMM fit.")
+  prior_samples: int = setting(4000, "NAT training examples whose source activations "
                               "the priors are fitted on.")
   # Source network ("Places-CNN" stand-in).
-  source_steps: int = _field(2000, "Steps of training the source network on NAT.")
-  source_learning_rate: float = _field(0.01, "SGD learning rate of the source network.")
-  source_batch_size: int = _field(64, "NAT examples per replica per source step.")
+  source_steps: int = setting(2000, "Steps of training the source network on NAT.")
+  source_learning_rate: float = setting(0.01, "SGD learning rate of the source network.")
+  source_batch_size: int = setting(64, "NAT examples per replica per source step.")
   # Running.
-  strategy: str = _field("mirrored", "Distribution strategy: mirrored (all local "
+  strategy: str = setting("mirrored", "Distribution strategy: mirrored (all local "
                          "devices), default (one device), multiworker (TF_CONFIG).",
                          STRATEGIES)
-  cpu_replicas: int = _field(0, "Split the CPU into this many logical devices (0: no split).")
-  checkpoint_every: int = _field(100, "Steps between checkpoints (the trained weights do not "
+  cpu_replicas: int = setting(0, "Split the CPU into this many logical devices (0: no split).")
+  checkpoint_every: int = setting(100, "Steps between checkpoints (the trained weights do not "
                                  "depend on it).")
-  keep_checkpoints: int = _field(2, "Checkpoints kept per stage.")
-  log_every: int = _field(20, "Steps between TensorBoard summaries.")
-  jit_compile: bool = _field(False, "Compile forward and backward pass with XLA. On CPU "
+  keep_checkpoints: int = setting(2, "Checkpoints kept per stage.")
+  log_every: int = setting(20, "Steps between TensorBoard summaries.")
+  jit_compile: bool = setting(False, "Compile forward and backward pass with XLA. On CPU "
                              "this measured ~4x slower for the conv branches; XLA has no "
                              "deterministic MaxPool gradient, so it needs --nodeterministic.")
-  deterministic: bool = _field(True, "tf.config.experimental.enable_op_determinism().")
-  evaluate: bool = _field(True, "Evaluate the run at the end (cmp_tf.eval.evaluation.evaluate_run).")
-  export: bool = _field(True, "Export the run at the end (cmp_tf.serving.export.export_run).")
+  deterministic: bool = setting(True, "tf.config.experimental.enable_op_determinism().")
+  evaluate: bool = setting(True, "Evaluate the run at the end (cmp_tf.eval.evaluation.evaluate_run).")
+  export: bool = setting(True, "Export the run at the end (cmp_tf.serving.export.export_run).")
 
   # === Derived values ===
 
@@ -226,7 +218,7 @@ class TrainConfig:
         raise ConfigError("data_dir", f"no such directory: {data_dir}")
       if not (data_dir / "manifest.json").is_file():
         raise ConfigError("data_dir", f"{data_dir} has no manifest.json; build a dataset "
-                          "with python -m cmp_tf.data.build")
+                          "with python -m cmp_tf.build_data")
     elif not self.resolved_data_config().is_file():
       raise ConfigError("data_config", f"no such file: {self.resolved_data_config()}")
     if self.source_weights and not os.path.isfile(self.source_weights):
@@ -245,12 +237,3 @@ def _repo_path(path):
   if path.is_absolute() or path.exists():
     return path.resolve()
   return paths.REPO_ROOT / path
-
-
-def config_fields():
-  """(name, default, help, choices) of every setting, in declaration order."""
-  out = []
-  for f in dataclasses.fields(TrainConfig):
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    out.append((f.name, default, f.metadata["help"], f.metadata.get("choices")))
-  return out

@@ -39,16 +39,20 @@ class RunMismatchError(ValueError):
   """The run directory holds a run made with other settings."""
 
 
-def ensure_dataset(config):
-  """The dataset directory; the default one is built (data_config settings) when missing."""
+def ensure_dataset(config, data_build):
+  """The dataset directory; the default one is built from `data_build` (the BuildConfig
+  of --data_config, read by the command) when it is missing."""
   data_dir = config.resolved_data_dir()
   if os.path.isfile(os.path.join(data_dir, manifest_lib.MANIFEST_NAME)):
     return str(data_dir)
   if not config.data_is_default:
     raise config_lib.ConfigError("data_dir", f"{data_dir} has no manifest.json")
+  if data_build is None:
+    raise config_lib.ConfigError("data_config", f"no dataset in {data_dir} and no build "
+                                 "configuration to make one from")
   from cmp_tf.data import build  # the scene generator is only needed to build
   started = time.perf_counter()
-  build.ensure_dataset(str(data_dir), flagfile=str(config.resolved_data_config()))
+  build.ensure_dataset(str(data_dir), data_build, origin=str(config.resolved_data_config()))
   print(f"dataset built in {time.perf_counter() - started:.0f} s", flush=True)
   return str(data_dir)
 
@@ -90,7 +94,7 @@ def open_run(run_dir, config, fingerprint, flags_text, chief=True):
   return state
 
 
-def _setup(config):
+def _setup(config, data_build):
   """(strategy, data_dir) in the order TensorFlow needs: devices, data, then the strategy."""
   if config.strategy == "multiworker":
     # Collective ops must be set up before any other TensorFlow op, and the workers
@@ -99,10 +103,10 @@ def _setup(config):
     data_dir = str(config.resolved_data_dir())
     if not os.path.isfile(os.path.join(data_dir, manifest_lib.MANIFEST_NAME)):
       raise config_lib.ConfigError("strategy", f"a multi-worker run needs a built dataset; "
-                                   f"build {data_dir} first (python -m cmp_tf.data.build)")
+                                   f"build {data_dir} first (python -m cmp_tf.build_data)")
   else:
     strategy_lib.configure_cpu_replicas(config.cpu_replicas)  # before any TensorFlow op
-    data_dir = ensure_dataset(config)
+    data_dir = ensure_dataset(config, data_build)
     strategy = strategy_lib.make_strategy(config.strategy, config.cpu_replicas)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -220,8 +224,9 @@ def run_lock(run_dir):
                                what=f"the run directory {run_dir}")
 
 
-def run_training(config, *, flags_text="", progress=True):
-  """Trains config.method end to end; returns the run directory (a str).
+def run_training(config, *, data_build=None, flags_text="", progress=True):
+  """Trains config.method end to end; returns the run directory (a str). `data_build` (a
+  BuildConfig) makes the default dataset when it is not built yet.
 
   Holds the run directory's lock throughout; a failure or divergence is recorded in
   run.json ("status": "failed" / "diverged", with the message) before it is raised."""
@@ -229,12 +234,13 @@ def run_training(config, *, flags_text="", progress=True):
   run_dir = str(config.resolved_run_dir())
   check_run_paths(config)
   with run_lock(run_dir):
-    return _run_training(config, run_dir, flags_text=flags_text, progress=progress)
+    return _run_training(config, run_dir, data_build=data_build, flags_text=flags_text,
+                         progress=progress)
 
 
-def _run_training(config, run_dir, *, flags_text, progress):
+def _run_training(config, run_dir, *, data_build, flags_text, progress):
   started = time.perf_counter()
-  strategy, data_dir = _setup(config)
+  strategy, data_dir = _setup(config, data_build)
   chief = strategy_lib.is_chief()
   manifest = manifest_lib.read_manifest(data_dir)
   recipe = config.recipe()
@@ -245,7 +251,7 @@ def _run_training(config, run_dir, *, flags_text, progress):
     raise config_lib.ConfigError(
         "stop_rule", f"plateau needs a dev split, and the dataset in {data_dir} has none "
         "for some of the modalities; rebuild it with --dev_per_category > 0 "
-        "(python -m cmp_tf.data.build), or use --stop_rule=fixed")
+        "(python -m cmp_tf.build_data), or use --stop_rule=fixed")
   state = open_run(run_dir, config, manifest_lib.fingerprint(manifest), flags_text,
                    chief=chief)
   try:

@@ -10,9 +10,11 @@ import pytest
 import tensorflow as tf
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data import build, features, tfrecord_io
+from cmp_tf.data import build, features, plan, tfrecord_io
 from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.data.build_config import DEFAULT_FLAGFILE, TINY_FLAGFILE, BuildConfig
 from cmp_tf.data.errors import DataError
+from tests.commands import flagfile_config, run_command
 
 sys.path.insert(0, os.path.dirname(__file__))
 import cmplaces_fixture  # noqa: E402
@@ -35,7 +37,7 @@ def _files(directory):
 
 def test_tiny_manifest_describes_what_is_on_disk(tiny_data_dir):
   manifest = manifest_lib.read_manifest(tiny_data_dir)
-  config = build.config_from_flagfile(build.TINY_FLAGFILE)
+  config = flagfile_config(TINY_FLAGFILE)
   assert manifest["source"] == "synthcmp"
   assert len(manifest["categories"]) == config.num_categories
   assert manifest["image_size"] == config.image_size
@@ -45,7 +47,7 @@ def test_tiny_manifest_describes_what_is_on_disk(tiny_data_dir):
   for modality, splits in manifest["modalities"].items():
     for split, entry in splits.items():
       per_category = {"dev": config.dev_per_category,
-                      "train": build._per_category(config, modality, split)
+                      "train": plan.examples_per_category(config, modality, split)
                                - config.dev_per_category,
                       "val": config.val_per_category}[split]
       assert entry["label_counts"] == [per_category] * config.num_categories
@@ -91,7 +93,7 @@ def test_same_seed_rebuilds_byte_identical_shards_with_any_workers(tiny_data_dir
   # The session dataset was built in-process with one worker; this one by the CLI with two.
   out = tmp_path / "again"
   result = subprocess.run(
-      [sys.executable, "-m", "cmp_tf.data.build", f"--flagfile={build.TINY_FLAGFILE}",
+      [sys.executable, "-m", "cmp_tf.build_data", f"--flagfile={TINY_FLAGFILE}",
        f"--data_dir={out}", "--workers=2"],
       capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert result.returncode == 0, result.stderr[-3000:]
@@ -103,7 +105,7 @@ def _small_config(**overrides):
   fields = dict(modalities=("clp", "ldr"), num_categories=4, image_size=16,
                 train_per_category=2, val_per_category=1, workers=1, report=False)
   fields.update(overrides)
-  return build.config_from_flagfile(build.TINY_FLAGFILE, **fields)
+  return flagfile_config(TINY_FLAGFILE, **fields)
 
 
 def test_other_seed_gives_other_data(tmp_path):
@@ -179,26 +181,28 @@ def test_overwrite_replaces_and_drops_modalities_not_rebuilt(tmp_path):
     ("--sentence_encoder=/no/such/model", "--sentence_encoder"),
     ("--no_such_flag=1", "no_such_flag"),
 ])
-def test_bad_flags_fail_before_work_naming_the_flag(tmp_path, capsys, flag, message):
+def test_bad_flags_fail_before_work_naming_the_flag(tmp_path, flag, message):
   out = tmp_path / "out"
-  rc = build.run(["build", f"--flagfile={build.TINY_FLAGFILE}", f"--data_dir={out}", flag])
-  assert rc == 2
-  assert message in capsys.readouterr().err
+  result = run_command("cmp_tf.build_data", f"--flagfile={TINY_FLAGFILE}", f"--data_dir={out}",
+                       flag)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert message in result.stderr and "Traceback" not in result.stderr
   assert not out.exists()
 
 
-def test_missing_cmplaces_root_fails_naming_the_flag(tmp_path, capsys):
-  rc = build.run(["build", "--source=cmplaces", f"--cmplaces_root={tmp_path / 'nope'}",
-                  f"--data_dir={tmp_path / 'out'}"])
-  assert rc == 2
-  err = capsys.readouterr().err
+def test_missing_cmplaces_root_fails_naming_the_flag(tmp_path):
+  result = run_command("cmp_tf.build_data", "--source=cmplaces",
+                       f"--cmplaces_root={tmp_path / 'nope'}", f"--data_dir={tmp_path / 'out'}")
+  assert result.returncode == 2
+  err = result.stderr
   assert "--cmplaces_root" in err and "does not exist" in err
   assert not (tmp_path / "out").exists()
 
 
-def test_missing_data_dir_flag(capsys):
-  assert build.run(["build", f"--flagfile={build.TINY_FLAGFILE}"]) == 2
-  assert "--data_dir: required" in capsys.readouterr().err
+def test_missing_data_dir_flag():
+  result = run_command("cmp_tf.build_data", f"--flagfile={TINY_FLAGFILE}")
+  assert result.returncode == 2
+  assert "--data_dir: required" in result.stderr
 
 
 def test_categories_flag_overrides_num_categories(tmp_path):
@@ -208,8 +212,8 @@ def test_categories_flag_overrides_num_categories(tmp_path):
 
 
 def test_flagfiles_parse():
-  default = build.config_from_flagfile(build.DEFAULT_FLAGFILE)
-  tiny = build.config_from_flagfile(build.TINY_FLAGFILE)
+  default = flagfile_config(DEFAULT_FLAGFILE)
+  tiny = flagfile_config(TINY_FLAGFILE)
   assert default.modalities == tiny.modalities == mod_lib.ALL_MODALITIES
   assert default.nat_train_per_category > default.train_per_category
   assert tiny.image_size < default.image_size
@@ -220,23 +224,23 @@ def test_flagfiles_parse():
 
 def test_heldout_uses_the_shipped_list_when_two_remain():
   names = ["a", "b", "c", "d", "e"]
-  assert build.heldout_for(names, ["d", "b", "x"], seed=0)[0] == ["b", "d"]
+  assert plan.heldout_for(names, ["d", "b", "x"], seed=0)[0] == ["b", "d"]
 
 
 def test_heldout_falls_back_to_the_paper_fraction_from_the_seed():
   names = [f"c{i}" for i in range(20)]
-  picked, rule = build.heldout_for(names, ["c3"], seed=4)
+  picked, rule = plan.heldout_for(names, ["c3"], seed=4)
   assert len(picked) == round(20 * 55 / 205) and "55/205" in rule
-  assert picked == build.heldout_for(names, [], seed=4)[0]
-  assert picked != build.heldout_for(names, [], seed=5)[0]
-  assert build.heldout_for(["only"], [], seed=0)[0] == []
-  assert len(build.heldout_for(["a", "b"], [], seed=0)[0]) == 1
+  assert picked == plan.heldout_for(names, [], seed=4)[0]
+  assert picked != plan.heldout_for(names, [], seed=5)[0]
+  assert plan.heldout_for(["only"], [], seed=0)[0] == []
+  assert len(plan.heldout_for(["a", "b"], [], seed=0)[0]) == 1
 
 
 def test_places205_heldout_list_is_55_known_names():
   from cmp_tf.data import cmplaces
   from cmp_tf.paths import shipped
-  heldout = build.read_places205_heldout()
+  heldout = plan.read_places205_heldout()
   all_names = [cmplaces.normalize_category_name(line.rsplit(None, 1)[0]) for line in
                shipped("places205_categories.txt").read_text().splitlines() if line.strip()]
   assert len(heldout) == len(set(heldout)) == 55
@@ -255,7 +259,7 @@ def _cmplaces_config(tree, **overrides):
   fields = dict(source="cmplaces", cmplaces_root=str(tree.root), image_size=16, workers=1,
                 report=False, modalities=("nat", "ldr"), num_categories=0, dev_per_category=0)
   fields.update(overrides)
-  return build.BuildConfig(**fields)
+  return BuildConfig(**fields)
 
 
 def test_cmplaces_build_carves_a_dev_split_out_of_train(cmplaces_tree, tmp_path):
@@ -312,11 +316,13 @@ def test_ensure_dataset_reads_an_existing_build(tmp_path, monkeypatch):
   build.build_dataset(tmp_path / "d", _small_config(**_SMALL), progress=False)
   with monkeypatch.context() as patched:
     patched.setattr(build, "build_dataset", lambda *a, **k: pytest.fail("rebuilt"))
-    manifest = build.ensure_dataset(str(tmp_path / "d"), build.TINY_FLAGFILE, **_SMALL)
+    manifest = build.ensure_dataset(str(tmp_path / "d"), flagfile_config(TINY_FLAGFILE, **_SMALL),
+                                    origin=TINY_FLAGFILE)
   assert manifest == json.loads((tmp_path / "d" / "manifest.json").read_text())
   # Other settings (here: a build without a dev split) are rebuilt from the flagfile's.
-  rebuilt = build.ensure_dataset(str(tmp_path / "d"), build.TINY_FLAGFILE,
-                                 **{**_SMALL, "dev_per_category": 0}, progress=False)
+  without_dev = flagfile_config(TINY_FLAGFILE, **{**_SMALL, "dev_per_category": 0})
+  rebuilt = build.ensure_dataset(str(tmp_path / "d"), without_dev, origin=TINY_FLAGFILE,
+                                 progress=False)
   assert "dev" not in rebuilt["modalities"]["clp"] and "dev" in manifest["modalities"]["clp"]
   # A dataset of an older generator (same settings, other examples) is rebuilt too.
   from cmp_tf.data import synthcmp
@@ -324,5 +330,5 @@ def test_ensure_dataset_reads_an_existing_build(tmp_path, monkeypatch):
   monkeypatch.setattr(synthcmp, "GENERATOR_VERSION", synthcmp.GENERATOR_VERSION + 1)
   with monkeypatch.context() as patched:
     patched.setattr(build, "build_dataset", lambda *a, **k: "rebuilt")
-    assert build.ensure_dataset(str(tmp_path / "d"), build.TINY_FLAGFILE,
-                                **{**_SMALL, "dev_per_category": 0}) == "rebuilt"
+    assert build.ensure_dataset(str(tmp_path / "d"), without_dev,
+                                origin=TINY_FLAGFILE) == "rebuilt"

@@ -11,6 +11,7 @@ import pytest
 from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
 from cmp_tf.data import build, cmplaces
+from cmp_tf.data.build_config import BuildConfig
 from cmp_tf.data.errors import DataError
 from tests.data import cmplaces_fixture
 
@@ -29,7 +30,7 @@ def _kit_config(kit, **overrides):
                 places205_root=str(kit.places205 / "images256"), image_size=16, workers=1,
                 report=False, dev_per_category=1, modalities=("nat", "clp", "spt", "ldr"))
   fields.update(overrides)
-  return build.BuildConfig(**fields)
+  return BuildConfig(**fields)
 
 
 def test_kit_label_files_are_found_by_their_published_names(kit):
@@ -120,7 +121,7 @@ def test_places205_flags_are_checked_before_any_work(kit, tmp_path):
   with pytest.raises(ValueError, match="--places205_root: required"):
     _kit_config(kit, places205_root="").validated()
   with pytest.raises(ValueError, match="--cmplaces_files_root: only used with --source=cmp"):
-    build.BuildConfig(cmplaces_files_root="x").validated()
+    BuildConfig(cmplaces_files_root="x").validated()
 
 
 def _python(*args, timeout=600):
@@ -134,7 +135,7 @@ def _python(*args, timeout=600):
 def test_the_published_layout_builds_and_trains_quick_flags_end_to_end(kit, tmp_path):
   data_dir = tmp_path / "data"
   stdout = _python(
-      "-m", "cmp_tf.data.build", "--source=cmplaces", f"--cmplaces_root={kit.root}",
+      "-m", "cmp_tf.build_data", "--source=cmplaces", f"--cmplaces_root={kit.root}",
       f"--cmplaces_files_root={kit.files_root}",
       f"--places205_train_csv={kit.places205 / 'train_places205.csv'}",
       f"--places205_val_csv={kit.places205 / 'val_places205.csv'}",

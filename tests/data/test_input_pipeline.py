@@ -227,7 +227,7 @@ def test_joint_dataset_zips_modalities_and_excludes_only_non_nat(dataset):
 
 
 def test_missing_dataset_says_how_to_build(tmp_path):
-  with pytest.raises(Exception, match="python -m cmp_tf.data.build"):
+  with pytest.raises(Exception, match="python -m cmp_tf.build_data"):
     input_pipeline.modality_dataset(tmp_path / "none", "nat", "train", batch_size=2,
                                     training=True)
   with pytest.raises(Exception, match="incomplete build"):

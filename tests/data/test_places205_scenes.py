@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from cmp_tf import paths
-from cmp_tf.data import build, synthcmp
+from cmp_tf.data import build, plan, synthcmp
 from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.data.build_config import TINY_FLAGFILE
 from cmp_tf.data.errors import DataError
 from cmp_tf.data.synthcmp import places205
+from tests.commands import flagfile_config, run_command
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +79,12 @@ def test_scene_errors_name_file_and_entry(tmp_path, edit, message):
 
 
 def test_build_at_205_categories(tmp_path):
-  config = build.config_from_flagfile(
+  config = flagfile_config(
       paths.CONFIGS_DIR / "data_places205.flags", image_size=16, nat_train_per_category=3,
       train_per_category=3, val_per_category=2, dev_per_category=1, workers=1, report=False)
   manifest = build.build_dataset(tmp_path / "p205", config, progress=False)
   assert len(manifest["categories"]) == 205
-  assert manifest["heldout_categories"] == sorted(build.read_places205_heldout(),
+  assert manifest["heldout_categories"] == sorted(plan.read_places205_heldout(),
                                                   key=manifest["categories"].index)
   for splits in manifest["modalities"].values():
     assert splits["val"]["label_counts"] == [2] * 205
@@ -91,7 +93,7 @@ def test_build_at_205_categories(tmp_path):
 
 
 def test_synthcmp_categories_flag_is_checked(tmp_path, capsys):
-  rc = build.run(["build", f"--flagfile={build.TINY_FLAGFILE}", f"--data_dir={tmp_path / 'o'}",
-                  "--synthcmp_categories=sun397"])
-  assert rc == 2
-  assert "--synthcmp_categories: unknown set 'sun397'" in capsys.readouterr().err
+  result = run_command("cmp_tf.build_data", f"--flagfile={TINY_FLAGFILE}",
+                       f"--data_dir={tmp_path / 'o'}", "--synthcmp_categories=sun397")
+  assert result.returncode == 2
+  assert "--synthcmp_categories: unknown set 'sun397'" in result.stderr

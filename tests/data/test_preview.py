@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import features, preview, synthcmp
 from cmp_tf.data.errors import DataError
@@ -94,7 +95,7 @@ def test_truncated_shard_is_named(tmp_path):
 
 def test_atomic_png_write(tmp_path):
   path = tmp_path / "out" / "sheet.png"
-  preview.save_png_atomic(Image.new("RGB", (5, 7)), path)
+  fileio.write_png_atomic(path, Image.new("RGB", (5, 7)))
   assert Image.open(path).size == (5, 7)
   assert os.listdir(path.parent) == ["sheet.png"]
 
@@ -103,11 +104,11 @@ def test_atomic_png_write(tmp_path):
 def test_command_line(tmp_path):
   data_dir = _write_dataset(tmp_path / "data", per_category=1)
   out = tmp_path / "sheet.png"
-  command = [sys.executable, "-m", "cmp_tf.data.preview", f"--data_dir={data_dir}", f"--out={out}"]
+  command = [sys.executable, "-m", "cmp_tf.preview_data", f"--data_dir={data_dir}", f"--out={out}"]
   done = subprocess.run(command, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
   assert Image.open(out).size == preview.sheet_size(3, 1, 96)
   (tmp_path / "nothing").mkdir()
   command[3] = f"--data_dir={tmp_path / 'nothing'}"
   done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-  assert done.returncode != 0 and "no manifest.json" in done.stderr
+  assert done.returncode == 2 and "no manifest.json" in done.stderr

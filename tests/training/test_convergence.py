@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data import build, input_pipeline
+from cmp_tf.data import input_pipeline, plan
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.training import drift, plateau, stages, trainer
 from tests.training.test_training_loop import _job, _tiny_model
@@ -32,9 +32,9 @@ def test_dev_split_is_disjoint_from_train_and_val_for_every_modality(tiny_data_d
 
 def test_dev_carve_is_a_function_of_the_seed():
   labels = [0] * 10 + [1] * 3 + [2] * 1
-  first = build.carve_dev(labels, 5, seed=7)
-  assert first == build.carve_dev(labels, 5, seed=7)
-  assert first != build.carve_dev(labels, 5, seed=8)
+  first = plan.carve_dev(labels, 5, seed=7)
+  assert first == plan.carve_dev(labels, 5, seed=7)
+  assert first != plan.carve_dev(labels, 5, seed=8)
   chosen = np.asarray(labels)[first]
   # At most 5 per category, and every category keeps one training example.
   assert (chosen == 0).sum() == 5 and (chosen == 1).sum() == 2 and (chosen == 2).sum() == 0

@@ -4,9 +4,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data import report
+from cmp_tf.data import difficulty
+from tests.commands import run_command
 
 
 def test_linear_probe_separates_blobs_and_not_noise():
@@ -15,13 +17,13 @@ def test_linear_probe_separates_blobs_and_not_noise():
   y_train, y_val = rng.integers(0, 4, 200), rng.integers(0, 4, 100)
   x_train = centres[y_train] + rng.normal(size=(200, 10))
   x_val = centres[y_val] + rng.normal(size=(100, 10))
-  assert report.linear_probe(x_train, y_train, x_val, y_val) > 0.95
+  assert difficulty.linear_probe(x_train, y_train, x_val, y_val) > 0.95
   noise_train, noise_val = rng.normal(size=(200, 10)), rng.normal(size=(100, 10))
-  assert report.linear_probe(noise_train, y_train, noise_val, y_val) < 0.5
+  assert difficulty.linear_probe(noise_train, y_train, noise_val, y_val) < 0.5
 
 
 def test_report_on_tiny_data(tiny_data_dir, tmp_path, capsys):
-  result = report.difficulty_report(tiny_data_dir, max_train=50)
+  result = difficulty.difficulty_report(tiny_data_dir, max_train=50)
   assert result["num_categories"] == 6
   assert abs(result["chance"] - 1 / 6) < 1e-9
   assert list(result["modalities"]) == list(mod_lib.ALL_MODALITIES)
@@ -30,20 +32,23 @@ def test_report_on_tiny_data(tiny_data_dir, tmp_path, capsys):
     assert row["num_train"] <= 50 and row["num_val"] > 0
     expected = "8x8 RGB pixels" if mod_lib.is_image(modality) else "512-d"
     assert expected in row["input"]
-  text = report.format_report(result)
+  text = difficulty.format_report(result)
   assert "NAT" in text and "DSC" in text
 
   out = tmp_path / "copy"
   os.makedirs(out)
-  report.write_report(out, result)
-  assert json.loads((out / report.REPORT_NAME).read_text()) == result
-  assert os.listdir(out) == [report.REPORT_NAME]
+  difficulty.write_report(out, result)
+  assert json.loads((out / difficulty.REPORT_NAME).read_text()) == result
+  assert os.listdir(out) == [difficulty.REPORT_NAME]
 
 
-def test_cli(tiny_data_dir, capsys):
-  assert report.main(["report", f"--data_dir={tiny_data_dir}", "--modalities=dsc",
-                      "--max_train=30", "--nowrite"]) == 0
-  assert "DSC" in capsys.readouterr().out
-  assert not os.path.exists(os.path.join(tiny_data_dir, report.REPORT_NAME))
-  assert report.main(["report", "--data_dir=/no/such/dir"]) == 2
-  assert "python -m cmp_tf.data.build" in capsys.readouterr().err
+@pytest.mark.slow
+def test_command_line(tiny_data_dir):
+  result = run_command("cmp_tf.report_data", f"--data_dir={tiny_data_dir}", "--modalities=dsc",
+                       "--max_train=30", "--nowrite")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "DSC" in result.stdout
+  assert not os.path.exists(os.path.join(tiny_data_dir, difficulty.REPORT_NAME))
+  result = run_command("cmp_tf.report_data", "--data_dir=/no/such/dir")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert "python -m cmp_tf.build_data" in result.stderr

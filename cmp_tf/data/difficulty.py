@@ -7,11 +7,10 @@ trained on the train split (subsampled to `max_train` examples) and scored on
 the val split. A dataset on which this gets near 100% is too easy to say
 anything about cross-modal transfer.
 
-  python -m cmp_tf.data.report --data_dir=DIR
+  python -m cmp_tf.report_data --data_dir=DIR
 """
 
 import os
-import sys
 import time
 import warnings
 
@@ -95,34 +94,3 @@ def format_report(result):
 def write_report(data_dir, result):
   """Writes DIR/difficulty.json atomically."""
   fileio.write_json_atomic(os.path.join(os.fspath(data_dir), REPORT_NAME), result)
-
-
-def main(argv):
-  from absl import flags
-  fv = flags.FlagValues()
-  flags.DEFINE_string("data_dir", None, "A built dataset directory.", flag_values=fv)
-  flags.DEFINE_list("modalities", [], "Modalities to report (default: all built).",
-                    flag_values=fv)
-  flags.DEFINE_integer("max_train", DEFAULT_MAX_TRAIN, "Training examples per modality, "
-                       "subsampled when there are more.", flag_values=fv)
-  flags.DEFINE_integer("seed", 0, "Seed of the subsample and the classifier.", flag_values=fv)
-  flags.DEFINE_boolean("write", True, "Also write DIR/difficulty.json.", flag_values=fv)
-  try:
-    fv(list(argv))
-    if not fv.data_dir:
-      raise ValueError("--data_dir: required")
-    if fv.max_train < 1:
-      raise ValueError(f"--max_train: must be >= 1, got {fv.max_train}")
-    result = difficulty_report(fv.data_dir, modalities=fv.modalities or None,
-                               max_train=fv.max_train, seed=fv.seed)
-  except (flags.Error, ValueError) as e:
-    print(f"cmp_tf.data.report: error: {e}", file=sys.stderr)
-    return 2
-  print(format_report(result))
-  if fv.write:
-    write_report(fv.data_dir, result)
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main(sys.argv))
