@@ -15,7 +15,7 @@ from absl import app, flags
 
 from cmp_tf import cli
 from cmp_tf.eval import evaluation
-from cmp_tf.eval import features as features_lib
+from cmp_tf.layer_names import FEATURE_LAYERS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", "", "A finished run of cmp_tf.train to evaluate.")
@@ -24,7 +24,7 @@ flags.DEFINE_string("source_dir", "", "Evaluate the cached source network instea
 flags.DEFINE_string("data_dir", "", "Dataset; default: the one the run was trained on.")
 flags.DEFINE_string("out_dir", "", "Output of --source_dir (default <source>/eval); a run "
                     "always writes to <run_dir>/eval.")
-flags.DEFINE_list("layers", list(features_lib.LAYERS), "Layers of Table 3.")
+flags.DEFINE_list("layers", list(FEATURE_LAYERS), "Layers of Table 3.")
 flags.DEFINE_integer("num_queries", None, "Random queries per pair (the paper: 1000); "
                      "default: every validation example is a query.")
 flags.DEFINE_integer("seed", 0, "Seed of the random queries and of subspace alignment.")

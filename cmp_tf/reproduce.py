@@ -7,7 +7,7 @@
 Each method is trained as `python -m cmp_tf.train --flagfile=configs/<method>.flags`
 (and once more with --zero_shot), evaluated, and, with --analysis, analysed; the source
 network gives the "BL-PlacesNet" rows. Resumable: rerun the same command. DIR/report.md
-holds Tables 1-5 in the paper's layout (`cmp_tf.eval.reproduce_runs`).
+holds Tables 1-5 in the paper's layout (`cmp_tf.experiments.reproduce`).
 """
 
 import os
@@ -15,7 +15,7 @@ import os
 from absl import app, flags
 
 from cmp_tf import cli
-from cmp_tf.eval import reproduce_runs
+from cmp_tf.experiments import reproduce
 from cmp_tf.training import recipes
 
 FLAGS = flags.FLAGS
@@ -38,12 +38,12 @@ flags.DEFINE_boolean("analysis", True, "Also analyse every normal run (modality 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  results = reproduce_runs.reproduce(
+  results = reproduce.reproduce(
       FLAGS.out, methods=FLAGS.methods, zero_shot=FLAGS.zero_shot,
       data_dir=FLAGS.data_dir or None, num_queries=FLAGS.num_queries, seed=FLAGS.seed,
       train_flagfiles=FLAGS.train_flagfiles, fixed_budget=FLAGS.fixed_budget,
       analysis=FLAGS.analysis)
-  print(f"report written to {os.path.join(results['out_dir'], reproduce_runs.REPORT_MD)}",
+  print(f"report written to {os.path.join(results['out_dir'], reproduce.REPORT_MD)}",
         flush=True)
   return 0 if results["complete"] else 1
 

@@ -5,7 +5,7 @@
 
 Each method is trained at each rate under the base flagfile's convergence rule and scored
 by its dev accuracy; DIR/sweep.md gives every score and each method's rate
-(`cmp_tf.eval.lr_sweep`). Resumable: rerun the same command.
+(`cmp_tf.experiments.lr_sweep`). Resumable: rerun the same command.
 """
 
 import os
@@ -13,7 +13,7 @@ import os
 from absl import app, flags
 
 from cmp_tf import cli
-from cmp_tf.eval import lr_sweep
+from cmp_tf.experiments import lr_sweep
 from cmp_tf.training import recipes
 
 FLAGS = flags.FLAGS

@@ -1,1 +1,2 @@
-"""Evaluation as pure functions: retrieval and zero-shot metrics, subspace alignment, tables."""
+"""Evaluation of one run: metrics as pure functions (retrieval, zero-shot, subspace
+alignment), network embeddings of a split, the rows of Tables 1-5 and the tables."""

@@ -27,10 +27,10 @@ import time
 from cmp_tf import fileio, finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.eval import features as features_lib
-from cmp_tf.eval import report, zero_shot
+from cmp_tf.eval import embeddings, tables, zero_shot
 from cmp_tf.eval import rows as rows_lib
 from cmp_tf.fileio import file_digest
+from cmp_tf.layer_names import FEATURE_LAYERS
 
 EVAL_DIR = "eval"
 RESULTS_JSON = "results.json"
@@ -57,11 +57,11 @@ def single_threaded_blas():
 
 def check_layers(layers):
   layers = tuple(layers)
-  unknown = [layer for layer in layers if layer not in features_lib.LAYERS]
+  unknown = [layer for layer in layers if layer not in FEATURE_LAYERS]
   if not layers or unknown:
-    raise ValueError(f"--layers: expected some of {', '.join(features_lib.LAYERS)}, got "
+    raise ValueError(f"--layers: expected some of {', '.join(FEATURE_LAYERS)}, got "
                      f"{', '.join(layers) or 'none'}")
-  return tuple(layer for layer in features_lib.LAYERS if layer in layers)
+  return tuple(layer for layer in FEATURE_LAYERS if layer in layers)
 
 
 def _check_options(num_queries, sa_components):
@@ -87,7 +87,7 @@ def _feature_sets(model, data_dir, modalities, *, split, outputs, features_dir, 
                   branch=None, batch_size=128, progress=True):
   """{modality: FeatureSet} of `split`, reused from `features_dir` when its index matches."""
   index = {**index, "split": split, "branch": branch}
-  cached = features_lib.cached_sets(features_dir, index, modalities, outputs)
+  cached = embeddings.cached_sets(features_dir, index, modalities, outputs)
   if cached is not None:
     if progress:
       print(f"{split} features: reused from {features_dir}", flush=True)
@@ -95,13 +95,13 @@ def _feature_sets(model, data_dir, modalities, *, split, outputs, features_dir, 
   sets = {}
   for modality in modalities:
     started = time.perf_counter()
-    sets[modality] = features_lib.extract(model, data_dir, modality, split=split,
+    sets[modality] = embeddings.extract(model, data_dir, modality, split=split,
                                           outputs=outputs, branch=branch, batch_size=batch_size)
     if progress:
       print(f"{split} features of {modality.upper()}: {len(sets[modality])} examples in "
             f"{time.perf_counter() - started:.1f} s", flush=True)
-  features_lib.save_sets(features_dir, sets)
-  features_lib.write_index(features_dir, {**index, "modalities": list(modalities),
+  embeddings.save_sets(features_dir, sets)
+  embeddings.write_index(features_dir, {**index, "modalities": list(modalities),
                                           "outputs": list(outputs)})
   return sets
 
@@ -127,15 +127,15 @@ def _protocol_line(num_queries, seed):
 
 def _write(out_dir, results, title, preamble):
   chance = results["chance"]
-  built = report.build_tables(report.rows_from_json(results["rows"]), chance,
+  built = tables.build_tables(tables.rows_from_json(results["rows"]), chance,
                               num_classes=results["num_classes"])
   results["tables"] = {t.title: t.to_dict() for t in built}
   fileio.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), results)
   fileio.write_text_atomic(os.path.join(out_dir, TABLES_MD),
-                           report.tables_markdown(title, preamble, built))
+                           tables.tables_markdown(title, preamble, built))
 
 
-def evaluate_run(run_dir, *, layers=features_lib.LAYERS, num_queries=None, seed=0,
+def evaluate_run(run_dir, *, layers=FEATURE_LAYERS, num_queries=None, seed=0,
                  subspace_alignment=False, sa_components=SA_COMPONENTS, data_dir=None,
                  batch_size=128, progress=True):
   """Writes RUN/eval/{tables.md, results.json, features/} for a finished run.
@@ -165,7 +165,7 @@ def evaluate_run(run_dir, *, layers=features_lib.LAYERS, num_queries=None, seed=
   digest = run.weights_digest
   index = {"format_version": FORMAT_VERSION, "weights_digest": digest,
            "manifest_fingerprint": state.get("manifest_fingerprint")}
-  outputs = tuple(dict.fromkeys(layers + (rows_lib.FC7, features_lib.LOGITS)))
+  outputs = tuple(dict.fromkeys(layers + (rows_lib.FC7, embeddings.LOGITS)))
   modalities = [m for m in mod_lib.ALL_MODALITIES if m in spec.modalities]
   val = _feature_sets(model, data_dir, modalities, split="val", outputs=outputs,
                       features_dir=os.path.join(eval_dir, FEATURES_DIR), index=index,
@@ -185,14 +185,14 @@ def evaluate_run(run_dir, *, layers=features_lib.LAYERS, num_queries=None, seed=
     retrieval_rows, scores = rows_lib.retrieval_rows(val, layers=layers,
                                                      num_queries=num_queries, seed=seed)
     for table, row in retrieval_rows.items():
-      report.add_row(rows, table, name, row)
-    details["retrieval"] = {layer: report.scores_to_json(s) for layer, s in scores.items()}
+      tables.add_row(rows, table, name, row)
+    details["retrieval"] = {layer: tables.scores_to_json(s) for layer, s in scores.items()}
     if is_zero_shot:
       zs_rows, zs_scores = rows_lib.zero_shot_rows(val, heldout, num_queries=num_queries,
                                                    seed=seed)
       for table, row in zs_rows.items():
-        report.add_row(rows, table, name, row)
-      details["zero_shot_retrieval"] = report.scores_to_json(zs_scores)
+        tables.add_row(rows, table, name, row)
+      details["zero_shot_retrieval"] = tables.scores_to_json(zs_scores)
     if subspace_alignment:
       sa_name = SA_FINETUNE_ROW if state.get("method") == "bl_individual" else (
           f"Subsp. Align. + {name}")
@@ -211,7 +211,7 @@ def evaluate_run(run_dir, *, layers=features_lib.LAYERS, num_queries=None, seed=
       "val_counts": {m: len(s) for m, s in val.items()},
       "chance": rows_lib.chance_levels(val, num_classes=len(manifest["categories"]),
                                        heldout_labels=heldout if is_zero_shot else None),
-      "rows": report.rows_to_json(rows), "details": details,
+      "rows": tables.rows_to_json(rows), "details": details,
       "training": finished_run.training_summary(state),
       "wall_time_s": {"features": round(features_done - started, 2),
                       "metrics": round(metrics_done - features_done, 2)},
@@ -259,9 +259,9 @@ def _sa_rows(rows, name, val, train, heldout, is_zero_shot, sa_components, num_q
     sa, scores, used = rows_lib.sa_retrieval_rows(val, train, n_components=sa_components,
                                                   num_queries=num_queries, seed=seed)
   for table, row in sa.items():
-    report.add_row(rows, table, name, row)
-  return {"row": name, "scores": report.scores_to_json(scores),
-          "components": {report.column_key(k): d for k, d in used.items()}}
+    tables.add_row(rows, table, name, row)
+  return {"row": name, "scores": tables.scores_to_json(scores),
+          "components": {tables.column_key(k): d for k, d in used.items()}}
 
 
 def resolve_source_dir(path):
@@ -313,7 +313,7 @@ def evaluate_source(source_dir, *, data_dir=None, out_dir=None, num_queries=None
            "manifest_fingerprint": info.get("manifest_fingerprint")}
   visual = [m for m in mod_lib.IMAGE_MODALITIES if m in manifest["modalities"]]
   val = _feature_sets(model, data_dir, visual, split="val",
-                      outputs=(rows_lib.FC7, features_lib.LOGITS),
+                      outputs=(rows_lib.FC7, embeddings.LOGITS),
                       features_dir=os.path.join(out_dir, FEATURES_DIR), index=index,
                       branch=mod_lib.NAT, batch_size=batch_size, progress=progress)
   train = _feature_sets(model, data_dir, visual, split="train", outputs=(rows_lib.FC7,),
@@ -328,7 +328,7 @@ def evaluate_source(source_dir, *, data_dir=None, out_dir=None, num_queries=None
                                              False, sa_components, num_queries, seed)
     if heldout.size:
       for table, row in rows_lib.source_zero_shot_rows(val, heldout).items():
-        report.add_row(rows, table, SOURCE_ROW, row)
+        tables.add_row(rows, table, SOURCE_ROW, row)
       details["subspace_alignment_zero_shot"] = _sa_rows(rows, SA_PLACESNET_ROW, val, train,
                                                          heldout, True, sa_components,
                                                          num_queries, seed)
@@ -344,7 +344,7 @@ def evaluate_source(source_dir, *, data_dir=None, out_dir=None, num_queries=None
       "val_counts": {m: len(s) for m, s in val.items()},
       "chance": rows_lib.chance_levels(val, num_classes=num_classes,
                                        heldout_labels=heldout if heldout.size else None),
-      "rows": report.rows_to_json(rows), "details": details,
+      "rows": tables.rows_to_json(rows), "details": details,
       "wall_time_s": {"features": round(features_done - started, 2),
                       "metrics": round(metrics_done - features_done, 2)},
   }

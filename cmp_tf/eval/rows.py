@@ -11,17 +11,18 @@ each table is defined on (the paper's sections 5.1 and 5.2):
   table5  zero-shot retrieval mAP among CLP, SPT, LDR and DSC on the held-out categories
 
 A row is {column: fraction or None}; columns are (query, target) pairs, layer names
-or modalities, as `cmp_tf.eval.tables` expects. A column whose modality has no
+or modalities, as `cmp_tf.eval.tables` shows them. A column whose modality has no
 features is None ("-" in the tables).
 """
 
 import numpy as np
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.eval import retrieval, subspace_alignment, tables, zero_shot
-from cmp_tf.eval.features import LOGITS
+from cmp_tf.eval import retrieval, subspace_alignment, zero_shot
+from cmp_tf.layer_names import FC7, LOGITS
 
-FC7 = "fc7"
+RETRIEVAL_PAIRS = tuple(retrieval.default_pairs(mod_lib.ALL_MODALITIES))  # Tables 1 and 2: 20 pairs
+ZERO_SHOT_PAIRS = tuple(zero_shot.zero_shot_pairs())  # Table 5: 12 pairs
 K = 10
 PRECISION = f"p@{K}"
 TABLE4_CONVENTIONAL = "table4_conventional"  # argmax over the held-out categories only
@@ -51,7 +52,7 @@ def retrieval_rows(val_sets, *, layers, num_queries=None, seed=0):
   Returns (rows {"table1": row, "table2": row, "table3": row},
            scores {layer: {(query, target): {"map", "p@10", "num_queries"}}}).
   """
-  pairs = available_pairs(tables.RETRIEVAL_PAIRS, val_sets)
+  pairs = available_pairs(RETRIEVAL_PAIRS, val_sets)
   if not pairs:
     raise ValueError(f"retrieval needs two modalities; the features hold {sorted(val_sets)}")
   scores, layer_means = {}, {}
@@ -59,11 +60,11 @@ def retrieval_rows(val_sets, *, layers, num_queries=None, seed=0):
     features, labels = _layer(val_sets, layer)
     scores[layer] = retrieval.cross_modal_retrieval(features, labels, pairs=pairs,
                                                     num_queries=num_queries, seed=seed, k=K)
-    if len(pairs) == len(tables.RETRIEVAL_PAIRS):
+    if len(pairs) == len(RETRIEVAL_PAIRS):
       layer_means[layer] = float(np.mean([s["map"] for s in scores[layer].values()]))
   rows = {
-      "table1": _row(tables.RETRIEVAL_PAIRS, tables.metric_by_pair(scores[FC7], "map")),
-      "table2": _row(tables.RETRIEVAL_PAIRS, tables.metric_by_pair(scores[FC7], PRECISION)),
+      "table1": _row(RETRIEVAL_PAIRS, metric_by_pair(scores[FC7], "map")),
+      "table2": _row(RETRIEVAL_PAIRS, metric_by_pair(scores[FC7], PRECISION)),
       "table3": _row(tuple(layers), layer_means),
   }
   return rows, scores
@@ -74,14 +75,14 @@ def zero_shot_rows(val_sets, heldout_labels, *, num_queries=None, seed=0):
   without the held-out categories outside NAT. Returns (rows {TABLE4_CONVENTIONAL,
   "table4", "table5"}, table-5 scores by pair)."""
   rows = _logit_zero_shot_rows(val_sets, heldout_labels)
-  pairs = available_pairs(tables.ZERO_SHOT_PAIRS, val_sets)
+  pairs = available_pairs(ZERO_SHOT_PAIRS, val_sets)
   scores = {}
   if pairs:
     features, labels = _layer({m: val_sets[m] for m in zero_shot.ZERO_SHOT_MODALITIES
                                if m in val_sets}, FC7)
     scores = zero_shot.zero_shot_retrieval(features, labels, heldout_labels, pairs=pairs,
                                            num_queries=num_queries, seed=seed, k=K)
-  rows["table5"] = _row(tables.ZERO_SHOT_PAIRS, tables.metric_by_pair(scores, "map"))
+  rows["table5"] = _row(ZERO_SHOT_PAIRS, metric_by_pair(scores, "map"))
   return rows, scores
 
 
@@ -132,10 +133,10 @@ def sa_retrieval_rows(val_sets, train_sets, *, n_components, num_queries=None, s
 
   Returns (rows {"table1", "table2"}, scores by pair, subspace size by pair).
   """
-  pairs = available_pairs(tables.RETRIEVAL_PAIRS, set(val_sets) & set(train_sets))
+  pairs = available_pairs(RETRIEVAL_PAIRS, set(val_sets) & set(train_sets))
   scores, used = _sa_retrieval(pairs, val_sets, train_sets, n_components, num_queries, seed)
-  rows = {"table1": _row(tables.RETRIEVAL_PAIRS, tables.metric_by_pair(scores, "map")),
-          "table2": _row(tables.RETRIEVAL_PAIRS, tables.metric_by_pair(scores, PRECISION))}
+  rows = {"table1": _row(RETRIEVAL_PAIRS, metric_by_pair(scores, "map")),
+          "table2": _row(RETRIEVAL_PAIRS, metric_by_pair(scores, PRECISION))}
   return rows, scores, used
 
 
@@ -166,14 +167,14 @@ def sa_zero_shot_rows(val_sets, train_sets, heldout_labels, *, n_components, num
         accuracy[protocol][modality] = zero_shot.heldout_accuracy(
             predicted, val_sets[modality].labels, heldout_labels)
       used[modality] = d
-  pairs = available_pairs(tables.ZERO_SHOT_PAIRS, set(val_sets) & set(train))
+  pairs = available_pairs(ZERO_SHOT_PAIRS, set(val_sets) & set(train))
   heldout_val = {m: val_sets[m].select(np.isin(val_sets[m].labels, heldout_labels))
                  for m in {m for p in pairs for m in p}}
   scores, pair_used = _sa_retrieval(pairs, heldout_val, train, n_components, num_queries, seed)
   used.update(pair_used)
   rows = {table: _row(zero_shot.ZERO_SHOT_MODALITIES, accuracy[protocol])
           for protocol, table in TABLE4_BY_PROTOCOL.items()}
-  rows["table5"] = _row(tables.ZERO_SHOT_PAIRS, tables.metric_by_pair(scores, "map"))
+  rows["table5"] = _row(ZERO_SHOT_PAIRS, metric_by_pair(scores, "map"))
   return rows, scores, used
 
 
@@ -190,17 +191,55 @@ def chance_levels(val_sets, *, num_classes, heldout_labels=None):
   relevant targets; classification chance is 1 / num_classes.
   """
   labels = {m: s.labels for m, s in val_sets.items()}
-  pairs = available_pairs(tables.RETRIEVAL_PAIRS, labels)
+  pairs = available_pairs(RETRIEVAL_PAIRS, labels)
   chance = {}
   if pairs:
-    chance["table1"] = chance["table2"] = chance["table3"] = tables.mean_chance_map(labels,
+    chance["table1"] = chance["table2"] = chance["table3"] = mean_chance_map(labels,
                                                                                      pairs)
   if heldout_labels is not None:
     chance["table4"] = 1.0 / num_classes
     chance[TABLE4_CONVENTIONAL] = 1.0 / len(heldout_labels)
     held = {m: labels[m][np.isin(labels[m], heldout_labels)] for m in labels}
-    zs_pairs = [p for p in available_pairs(tables.ZERO_SHOT_PAIRS, labels)
+    zs_pairs = [p for p in available_pairs(ZERO_SHOT_PAIRS, labels)
                 if held[p[0]].size and held[p[1]].size]
     if zs_pairs:
-      chance["table5"] = tables.mean_chance_map(held, zs_pairs)
+      chance["table5"] = mean_chance_map(held, zs_pairs)
   return chance
+
+
+def pair_key(pair):
+  """The JSON key of a (query, target) pair: "nat->clp"."""
+  return f"{pair[0]}->{pair[1]}"
+
+
+def chance_map(query_labels, target_labels):
+  """Chance mAP of one pair: the mean, over queries, of the fraction of relevant targets."""
+  query_labels = np.asarray(query_labels)
+  target_labels = np.asarray(target_labels)
+  if query_labels.ndim != 1 or query_labels.size == 0:
+    raise ValueError(f"query_labels: expected a non-empty 1-D array, got {query_labels.shape}")
+  if target_labels.ndim != 1 or target_labels.size == 0:
+    raise ValueError(f"target_labels: expected a non-empty 1-D array, got {target_labels.shape}")
+  values, counts = np.unique(target_labels, return_counts=True)
+  fraction = dict(zip(values.tolist(), (counts / target_labels.size).tolist()))
+  return float(np.mean([fraction.get(label, 0.0) for label in query_labels.tolist()]))
+
+
+def mean_chance_map(labels, pairs):
+  """Chance mAP averaged over (query, target) pairs; `labels` is {modality: [N]}."""
+  pairs = [tuple(p) for p in pairs]
+  if not pairs:
+    raise ValueError("pairs: no (query, target) pair")
+  missing = sorted({m for p in pairs for m in p if m not in labels})
+  if missing:
+    raise ValueError(f"labels: no labels for modalities {missing}")
+  return float(np.mean([chance_map(labels[q], labels[t]) for q, t in pairs]))
+
+
+def metric_by_pair(scores, metric="map"):
+  """{(query, target): fraction} of one metric from `cross_modal_retrieval`'s output."""
+  try:
+    return {pair: float(s[metric]) for pair, s in scores.items()}
+  except KeyError as e:
+    raise ValueError(f"scores: no metric {metric!r} (have {sorted(next(iter(scores.values())))})"
+                     ) from e

@@ -1,5 +1,10 @@
 """The paper's Tables 1-5 as Markdown and JSON: rows are methods, values shown as percentages.
 
+Rows (`cmp_tf.eval.rows`) are {table id: {row name: {column: fraction or None}}}. In
+JSON a (query, target) column is written "nat->clp" (`rows.pair_key`); `rows_from_json`
+turns it back, so rows saved by one evaluation can be merged with others' into one table
+(`cmp_tf.experiments`). `build_tables` makes the Table of every table id that has rows.
+
 Inputs are fractions in [0, 1] as the metrics return them: {method: {column: value}}, where a
 column is a (query, target) modality pair (Tables 1, 2, 5), a layer name (Table 3) or a
 modality (Table 4). A value that is missing (or None) shows as "-", and so does a row's mean
@@ -14,18 +19,12 @@ import math
 
 import numpy as np
 
-from cmp_tf.eval import retrieval, zero_shot
+from cmp_tf.eval import rows as rows_lib
+from cmp_tf.eval import zero_shot
+from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.modalities import ALL_MODALITIES
 
-RETRIEVAL_PAIRS = tuple(retrieval.default_pairs(ALL_MODALITIES))  # Tables 1 and 2: 20 pairs
-ZERO_SHOT_PAIRS = tuple(zero_shot.zero_shot_pairs())  # Table 5: 12 pairs
-LAYERS = ("pool5", "fc6", "fc7")  # Table 3
 MEAN = "mean"
-
-
-def pair_key(pair):
-  """The JSON key of a (query, target) pair: "nat->clp"."""
-  return f"{pair[0]}->{pair[1]}"
 
 
 def _header(column):
@@ -35,7 +34,7 @@ def _header(column):
 
 
 def _key(column):
-  return pair_key(column) if isinstance(column, tuple) else column
+  return rows_lib.pair_key(column) if isinstance(column, tuple) else column
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +127,7 @@ def _build(title, results, columns, *, chance, chance_note, mean_header=None, no
   return Table(title, keys, headers, values, chance, chance_note, note)
 
 
-def retrieval_table(results, *, chance, metric="mAP", pairs=RETRIEVAL_PAIRS, title=None):
+def retrieval_table(results, *, chance, metric="mAP", pairs=rows_lib.RETRIEVAL_PAIRS, title=None):
   """Tables 1 (metric="mAP") and 2 (metric="PR@10"): the query->target pairs and their mean.
 
   Args:
@@ -144,7 +143,7 @@ def retrieval_table(results, *, chance, metric="mAP", pairs=RETRIEVAL_PAIRS, tit
                 mean_header=f"Mean {metric}", note="Columns are query→target modality pairs.")
 
 
-def layer_table(results, *, chance, layers=LAYERS, title=None):
+def layer_table(results, *, chance, layers=FEATURE_LAYERS, title=None):
   """Table 3: mean cross-modal retrieval mAP over all pairs, per layer."""
   return _build(title or "Mean cross-modal retrieval mAP across layers", results,
                 tuple(layers), chance=chance,
@@ -161,40 +160,115 @@ def zero_shot_classification_table(results, *, num_classes,
                 chance=1.0 / num_classes, chance_note=f"accuracy = 1/{num_classes}")
 
 
-def zero_shot_retrieval_table(results, *, chance, pairs=ZERO_SHOT_PAIRS, title=None):
+def zero_shot_retrieval_table(results, *, chance, pairs=rows_lib.ZERO_SHOT_PAIRS, title=None):
   """Table 5: retrieval mAP on the held-out categories, 12 pairs and their mean."""
   return retrieval_table(results, chance=chance, metric="mAP", pairs=pairs,
                          title=title or "Zero-shot scene retrieval mAP")
 
 
-def chance_map(query_labels, target_labels):
-  """Chance mAP of one pair: the mean, over queries, of the fraction of relevant targets."""
-  query_labels = np.asarray(query_labels)
-  target_labels = np.asarray(target_labels)
-  if query_labels.ndim != 1 or query_labels.size == 0:
-    raise ValueError(f"query_labels: expected a non-empty 1-D array, got {query_labels.shape}")
-  if target_labels.ndim != 1 or target_labels.size == 0:
-    raise ValueError(f"target_labels: expected a non-empty 1-D array, got {target_labels.shape}")
-  values, counts = np.unique(target_labels, return_counts=True)
-  fraction = dict(zip(values.tolist(), (counts / target_labels.size).tolist()))
-  return float(np.mean([fraction.get(label, 0.0) for label in query_labels.tolist()]))
+# --- Rows as JSON, and every table of a run or a reproduction ------------------------------
+
+TITLES = {
+    "table1": "Table 1: Cross-modal retrieval mAP (fc7)",
+    "table2": "Table 2: Cross-modal retrieval PR@10 (fc7)",
+    "table3": "Table 3: Mean cross-modal retrieval mAP across layers",
+    rows_lib.TABLE4_CONVENTIONAL: "Table 4 (conventional protocol: argmax over the held-out "
+                                  "categories only): Zero-shot scene classification accuracy",
+    "table4": "Table 4 (generalized protocol: argmax over all categories): Zero-shot scene "
+              "classification accuracy",
+    "table5": "Table 5: Zero-shot scene retrieval mAP (held-out categories)",
+}
+_PAIR_SEPARATOR = "->"
 
 
-def mean_chance_map(labels, pairs):
-  """Chance mAP averaged over (query, target) pairs; `labels` is {modality: [N]}."""
-  pairs = [tuple(p) for p in pairs]
-  if not pairs:
-    raise ValueError("pairs: no (query, target) pair")
-  missing = sorted({m for p in pairs for m in p if m not in labels})
-  if missing:
-    raise ValueError(f"labels: no labels for modalities {missing}")
-  return float(np.mean([chance_map(labels[q], labels[t]) for q, t in pairs]))
+def column_key(column):
+  """The JSON key of a column: "nat->clp" for a pair, the name itself otherwise."""
+  return rows_lib.pair_key(column) if isinstance(column, tuple) else str(column)
 
 
-def metric_by_pair(scores, metric="map"):
-  """{(query, target): fraction} of one metric from `cross_modal_retrieval`'s output."""
-  try:
-    return {pair: float(s[metric]) for pair, s in scores.items()}
-  except KeyError as e:
-    raise ValueError(f"scores: no metric {metric!r} (have {sorted(next(iter(scores.values())))})"
-                     ) from e
+def column_from_key(key):
+  """Inverse of `column_key`."""
+  if _PAIR_SEPARATOR in key:
+    query, target = key.split(_PAIR_SEPARATOR)
+    return (query, target)
+  return key
+
+
+def rows_to_json(rows):
+  return {table: {name: {column_key(c): v for c, v in row.items()}
+                  for name, row in by_name.items()}
+          for table, by_name in rows.items()}
+
+
+def rows_from_json(obj):
+  return {table: {name: {column_from_key(k): v for k, v in row.items()}
+                  for name, row in by_name.items()}
+          for table, by_name in obj.items()}
+
+
+def scores_to_json(scores):
+  """{(query, target): metrics} -> {"query->target": metrics}."""
+  return {column_key(pair): value for pair, value in scores.items()}
+
+
+def add_row(rows, table, name, row):
+  """Adds `row` under `name` in `rows[table]`; a name may appear once per table."""
+  by_name = rows.setdefault(table, {})
+  if name in by_name:
+    raise ValueError(f"{table}: two rows named {name!r}")
+  by_name[name] = dict(row)
+
+
+def build_tables(rows, chance, *, num_classes=None):
+  """The Table objects of every table id that has rows, in paper order.
+
+  Args:
+    rows: {table id: {row name: {column: fraction or None}}}.
+    chance: {table id: chance fraction}; every table with rows needs one.
+    num_classes: the number of scene categories (Table 4's chance is 1 / num_classes).
+  """
+  built = []
+  for table in rows_lib.TABLE_IDS:
+    by_name = rows.get(table)
+    if not by_name:
+      continue
+    if table == "table4":
+      if not num_classes:
+        raise ValueError("table4: num_classes is needed for its chance level")
+      built.append(zero_shot_classification_table(by_name, num_classes=num_classes,
+                                                         title=TITLES[table]))
+      continue
+    if table == rows_lib.TABLE4_CONVENTIONAL:
+      if table not in chance:
+        raise ValueError(f"{table}: no chance level (1 / number of held-out categories)")
+      built.append(zero_shot_classification_table(
+          by_name, num_classes=round(1 / chance[table]), title=TITLES[table]))
+      continue
+    if table not in chance:
+      raise ValueError(f"{table}: no chance level")
+    if table == "table1":
+      built.append(retrieval_table(by_name, chance=chance[table], metric="mAP",
+                                          title=TITLES[table]))
+    elif table == "table2":
+      built.append(retrieval_table(by_name, chance=chance[table], metric="PR@10",
+                                          title=TITLES[table]))
+    elif table == "table3":
+      present = {c for row in by_name.values() for c in row}
+      layers = [layer for layer in FEATURE_LAYERS if layer in present]
+      layers += sorted(present - set(layers))
+      built.append(layer_table(by_name, chance=chance[table], layers=layers,
+                                      title=TITLES[table]))
+    else:
+      built.append(zero_shot_retrieval_table(by_name, chance=chance[table],
+                                                    title=TITLES[table]))
+  return built
+
+
+def tables_markdown(title, preamble, built):
+  """A Markdown document: `title`, the `preamble` lines, then every table."""
+  parts = [f"# {title}", ""]
+  if preamble:
+    parts += list(preamble) + [""]
+  for table in built:
+    parts.append(table.to_markdown())
+  return "\n".join(parts)

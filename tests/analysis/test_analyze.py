@@ -81,18 +81,18 @@ def _saved(probe, fractions, objects):
 
 
 def test_reproduction_compares_methods_by_probe_and_alignment():
-  from cmp_tf.eval import reproduction
-  c = reproduction.analysis_row("C: Tune + StatReg (GMM)", *_saved(
+  from cmp_tf.experiments import report
+  c = report.analysis_row("C: Tune + StatReg (GMM)", *_saved(
       {"pool5": 0.9, "fc6": 0.5, "fc7": 0.4}, {"pool5": 0.1, "fc7": 0.25},
       ["bed", "sink", "tree", "car"]))
   assert c["probe"] == {"pool5": 0.9, "fc6": 0.5, "fc7": 0.4} and c["probe_chance"] == 0.2
   assert c["aligned"] == {"pool5": 0.1, "fc7": 0.25}
   assert c["aligned_within"] == {"pool5": 0.05, "fc7": 0.125}
   assert c["objects"]["fc7"] == ["bed", "sink", "tree"]
-  base = reproduction.analysis_row("BL-Individual", *_saved(
+  base = report.analysis_row("BL-Individual", *_saved(
       {"pool5": 1.0, "fc6": 0.99, "fc7": 0.98}, {"pool5": 0.0, "fc7": 0.0}, []))
-  probe_only = reproduction.analysis_row("A: Tune", _saved({"fc7": 0.6}, {}, [])[0], None)
-  markdown = reproduction.analysis_markdown([c, probe_only, base])
+  probe_only = report.analysis_row("A: Tune", _saved({"fc7": 0.6}, {}, [])[0], None)
+  markdown = report.analysis_markdown([c, probe_only, base])
   lines = [line for line in markdown.splitlines() if line.startswith("| ")]
   assert lines[0] == ("| Method | probe pool5 | probe fc6 | probe fc7 | aligned pool5 | "
                       "aligned fc7 | within categories pool5 | within categories fc7 | "
@@ -110,7 +110,7 @@ def test_reproduction_compares_methods_by_probe_and_alignment():
 @pytest.mark.slow
 def test_activations_match_evaluation_features(tiny_run):
   from cmp_tf.analysis import activations as activations_lib
-  from cmp_tf.eval import features as features_lib
+  from cmp_tf.eval import embeddings
   run = finished_run.load_run(tiny_run)
   acts = activations_lib.run_activations(run, max_examples=None, keep_inputs=True)
   assert list(acts) == list(mod_lib.ALL_MODALITIES)
@@ -122,7 +122,7 @@ def test_activations_match_evaluation_features(tiny_run):
     assert a.features("pool5").shape == (n, h * w * c) and a.units("fc7").shape == (n, 32)
     assert len(a.object_names) == len(a.object_boxes) == len(a.texts) == n and a.has_objects
     assert all(b.shape == (len(o), 4) for o, b in zip(a.object_names, a.object_boxes))
-    expected = features_lib.extract(run.model, run.data_dir, modality, outputs=("pool5", "fc7"))
+    expected = embeddings.extract(run.model, run.data_dir, modality, outputs=("pool5", "fc7"))
     assert a.example_ids.tolist() == expected.example_ids.tolist()
     np.testing.assert_allclose(a.features("pool5"), expected.features["pool5"], atol=1e-5)
     np.testing.assert_allclose(a.fc7, expected.features["fc7"], atol=1e-5)

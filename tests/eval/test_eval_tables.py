@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from cmp_tf.eval import rows as rows_lib
 from cmp_tf.eval import tables
 
 TINY = {
@@ -42,8 +43,8 @@ def test_json_form_keeps_fractions():
 
 
 def test_full_table_1_layout_missing_values_and_bold_ties():
-  full = dict.fromkeys(tables.RETRIEVAL_PAIRS, 0.05)
-  no_dsc = {p: 0.05 for p in tables.RETRIEVAL_PAIRS if "dsc" not in p}
+  full = dict.fromkeys(rows_lib.RETRIEVAL_PAIRS, 0.05)
+  no_dsc = {p: 0.05 for p in rows_lib.RETRIEVAL_PAIRS if "dsc" not in p}
   table = tables.retrieval_table({"A": full, "SA + PlacesNet": no_dsc}, chance=0.01)
   header, _, row_a, row_sa = table.to_markdown().splitlines()[2:6]
   assert header.startswith("| Method | NAT→CLP | NAT→SPT | NAT→LDR | NAT→DSC | CLP→NAT |")
@@ -76,27 +77,27 @@ def test_zero_shot_tables():
   assert "| B | **50.5** | **20.9** | - | - |" in markdown  # the only value is the best
   assert "Chance level: 0.49 (accuracy = 1/205)." in markdown
   table5 = tables.zero_shot_retrieval_table(
-      {"C": dict.fromkeys(tables.ZERO_SHOT_PAIRS, 0.089)}, chance=0.083)
+      {"C": dict.fromkeys(rows_lib.ZERO_SHOT_PAIRS, 0.089)}, chance=0.083)
   assert len(table5.column_keys) == 13 and table5.column_keys[-1] == "mean"
   assert "| C | " + " | ".join(["8.9"] * 13) + " |" in table5.to_markdown()
 
 
 def test_chance_map_is_the_mean_fraction_of_relevant_targets():
   # Targets: label 0 twice, 1 once, 2 once. Queries 0, 1, 3 see fractions 1/2, 1/4, 0.
-  assert tables.chance_map([0, 1, 3], [0, 0, 1, 2]) == pytest.approx((0.5 + 0.25 + 0) / 3)
+  assert rows_lib.chance_map([0, 1, 3], [0, 0, 1, 2]) == pytest.approx((0.5 + 0.25 + 0) / 3)
   labels = {"nat": np.array([0, 1]), "clp": np.array([0, 0, 1, 1]), "spt": np.array([1, 1, 2])}
   # nat->clp 1/2, nat->spt 1/3, clp->nat 1/2, clp->spt 1/3, spt->nat 1/3, spt->clp 1/3.
   expected = (1 / 2 + 1 / 3 + 1 / 2 + 1 / 3 + 1 / 3 + 1 / 3) / 6
-  assert tables.mean_chance_map(labels, [("nat", "clp"), ("nat", "spt"), ("clp", "nat"),
+  assert rows_lib.mean_chance_map(labels, [("nat", "clp"), ("nat", "spt"), ("clp", "nat"),
                                          ("clp", "spt"), ("spt", "nat"), ("spt", "clp")]
                                 ) == pytest.approx(expected)
 
 
 def test_metric_by_pair():
   scores = {("nat", "clp"): {"map": 0.2, "p@10": 0.3, "num_queries": 5}}
-  assert tables.metric_by_pair(scores, "p@10") == {("nat", "clp"): 0.3}
+  assert rows_lib.metric_by_pair(scores, "p@10") == {("nat", "clp"): 0.3}
   with pytest.raises(ValueError, match="scores: no metric 'p@5'"):
-    tables.metric_by_pair(scores, "p@5")
+    rows_lib.metric_by_pair(scores, "p@5")
 
 
 @pytest.mark.parametrize("call, message", [
@@ -108,8 +109,8 @@ def test_metric_by_pair():
     (lambda: tables.retrieval_table({"A": {}}, chance=None), "chance: every table needs"),
     (lambda: tables.layer_table({"A": {"fc7": float("nan")}}, chance=0.01), "not a fraction"),
     (lambda: tables.zero_shot_classification_table({"A": {}}, num_classes=0), "num_classes"),
-    (lambda: tables.chance_map([], [0]), "query_labels: expected a non-empty"),
-    (lambda: tables.mean_chance_map({"nat": [0]}, [("nat", "dsc")]),
+    (lambda: rows_lib.chance_map([], [0]), "query_labels: expected a non-empty"),
+    (lambda: rows_lib.mean_chance_map({"nat": [0]}, [("nat", "dsc")]),
      r"labels: no labels for modalities \['dsc'\]"),
 ])
 def test_bad_input_raises_clear_errors(call, message):

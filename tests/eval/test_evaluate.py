@@ -10,9 +10,8 @@ import pytest
 
 from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
+from cmp_tf.eval import embeddings, retrieval, rows, tables, zero_shot
 from cmp_tf.eval import evaluation as evaluate
-from cmp_tf.eval import features as features_lib
-from cmp_tf.eval import report, retrieval, rows, tables, zero_shot
 
 # === Fast: files, rows and errors without a network ===
 
@@ -20,7 +19,7 @@ from cmp_tf.eval import report, retrieval, rows, tables, zero_shot
 def _feature_set(rng, labels, dim=6, outputs=("pool5", "fc6", "fc7", "logits")):
   labels = np.asarray(labels, dtype=np.int64)
   centres = rng.normal(size=(labels.max() + 1, dim))
-  return features_lib.FeatureSet(
+  return embeddings.FeatureSet(
       {o: (centres[labels] + rng.normal(scale=0.8, size=(len(labels), dim))).astype(np.float32)
        for o in outputs},
       labels, np.array([f"x/{i}" for i in range(len(labels))]))
@@ -33,10 +32,10 @@ def _val_sets(seed=0, per_class=3, num_classes=4):
 
 
 def test_npz_round_trip_is_atomic(tmp_path):
-  path = features_lib.npz_path(tmp_path, "fc7", "nat")
+  path = embeddings.npz_path(tmp_path, "fc7", "nat")
   features = np.arange(6, dtype=np.float32).reshape(3, 2)
-  features_lib.save_npz(path, features, [2, 0, 1], ["a", "b", "c"])
-  loaded, labels, ids = features_lib.load_npz(path)
+  embeddings.save_npz(path, features, [2, 0, 1], ["a", "b", "c"])
+  loaded, labels, ids = embeddings.load_npz(path)
   assert loaded.dtype == np.float32 and np.array_equal(loaded, features)
   assert labels.dtype == np.int64 and labels.tolist() == [2, 0, 1]
   assert ids.tolist() == ["a", "b", "c"]
@@ -45,25 +44,25 @@ def test_npz_round_trip_is_atomic(tmp_path):
 
 def test_npz_errors_name_the_file(tmp_path):
   with pytest.raises(ValueError, match="inconsistent shapes"):
-    features_lib.save_npz(str(tmp_path / "a.npz"), np.zeros((3, 2)), [0, 1], ["a", "b", "c"])
+    embeddings.save_npz(str(tmp_path / "a.npz"), np.zeros((3, 2)), [0, 1], ["a", "b", "c"])
   np.savez(tmp_path / "b.npz", features=np.zeros((2, 2)))
   with pytest.raises(ValueError, match=r"b\.npz: missing arrays \['labels', 'example_ids'\]"):
-    features_lib.load_npz(str(tmp_path / "b.npz"))
+    embeddings.load_npz(str(tmp_path / "b.npz"))
   with pytest.raises(FileNotFoundError, match="c.npz"):
-    features_lib.load_npz(str(tmp_path / "c.npz"))
+    embeddings.load_npz(str(tmp_path / "c.npz"))
 
 
 def test_saved_sets_are_reused_only_for_the_same_weights(tmp_path):
   sets = _val_sets()
   index = {"weights_digest": "abc", "split": "val"}
-  features_lib.save_sets(tmp_path, sets)
-  features_lib.write_index(tmp_path, {**index, "modalities": list(sets),
+  embeddings.save_sets(tmp_path, sets)
+  embeddings.write_index(tmp_path, {**index, "modalities": list(sets),
                                       "outputs": ["fc7", "logits"]})
-  cached = features_lib.cached_sets(tmp_path, index, ["nat", "dsc"], ["fc7"])
+  cached = embeddings.cached_sets(tmp_path, index, ["nat", "dsc"], ["fc7"])
   assert np.array_equal(cached["dsc"].features["fc7"], sets["dsc"].features["fc7"])
-  assert features_lib.cached_sets(tmp_path, {**index, "weights_digest": "xyz"}, ["nat"],
+  assert embeddings.cached_sets(tmp_path, {**index, "weights_digest": "xyz"}, ["nat"],
                                   ["fc7"]) is None
-  assert features_lib.cached_sets(tmp_path, index, ["nat"], ["pool5"]) is None
+  assert embeddings.cached_sets(tmp_path, index, ["nat"], ["pool5"]) is None
 
 
 def test_retrieval_rows_are_the_metric_functions():
@@ -72,7 +71,7 @@ def test_retrieval_rows_are_the_metric_functions():
   expected = retrieval.cross_modal_retrieval({m: s.features["fc7"] for m, s in val.items()},
                                              {m: s.labels for m, s in val.items()},
                                              num_queries=7, seed=3)
-  assert set(got["table1"]) == set(tables.RETRIEVAL_PAIRS)
+  assert set(got["table1"]) == set(rows.RETRIEVAL_PAIRS)
   for pair, score in expected.items():
     assert got["table1"][pair] == score["map"]
     assert got["table2"][pair] == score["p@10"]
@@ -95,7 +94,7 @@ def test_zero_shot_rows_and_chance():
     for protocol, table in rows.TABLE4_BY_PROTOCOL.items():
       assert got[table][m] == zero_shot.zero_shot_accuracy(val[m].features["logits"],
                                                            val[m].labels, heldout, protocol)
-  assert set(got["table5"]) == set(tables.ZERO_SHOT_PAIRS)
+  assert set(got["table5"]) == set(rows.ZERO_SHOT_PAIRS)
   chance = rows.chance_levels(val, num_classes=4, heldout_labels=heldout)
   assert chance["table1"] == pytest.approx(0.25) and chance["table4"] == 0.25
   assert chance["table4_conventional"] == 0.5
@@ -123,13 +122,13 @@ def test_rows_json_round_trip_and_tables():
   got, _ = rows.retrieval_rows(val, layers=("fc6", "fc7"))
   merged = {}
   for table, row in got.items():
-    report.add_row(merged, table, "M", row)
-  back = report.rows_from_json(json.loads(json.dumps(report.rows_to_json(merged))))
+    tables.add_row(merged, table, "M", row)
+  back = tables.rows_from_json(json.loads(json.dumps(tables.rows_to_json(merged))))
   assert back == merged
-  built = report.build_tables(back, rows.chance_levels(val, num_classes=4))
-  assert [t.title for t in built] == [report.TITLES[t] for t in ("table1", "table2", "table3")]
+  built = tables.build_tables(back, rows.chance_levels(val, num_classes=4))
+  assert [t.title for t in built] == [tables.TITLES[t] for t in ("table1", "table2", "table3")]
   with pytest.raises(ValueError, match="two rows named 'M'"):
-    report.add_row(merged, "table1", "M", {})
+    tables.add_row(merged, "table1", "M", {})
 
 
 @pytest.mark.parametrize("state, message", [
@@ -180,7 +179,7 @@ def tiny_run(tiny_data_dir, tmp_path_factory):
 
 
 def _recomputed_retrieval(features_dir, layer, pairs, **kwargs):
-  loaded = {m: features_lib.load_npz(features_lib.npz_path(features_dir, layer, m))
+  loaded = {m: embeddings.load_npz(embeddings.npz_path(features_dir, layer, m))
             for m in mod_lib.ALL_MODALITIES}
   return {pair: retrieval.retrieval_scores(loaded[pair[0]][0], loaded[pair[0]][1],
                                            loaded[pair[1]][0], loaded[pair[1]][1], **kwargs)
@@ -196,7 +195,7 @@ def test_evaluate_run_end_to_end(tiny_run, tiny_data_dir):
 
   for output in ("pool5", "fc6", "fc7", "logits"):
     for m in mod_lib.ALL_MODALITIES:
-      feats, labels, ids = features_lib.load_npz(features_lib.npz_path(features_dir, output, m))
+      feats, labels, ids = embeddings.load_npz(embeddings.npz_path(features_dir, output, m))
       count = manifest["modalities"][m]["val"]["count"]
       assert feats.shape[0] == count and feats.dtype == np.float32
       assert np.all(np.isfinite(feats)) and labels.dtype == np.int64
@@ -206,7 +205,7 @@ def test_evaluate_run_end_to_end(tiny_run, tiny_data_dir):
       if output == "logits":
         assert feats.shape[1] == len(manifest["categories"])
   for m in mod_lib.ALL_MODALITIES:
-    _, labels, _ = features_lib.load_npz(os.path.join(eval_dir, "features_train", "fc7",
+    _, labels, _ = embeddings.load_npz(os.path.join(eval_dir, "features_train", "fc7",
                                                       f"{m}.npz"))
     assert len(labels) == manifest["modalities"][m]["train"]["count"]
 
@@ -223,19 +222,19 @@ def test_evaluate_run_end_to_end(tiny_run, tiny_data_dir):
   assert saved["zero_shot"] is True and saved["method"] == "bl_individual"
   assert saved["rows"] == results["rows"]
   row = saved["rows"]["table1"]["BL-Individual"]
-  recomputed = _recomputed_retrieval(features_dir, "fc7", tables.RETRIEVAL_PAIRS)
+  recomputed = _recomputed_retrieval(features_dir, "fc7", rows.RETRIEVAL_PAIRS)
   for pair, score in recomputed.items():
-    assert row[tables.pair_key(pair)] == pytest.approx(score["map"], abs=1e-12)
-    assert saved["rows"]["table2"]["BL-Individual"][tables.pair_key(pair)] == pytest.approx(
+    assert row[rows.pair_key(pair)] == pytest.approx(score["map"], abs=1e-12)
+    assert saved["rows"]["table2"]["BL-Individual"][rows.pair_key(pair)] == pytest.approx(
         score["p@10"], abs=1e-12)
-  pool5 = _recomputed_retrieval(features_dir, "pool5", tables.RETRIEVAL_PAIRS)
+  pool5 = _recomputed_retrieval(features_dir, "pool5", rows.RETRIEVAL_PAIRS)
   assert saved["rows"]["table3"]["BL-Individual"]["pool5"] == pytest.approx(
       np.mean([s["map"] for s in pool5.values()]))
 
   heldout = zero_shot.heldout_label_indices(manifest["categories"],
                                             manifest["heldout_categories"])
   for m in zero_shot.ZERO_SHOT_MODALITIES:
-    logits, labels, _ = features_lib.load_npz(features_lib.npz_path(features_dir, "logits", m))
+    logits, labels, _ = embeddings.load_npz(embeddings.npz_path(features_dir, "logits", m))
     assert saved["rows"]["table4"]["BL-Individual"][m] == zero_shot.zero_shot_accuracy(
         logits, labels, heldout)
     assert saved["rows"]["table4_conventional"]["BL-Individual"][m] == (
@@ -266,7 +265,7 @@ def test_evaluate_source_network(tiny_run, tmp_path):
   assert results["rows"]["table4"]["BL-PlacesNet"]["dsc"] is None
   assert 0 <= results["rows"]["table4"]["BL-PlacesNet"]["clp"] <= 1
   assert set(results["rows"]) == {"table1", "table2", "table4", "table4_conventional", "table5"}
-  feats, _, _ = features_lib.load_npz(features_lib.npz_path(tmp_path / "features", "fc7", "ldr"))
+  feats, _, _ = embeddings.load_npz(embeddings.npz_path(tmp_path / "features", "fc7", "ldr"))
   assert feats.ndim == 2
   assert "**Table 5:" in (tmp_path / "tables.md").read_text()
 

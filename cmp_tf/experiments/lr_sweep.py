@@ -16,7 +16,7 @@ import re
 import time
 
 from cmp_tf import fileio, finished_run
-from cmp_tf.eval import reproduce_runs
+from cmp_tf.experiments import reproduce
 from cmp_tf.training import recipes
 
 DEFAULT_RATES = (0.001, 0.01, 0.003)
@@ -58,7 +58,7 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
   `train_flagfiles` are read by every run after its method's flagfile."""
   started = time.perf_counter()
   out_dir = os.path.abspath(os.fspath(out_dir))
-  methods = swept_methods(reproduce_runs.parse_methods(list(methods)))
+  methods = swept_methods(reproduce.parse_methods(list(methods)))
   rates = [float(r) for r in rates]
   if not rates or any(not r > 0 for r in rates):
     raise ValueError(f"--learning_rates: expected positive rates, got {rates}")
@@ -67,20 +67,20 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
   for rate in rates:
     for method in methods:
       name = run_dir_name(method, rate)
-      run_dir = os.path.join(out_dir, reproduce_runs.RUNS_DIR, name)
-      command = reproduce_runs.train_command(method, False, run_dir, data_dir=data_dir,
+      run_dir = os.path.join(out_dir, reproduce.RUNS_DIR, name)
+      command = reproduce.train_command(method, False, run_dir, data_dir=data_dir,
                                              train_flagfiles=train_flagfiles)
       command.append(f"--learning_rate={rate}")
-      state = reproduce_runs.finished_state(run_dir)
+      state = reproduce.finished_state(run_dir)
       status = "kept"
       if state is None and _failure(run_dir).startswith("diverged"):
         status = _failure(run_dir)  # a diverged run is a result: not trained again
       elif state is None:
         if progress:
           print(f"== training {name}", flush=True)
-        rc = reproduce_runs.train_logged(
-            command, os.path.join(out_dir, reproduce_runs.LOGS_DIR, f"{name}.log"), progress)
-        state = reproduce_runs.finished_state(run_dir)
+        rc = reproduce.train_logged(
+            command, os.path.join(out_dir, reproduce.LOGS_DIR, f"{name}.log"), progress)
+        state = reproduce.finished_state(run_dir)
         status = "trained" if state is not None else _failure(run_dir, rc)
       scores[method][rate] = score(state) if state is not None else None
       runs.append({"method": method, "rate": rate, "run_dir": run_dir, "status": status,

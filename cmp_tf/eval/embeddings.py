@@ -21,10 +21,9 @@ import numpy as np
 
 from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
+from cmp_tf.layer_names import FEATURE_LAYERS, LOGITS
 
-LAYERS = ("pool5", "fc6", "fc7")
-LOGITS = "logits"
-OUTPUTS = LAYERS + (LOGITS,)
+OUTPUTS = FEATURE_LAYERS + (LOGITS,)
 INDEX_NAME = "index.json"
 _ARRAYS = ("features", "labels", "example_ids")
 

@@ -8,8 +8,9 @@ only in PAPER_*, typed from the paper, and only beside ours for comparison.
 
 import numpy as np
 
-from cmp_tf.eval import report, tables
 from cmp_tf.eval import rows as rows_lib
+from cmp_tf.eval import tables
+from cmp_tf.layer_names import FEATURE_LAYERS
 
 # The paper's rows in its order; rows of other names follow them.
 ROW_ORDER = (
@@ -43,7 +44,7 @@ PAPER_DSC_QUERY_MAP = {"BL-Individual": (0.9, 1.4, 1.5, 1.2),
                        "C: Tune + StatReg (GMM)": (19.5, 15.8, 21.4, 8.0)}
 NORMAL_TABLES = ("table1", "table2", "table3")
 ZERO_SHOT_TABLES = (rows_lib.TABLE4_CONVENTIONAL, "table4", "table5")
-DSC_QUERY_PAIRS = tuple(p for p in tables.RETRIEVAL_PAIRS if p[0] == "dsc")
+DSC_QUERY_PAIRS = tuple(p for p in rows_lib.RETRIEVAL_PAIRS if p[0] == "dsc")
 
 
 def _ordered(by_name):
@@ -58,11 +59,11 @@ def merge_rows(normal_results, zero_shot_results):
   for results_list, wanted in ((normal_results, NORMAL_TABLES),
                                (zero_shot_results, ZERO_SHOT_TABLES)):
     for results in results_list:
-      for table, by_name in report.rows_from_json(results["rows"]).items():
+      for table, by_name in tables.rows_from_json(results["rows"]).items():
         if table not in wanted:
           continue
         for name, row in by_name.items():
-          report.add_row(merged, table, name, row)
+          tables.add_row(merged, table, name, row)
   return {table: _ordered(merged[table]) for table in merged}
 
 
@@ -112,10 +113,10 @@ def comparison_markdown(rows):
            "fc7: ours | paper |",
            "|---|" + "---:|" * 8]
   for name in names:
-    mean = _mean_of(table1.get(name, {}), tables.RETRIEVAL_PAIRS)
+    mean = _mean_of(table1.get(name, {}), rows_lib.RETRIEVAL_PAIRS)
     cells = [_fmt(None if mean is None else 100 * mean),
              _fmt(PAPER_TABLE1_MEAN_MAP.get(name))]
-    for layer in tables.LAYERS:
+    for layer in FEATURE_LAYERS:
       ours = table3.get(name, {}).get(layer)
       cells += [_fmt(None if ours is None else 100 * ours),
                 _fmt(PAPER_TABLE3.get(name, {}).get(layer))]
@@ -138,7 +139,7 @@ def ratios(rows):
 
   paper_dsc = {n: float(np.mean(v)) for n, v in PAPER_DSC_QUERY_MAP.items()}
   return {
-      "mean_map": {"ours": ratio(tables.RETRIEVAL_PAIRS),
+      "mean_map": {"ours": ratio(rows_lib.RETRIEVAL_PAIRS),
                    "paper": PAPER_TABLE1_MEAN_MAP[BEST_ROW] / PAPER_TABLE1_MEAN_MAP[BASELINE_ROW]},
       "dsc_query_map": {"ours": ratio(DSC_QUERY_PAIRS),
                         "paper": paper_dsc[BEST_ROW] / paper_dsc[BASELINE_ROW]},
@@ -177,7 +178,7 @@ def protocol_markdown(entries, rows):
       continue
     last = training[-1]
     drift = last["drift"].get("from_source") or last["drift"].get("from_stage_start") or {}
-    mean = (_mean_of(table1.get(e.get("table_row", e["row"]), {}), tables.RETRIEVAL_PAIRS)
+    mean = (_mean_of(table1.get(e.get("table_row", e["row"]), {}), rows_lib.RETRIEVAL_PAIRS)
             if e.get("setting") == "normal" else None)
     pct = lambda v: _fmt(None if v is None else 100 * v)  # noqa: E731
     lines.append(

@@ -1,4 +1,4 @@
-"""Trains and evaluates every row of the paper's Tables 1-5, then writes one report.
+"""Trains and evaluates every row of the paper's Tables 1-5, then writes one tables.
 
 `reproduce` (`python -m cmp_tf.reproduce --out=DIR`) trains each method exactly as
   python -m cmp_tf.train --flagfile=configs/<method>.flags --run_dir=DIR/runs/<method>
@@ -14,7 +14,7 @@ modality-probe accuracy and aligned-unit fraction.
 
 Resumable: a finished run is not trained again, an unfinished one resumes from its
 checkpoints, and an evaluation whose results.json matches the run's weights and the
-protocol is kept (so is an analysis whose JSON files match the run's weights). DIR/report.md holds Tables 1-5 in the paper's layout with chance
+protocol is kept (so is an analysis whose JSON files match the run's weights). DIR/tables.md holds Tables 1-5 in the paper's layout with chance
 levels, our Table 1 means and Table 3 beside the paper's, and the wall time of every
 row; DIR/results.json holds the same in JSON.
 """
@@ -26,14 +26,15 @@ import time
 
 from cmp_tf import fileio, finished_run, paths
 from cmp_tf import modalities as mod_lib
-from cmp_tf.eval import features as features_lib
-from cmp_tf.eval import report, reproduction
+from cmp_tf.eval import embeddings, tables
+from cmp_tf.experiments import report
+from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.training import recipes
 
 RUNS_DIR = "runs"
 LOGS_DIR = "logs"
 SOURCE_DIR = "source"
-REPORT_MD = "report.md"
+REPORT_MD = "tables.md"
 RESULTS_JSON = "results.json"
 SA_METHOD = "bl_individual"  # its features make the "Subsp. Align. + PlacesNet Finetune" rows
 
@@ -118,7 +119,7 @@ def _evaluate_run(run_dir, method, *, num_queries, seed, progress):
   sa = method == SA_METHOD
   kept = _current(os.path.join(run_dir, evaluate.EVAL_DIR, evaluate.RESULTS_JSON),
                   digest=finished_run.weights_digest(run_dir),
-                  num_queries=num_queries, seed=seed, layers=features_lib.LAYERS, sa=sa)
+                  num_queries=num_queries, seed=seed, layers=FEATURE_LAYERS, sa=sa)
   if kept is not None:
     return kept, "kept"
   return evaluate.evaluate_run(run_dir, num_queries=num_queries, seed=seed,
@@ -154,7 +155,7 @@ def _analyse_run(run_dir, entry, *, seed, progress):
       error = e
       continue
     entry["analyse_s"] = round(time.perf_counter() - started, 1)
-    return reproduction.analysis_row(entry["row"], results.get("invariance"),
+    return report.analysis_row(entry["row"], results.get("invariance"),
                                      results.get("alignment"))
   entry["analyse"] = f"failed ({error})"
   return None
@@ -167,11 +168,11 @@ def _diagnose_run(run_dir, name, layer="fc7"):
   features_dir = os.path.join(run_dir, evaluate.EVAL_DIR, evaluate.FEATURES_DIR)
   features, labels = {}, {}
   for modality in mod_lib.ALL_MODALITIES:
-    path = features_lib.npz_path(features_dir, layer, modality)
+    path = embeddings.npz_path(features_dir, layer, modality)
     if os.path.isfile(path):
-      features[modality], labels[modality], _ = features_lib.load_npz(path)
+      features[modality], labels[modality], _ = embeddings.load_npz(path)
   scores = retrieval.cross_modal_retrieval(features, labels)
-  return reproduction.diagnostic_row(name, diagnostics.alignment_diagnostic(features, labels,
+  return report.diagnostic_row(name, diagnostics.alignment_diagnostic(features, labels,
                                                                            scores))
 
 
@@ -189,10 +190,10 @@ def _check_inputs(out_dir, data_dir, train_flagfiles):
 def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir=None,
               num_queries=None, seed=0, train_flagfiles=(), fixed_budget=False,
               python=sys.executable, analysis=True, progress=True):
-  """Trains and evaluates every row, then writes DIR/report.md and DIR/results.json.
+  """Trains and evaluates every row, then writes DIR/tables.md and DIR/results.json.
 
   Args:
-    out_dir: the reproduction directory (runs/, logs/, source/, report.md, results.json).
+    out_dir: the reproduction directory (runs/, logs/, source/, tables.md, results.json).
     methods: method ids of `cmp_tf.training.recipes.METHODS`.
     zero_shot: also train every method zero-shot (Tables 4 and 5).
     data_dir: the dataset; default: the trainer's default dataset (built if missing).
@@ -287,13 +288,13 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
 
 def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures, *,
                   num_queries, seed, started, analysis_rows=(), diagnostic_rows=()):
-  fingerprint = reproduction.check_same_data(normal + zero)
-  rows = reproduction.merge_rows(normal, zero)
-  chance = reproduction.merge_chance(normal, zero)
+  fingerprint = report.check_same_data(normal + zero)
+  rows = report.merge_rows(normal, zero)
+  chance = report.merge_chance(normal, zero)
   any_results = (normal + zero)[0] if normal + zero else None
   num_classes = any_results["num_classes"] if any_results else None
-  built = report.build_tables(rows, chance, num_classes=num_classes)
-  ratio_values = reproduction.ratios(rows)
+  built = tables.build_tables(rows, chance, num_classes=num_classes)
+  ratio_values = report.ratios(rows)
   for entry in entries:
     entry.setdefault("table_row", entry["row"])  # the row's name in the tables
     if entry.get("method") == SA_METHOD:
@@ -318,16 +319,16 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
   if failures:
     preamble.append(f"Incomplete: training failed for {', '.join(failures)} (rerun the same "
                     "command to resume).")
-  markdown = report.tables_markdown("Cross-Modal Scene Networks: reproduced Tables 1-5",
+  markdown = tables.tables_markdown("Cross-Modal Scene Networks: reproduced Tables 1-5",
                                     preamble, built)
-  markdown += "\n" + reproduction.comparison_markdown(rows)
-  markdown += "\n" + reproduction.ratios_markdown(ratio_values)
+  markdown += "\n" + report.comparison_markdown(rows)
+  markdown += "\n" + report.ratios_markdown(ratio_values)
   if diagnostic_rows:
-    markdown += "\n" + reproduction.diagnostic_markdown(diagnostic_rows)
+    markdown += "\n" + report.diagnostic_markdown(diagnostic_rows)
   if analysis_rows:
-    markdown += "\n" + reproduction.analysis_markdown(analysis_rows)
-  markdown += "\n" + reproduction.protocol_markdown(entries, rows)
-  markdown += "\n" + reproduction.wall_time_markdown(entries)
+    markdown += "\n" + report.analysis_markdown(analysis_rows)
+  markdown += "\n" + report.protocol_markdown(entries, rows)
+  markdown += "\n" + report.wall_time_markdown(entries)
   markdown += ("\nA run's training time is that of the invocation that finished it; the first "
                "run to need the source network also trained it (or loaded it from the cache).\n")
   markdown += "\nTraining commands (run from the checkout):\n\n" + "".join(
@@ -336,7 +337,7 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
       "format_version": 1, "out_dir": out_dir, "complete": not failures,
       "failed_runs": failures, "manifest_fingerprint": fingerprint, "num_classes": num_classes,
       "protocol": any_results["protocol"] if any_results else None, "chance": chance,
-      "rows": report.rows_to_json(rows), "tables": {t.title: t.to_dict() for t in built},
+      "rows": tables.rows_to_json(rows), "tables": {t.title: t.to_dict() for t in built},
       "ratios": ratio_values, "alignment_diagnostic": list(diagnostic_rows),
       "analysis": list(analysis_rows), "source_dirs": source_dirs,
       "source_evaluation": os.path.join(out_dir, SOURCE_DIR) if source_results else None,

@@ -1,4 +1,4 @@
-"""The reproduction command: training commands, merged tables, resuming, the report."""
+"""The reproduction command: training commands, merged tables, resuming, the tables."""
 
 import json
 import os
@@ -6,8 +6,10 @@ import os
 import pytest
 
 from cmp_tf import paths
-from cmp_tf.eval import report, reproduction, tables
-from cmp_tf.eval import reproduce_runs as reproduce
+from cmp_tf.eval import rows as rows_lib
+from cmp_tf.eval import tables
+from cmp_tf.experiments import report as experiment_report
+from cmp_tf.experiments import reproduce
 from cmp_tf.training import recipes
 
 # === Fast ===
@@ -44,14 +46,14 @@ def test_every_method_has_its_shipped_flagfile():
 
 def _results(rows, *, kind="run", fingerprint="f", chance=None, name="r"):
   return {"kind": kind, "run_dir": name, "manifest_fingerprint": fingerprint,
-          "rows": report.rows_to_json(rows), "num_classes": 10,
+          "rows": tables.rows_to_json(rows), "num_classes": 10,
           "chance": chance or {"table1": 0.1, "table2": 0.1, "table3": 0.1, "table4": 0.1,
                                "table5": 0.2}}
 
 
 def _table1_row(value, dsc_value=None):
   return {p: (dsc_value if p[0] == "dsc" and dsc_value is not None else value)
-          for p in tables.RETRIEVAL_PAIRS}
+          for p in rows_lib.RETRIEVAL_PAIRS}
 
 
 def test_merged_rows_follow_the_paper_order_and_settings():
@@ -64,25 +66,25 @@ def test_merged_rows_follow_the_paper_order_and_settings():
   source = _results({"table1": {"Subsp. Align. + PlacesNet": {("nat", "clp"): 0.3}},
                      "table4": {"BL-PlacesNet": {"clp": 0.2}}}, kind="source",
                     chance={"table1": 0.5, "table4": 0.1})
-  rows = reproduction.merge_rows([c, bl, source], [c_zs, source])
+  rows = experiment_report.merge_rows([c, bl, source], [c_zs, source])
   assert list(rows["table1"]) == ["BL-Individual", "Subsp. Align. + PlacesNet",
                                   "C: Tune + StatReg (GMM)"]
   assert rows["table1"]["C: Tune + StatReg (GMM)"][("nat", "clp")] == 0.2  # not the zero-shot run
   assert list(rows["table4"]) == ["BL-PlacesNet", "C: Tune + StatReg (GMM)"]
   assert rows["table4"]["C: Tune + StatReg (GMM)"]["clp"] == 0.4
-  assert reproduction.merge_chance([source, c], [])["table1"] == 0.1  # a run's, all 5 modalities
+  assert experiment_report.merge_chance([source, c], [])["table1"] == 0.1  # a run's, all 5 modalities
 
-  ratio = reproduction.ratios(rows)
+  ratio = experiment_report.ratios(rows)
   assert ratio["mean_map"]["ours"] == pytest.approx((16 * 0.2 + 4 * 0.3) / (16 * 0.1 + 4 * 0.05))
   assert ratio["dsc_query_map"]["ours"] == pytest.approx(6.0)
   assert ratio["mean_map"]["paper"] == pytest.approx(11.9 / 6.1)
-  markdown = reproduction.comparison_markdown(rows)
+  markdown = experiment_report.comparison_markdown(rows)
   assert "| BL-Individual | 9.0 | 6.1 | - | 2.0 | - | 4.0 | 10.0 | 6.1 |" in markdown
 
 
 def test_results_from_different_datasets_are_refused():
   with pytest.raises(ValueError, match="different datasets"):
-    reproduction.check_same_data([_results({}, fingerprint="a"), _results({}, fingerprint="b")])
+    experiment_report.check_same_data([_results({}, fingerprint="a"), _results({}, fingerprint="b")])
 
 
 # === Slow: two tiny methods trained, evaluated, then resumed ===
@@ -105,7 +107,7 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
       "BL-Individual", "Subsp. Align. + PlacesNet", "Subsp. Align. + PlacesNet Finetune",
       "A: Tune"}
   assert "table4" not in first["rows"]
-  markdown = (out / "report.md").read_text()
+  markdown = (out / "tables.md").read_text()
   for number in (1, 2, 3):
     assert f"**Table {number}:" in markdown
   assert markdown.count("Chance level:") == 3
@@ -142,7 +144,7 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
 
 
 def test_sweep_gives_each_method_its_best_dev_rate_and_skips_scratch_recipes():
-  from cmp_tf.eval import lr_sweep
+  from cmp_tf.experiments import lr_sweep
   assert "bl_shared_upper_scratch" not in lr_sweep.swept_methods(recipes.METHOD_NAMES)
   assert "c" in lr_sweep.swept_methods(recipes.METHOD_NAMES)
   chosen = lr_sweep.choose({"a": {0.001: 0.5, 0.01: 0.6}, "b": {0.001: 0.7, 0.01: 0.7},
@@ -152,7 +154,7 @@ def test_sweep_gives_each_method_its_best_dev_rate_and_skips_scratch_recipes():
 
 @pytest.mark.slow
 def test_sweep_trains_every_rate_and_writes_its_report(tiny_data_dir, tmp_path):
-  from cmp_tf.eval import lr_sweep
+  from cmp_tf.experiments import lr_sweep
   flagfile = tmp_path / "tiny.flags"
   flagfile.write_text("\n".join([
       f"--cache_dir={tmp_path / 'cache'}", "--image_variant=alexnet_tiny",
@@ -174,7 +176,7 @@ def test_sweep_trains_every_rate_and_writes_its_report(tiny_data_dir, tmp_path):
 
 
 def test_a_diverged_sweep_run_is_kept_and_shown_as_such(tmp_path):
-  from cmp_tf.eval import lr_sweep
+  from cmp_tf.experiments import lr_sweep
   run_dir = tmp_path / "runs" / "a_tune_lr0.01"
   run_dir.mkdir(parents=True)
   (run_dir / "run.json").write_text(json.dumps({
