@@ -23,7 +23,7 @@ from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data import plan as plan_lib
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 _STAGING_PREFIX = ".staging-"
 _ENCODE_CHUNK = 256  # descriptions embedded per call (fixed: part of the determinism)
@@ -204,12 +204,12 @@ def _records(plan, modality, split, items, pool, skipped):
 
 def _with_vectors(records, encoder):
   """Embeds DSC descriptions in fixed chunks (the chunking is part of the determinism)."""
-  from cmp_tf.data import text_encoder
+  from cmp_tf.text import encoders
   while True:
     chunk = list(itertools.islice(records, _ENCODE_CHUNK))
     if not chunk:
       return
-    vectors = text_encoder.encode_descriptions(encoder, [r.text for r in chunk],
+    vectors = encoders.encode_descriptions(encoder, [r.text for r in chunk],
                                                where=[r.example_id for r in chunk])
     for record, vector in zip(chunk, vectors):
       record.vector = vector

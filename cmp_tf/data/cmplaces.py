@@ -32,9 +32,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data.errors import DataError
 from cmp_tf.data.features import ExampleRecord
-from cmp_tf.data.text_encoder import split_sentences
+from cmp_tf.errors import DataError
+from cmp_tf.text.split import split_sentences
 
 LABELS_DIR = "labels"
 CATEGORIES_FILE = os.path.join(LABELS_DIR, "categories.txt")

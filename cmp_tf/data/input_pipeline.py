@@ -28,7 +28,7 @@ import tensorflow as tf
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import features
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_CACHE_BUDGET_BYTES = 2 << 30

@@ -27,7 +27,7 @@ import os
 
 from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1

@@ -36,9 +36,9 @@ def make_plan(config):
   """Checks categories, sources and the encoder; cheap compared with the build itself."""
   plan = _plan_synthcmp(config) if config.source == "synthcmp" else _plan_cmplaces(config)
   if mod_lib.DSC in config.modalities:
-    from cmp_tf.data import text_encoder
+    from cmp_tf.text import encoders
     try:
-      plan.encoder = text_encoder.make_encoder(config.sentence_encoder)
+      plan.encoder = encoders.make_encoder(config.sentence_encoder)
       plan.vector_dim = int(plan.encoder.dim)
     except (OSError, ValueError) as e:
       raise ValueError(f"--sentence_encoder: {e}") from e
@@ -100,8 +100,8 @@ def _plan_synthcmp(config):
 
 
 def _default_dim(config):
-  from cmp_tf.data import text_encoder
-  return text_encoder.UseM3Encoder.DIM if config.sentence_encoder.lower() == "usem3" else 0
+  from cmp_tf.text import encoders
+  return encoders.UseM3Encoder.DIM if config.sentence_encoder.lower() == "usem3" else 0
 
 
 def read_places205_heldout():

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 LABEL_WIDTH = 160  # category names on the left
 HEADER_HEIGHT = 22  # modality names on top

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from cmp_tf import fileio
 from cmp_tf.data import features
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 TARGET_SHARD_BYTES = 4 << 20  # a few MB per shard
 MAX_SHARDS = 1024

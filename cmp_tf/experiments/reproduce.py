@@ -144,7 +144,7 @@ def _analyse_run(run_dir, entry, *, seed, progress):
   A dataset without ground-truth objects (CMPlaces) gets the modality probe only.
   """
   from cmp_tf.analysis import run_analysis as analyze
-  from cmp_tf.data.errors import DataError
+  from cmp_tf.errors import DataError
   started = time.perf_counter()
   error = None
   for parts in (analyze.COMPARED_PARTS, ("invariance",)):

@@ -152,11 +152,11 @@ class KerasEmbedder(Embedder):
     return _decode_outputs(self._function(modality)(tf.constant(encoded, tf.string)))
 
   def _texts(self, descriptions):
-    from cmp_tf.data import text_encoder
+    from cmp_tf.text import encoders
 
     if self._encoder is None:
-      self._encoder = text_encoder.make_encoder(self.info.sentence_encoder)
-    vectors = text_encoder.encode_descriptions(self._encoder, descriptions, where="query")
+      self._encoder = encoders.make_encoder(self.info.sentence_encoder)
+    vectors = encoders.encode_descriptions(self._encoder, descriptions, where="query")
     return self._vectors(vectors)
 
   def _vectors(self, vectors):

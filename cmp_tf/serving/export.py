@@ -77,14 +77,15 @@ def _signature_info(function):
 def _serving_module(info, model, modality):
   """(serving module, note on raw text input or None) for one modality."""
   from cmp_tf import models
-  from cmp_tf.serving import signatures, text_encoders
+  from cmp_tf.serving import signatures
+  from cmp_tf.text import graph
 
   feature_model = models.feature_model(model, modality)
   name = f"{modality}_serving"
   if mod_lib.is_image(modality):
     return signatures.ImageServingModule(
         feature_model, info.spec.image_size, info.categories, name=name), None
-  encoder, note = text_encoders.graph_text_encoder(info.sentence_encoder, info.spec.text_dim)
+  encoder, note = graph.graph_text_encoder(info.sentence_encoder, info.spec.text_dim)
   module = signatures.TextServingModule(
       feature_model, info.spec.text_dim, info.categories, text_encoder=encoder, name=name)
   return module, note

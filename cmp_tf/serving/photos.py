@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import features
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords")

@@ -18,7 +18,7 @@ import os
 from PIL import Image, UnidentifiedImageError
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data import text_encoder
+from cmp_tf.text.split import split_sentences
 
 # Query kind (its flag name) -> the modality whose branch embeds it.
 KINDS = {
@@ -136,7 +136,7 @@ def make_query(kind, value, image_size, vocabulary=None):
     return Query(kind, modality, encoded=encoded, display=display, summary=summary)
   if kind == "text":
     text = value if isinstance(value, str) else ""
-    if not text_encoder.split_sentences(text):
+    if not split_sentences(text):
       raise ValueError(f"{flag}: the description has no sentence to embed (it is empty or "
                        "has no letter or digit)")
     return Query(kind, modality, text=text, summary=text)

@@ -169,7 +169,7 @@ class TextServingModule(_ServingModule):
   """Signatures of DSC: raw descriptions (serving_default) and sentence vectors.
 
   `text_encoder` has `describe_to_vector(strings [N]) -> [N, text_dim]` as TF ops
-  (cmp_tf.text.UseM3TF); without one, serving_default takes vectors.
+  (cmp_tf.text.usem3_tf.UseM3TF); without one, serving_default takes vectors.
   """
 
   def __init__(self, feature_model, text_dim, categories, text_encoder=None, name=None):

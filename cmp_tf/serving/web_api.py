@@ -29,9 +29,9 @@ from PIL import Image, UnidentifiedImageError
 
 from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data import text_encoder
 from cmp_tf.serving import embedders, queries, search
 from cmp_tf.serving import index as index_lib
+from cmp_tf.text.split import split_sentences
 
 IMAGE_MODALITIES = (mod_lib.LDR, mod_lib.CLP, mod_lib.NAT)
 MAX_K = 100
@@ -190,7 +190,7 @@ class SearchService:
     answer = {"modality": modality}
     if modality == mod_lib.DSC:
       text = body.get("text")
-      if not isinstance(text, str) or not text_encoder.split_sentences(text):
+      if not isinstance(text, str) or not split_sentences(text):
         raise RequestError("text: expected a description with at least one sentence (it is "
                            "missing, empty or has no letter or digit)")
       if len(text) > MAX_TEXT_CHARS:

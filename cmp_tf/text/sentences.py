@@ -1,6 +1,6 @@
 """Sentence splitting and per-description averaging in TF ops (for serving raw text).
 
-`split_sentences` applies the rules of `cmp_tf.data.text_encoder.split_sentences`
+`split_sentences` applies the rules of `cmp_tf.text.split.split_sentences`
 (the Python splitter used to build datasets) with RE2 regexes and a `tf.scan`
 over the candidate pieces of all paragraphs at once, so an exported model sees
 the same sentences the training data was made from. Python's Unicode notions (whitespace, \\w, \\d,
@@ -13,7 +13,7 @@ import re
 
 import tensorflow as tf
 
-from cmp_tf.data.text_encoder import ABBREVIATIONS, SENTENCE_FINAL_ABBREVIATIONS
+from cmp_tf.text.split import ABBREVIATIONS, SENTENCE_FINAL_ABBREVIATIONS
 
 # Unicode noncharacters, reserved for internal use: any in the input become U+FDD0
 # (like them, an unknown character to the sentence encoder), which frees the

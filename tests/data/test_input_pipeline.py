@@ -291,7 +291,7 @@ def test_max_examples_keeps_a_seeded_subset_in_order(dataset):
 
 
 def test_a_damaged_training_shard_is_named_with_its_record(dataset, damaged_copy):
-  from cmp_tf.data.errors import DataError
+  from cmp_tf.errors import DataError
   data_dir, shard = damaged_copy(dataset[0], "nat")  # same size: only record checksums see it
   with pytest.raises(DataError, match=f"^{shard}, record \\d+: truncated or corrupt"):
     input_pipeline.modality_dataset(str(data_dir), "nat", "train", batch_size=4,

@@ -10,8 +10,8 @@ from cmp_tf import paths
 from cmp_tf.data import build, plan, synthcmp
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data.build_config import TINY_FLAGFILE
-from cmp_tf.data.errors import DataError
 from cmp_tf.data.synthcmp import places205
+from cmp_tf.errors import DataError
 from tests.commands import flagfile_config, run_command
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import features, preview, synthcmp
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 CATEGORIES = ["kitchen", "coast", "highway"]
 VECTOR_DIM = 4

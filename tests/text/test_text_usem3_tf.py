@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmp_tf.data import text_encoder
-from cmp_tf.text import EMBEDDING_DIM, UseM3TF
+from cmp_tf.text import encoders
+from cmp_tf.text.usem3_tf import EMBEDDING_DIM, UseM3TF
 
 _DESCRIPTIONS = [
     "A small kitchen with a wooden table. Mr. Brown's lamp stands near the window! Is it dark?",
@@ -42,7 +42,7 @@ def test_empty_batch(encoder):
 
 
 def test_describe_to_vector_matches_python_path(encoder):
-  want = text_encoder.encode_descriptions(text_encoder.UseM3Encoder(), _DESCRIPTIONS)
+  want = encoders.encode_descriptions(encoders.UseM3Encoder(), _DESCRIPTIONS)
   got = encoder.describe_to_vector(tf.constant(_DESCRIPTIONS)).numpy()
   assert got.shape == want.shape
   assert _cosines(got, want).min() >= 0.9999  # the serving bar is 0.99

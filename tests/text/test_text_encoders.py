@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmp_tf.data import text_encoder as te
-from cmp_tf.data.errors import DataError
+from cmp_tf.errors import DataError
+from cmp_tf.text import encoders as te
+from cmp_tf.text.split import split_sentences
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -28,7 +29,7 @@ from cmp_tf.data.errors import DataError
     ("... !!", []),
 ])
 def test_split_sentences(text, expected):
-  assert te.split_sentences(text) == expected
+  assert split_sentences(text) == expected
 
 
 class _LookupEncoder(te.SentenceEncoder):
@@ -76,7 +77,7 @@ def test_encode_descriptions_averages_sentence_vectors_in_one_batch():
   assert out.shape == (3, 4) and out.dtype == np.float32
   assert len(encoder.batches) == 1 and len(encoder.batches[0]) == 6
   for text, row in zip(texts, out):
-    expected = np.mean([encoder.vector(s) for s in te.split_sentences(text)], axis=0)
+    expected = np.mean([encoder.vector(s) for s in split_sentences(text)], axis=0)
     np.testing.assert_allclose(row, expected, rtol=1e-6)
   assert te.encode_descriptions(encoder, []).shape == (0, 4)
 
