@@ -52,7 +52,10 @@ def get_size(name, batch_size=0):
 def method_stages(method, modalities=mod_lib.ALL_MODALITIES, prior_weight=1e-4):
   """[(stage name, recipes.Stage)] of `method` ("source": the source network's stage)."""
   if method == "source":
-    return [("source", recipes.source_stage(steps=1, learning_rate=0.01))]
+    defaults = config_lib.TrainConfig()
+    return [("source", recipes.source_stage(
+        steps=1, learning_rate=defaults.source_learning_rate, momentum=defaults.momentum,
+        weight_decay=defaults.weight_decay))]
   settings = config_lib.TrainConfig(
       modalities=list(modalities), frozen_steps=1, steps=1, lambda_pool5=prior_weight,
       lambda_fc6=prior_weight, lambda_fc7=prior_weight).recipe_settings()
@@ -128,17 +131,14 @@ def build_stage_step(name, stage, size, strategy, *, batch_size=None, input_iter
     size = dataclasses.replace(size, batch_size=batch_size)
   spec = stage_spec(stage, size, priors=priors)
   model = stages.build_model(spec, strategy, seed)
-  variables = stages.trainable_variables(model, freeze_upper=stage.freeze_upper)
   with_priors = [u for u in stage.priors if spec.priors and u.layer in spec.priors]
-  job = trainer.StageJob(
-      index=0, name=name, model=model, modalities=spec.modalities,
-      trainable_variables=variables, steps=1, learning_rate=stage.learning_rate,
-      momentum=0.9, weight_decay=5e-4, per_replica_batch=size.batch_size, make_dataset=None,
-      checkpoint_dir="", checkpoint_every=1, prior_layers=[u.layer for u in with_priors],
-      prior_weights={u.layer: u.weight for u in with_priors}, jit_compile=jit_compile,
-      progress=False)
+  job = stages.stage_job(
+      stage, model, index=0, per_replica_batch=size.batch_size, make_dataset=None,
+      checkpoint_dir="", prior_weights={u.layer: u.weight for u in with_priors},
+      loop=stages.LoopSettings(checkpoint_every=1, jit_compile=jit_compile, progress=False))
+  variables = job.trainable_variables
   with strategy.scope():
-    optimizer = trainer.make_optimizer(job.learning_rate, job.momentum)
+    optimizer = trainer.make_optimizer(stage.learning_rate, stage.momentum)
     optimizer.build(variables)
   train_step, global_batch = trainer.build_train_step(job, strategy, optimizer)
   iterator = input_iterator if input_iterator is not None else synthetic_input(

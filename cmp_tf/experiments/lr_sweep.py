@@ -17,6 +17,7 @@ import time
 
 from cmp_tf import fileio, finished_run
 from cmp_tf.experiments import reproduce
+from cmp_tf.training import config as config_lib
 from cmp_tf.training import recipes
 
 DEFAULT_RATES = (0.001, 0.01, 0.003)
@@ -27,9 +28,7 @@ SWEEP_MD = "sweep.md"
 def swept_methods(methods):
   """The methods with a stage that starts from the source network (the rate this sweep
   sets is theirs; a from-scratch recipe trains at --scratch_learning_rate)."""
-  settings = recipes.RecipeSettings(modalities=("nat", "clp"), frozen_steps=1, steps=1,
-                                    learning_rate=1.0, scratch_learning_rate=1.0,
-                                    prior_weights={"fc7": 1.0})
+  settings = config_lib.TrainConfig(modalities=["nat", "clp"]).recipe_settings()
   return [m for m in methods if recipes.build_recipe(m, settings).needs_source]
 
 

@@ -25,11 +25,13 @@ DSC_UPPER_FROM_SOURCE, DSC_UPPER_SCRATCH = "source", "scratch"
 
 
 class ConfigError(ValueError):
-  """A bad setting; the message starts with the flag's name."""
+  """A bad setting; the message starts with the name of the flag (or flags) it is about."""
 
   def __init__(self, flag, message):
-    super().__init__(f"--{flag}: {message}")
-    self.flag = flag
+    flags = (flag,) if isinstance(flag, str) else tuple(flag)
+    super().__init__(f"{', '.join(f'--{f}' for f in flags)}: {message}")
+    self.flag = flags[0]
+    self.flags = flags
 
 
 @dataclasses.dataclass
@@ -151,22 +153,22 @@ class TrainConfig:
     name = self.method + ("_zeroshot" if self.zero_shot else "")
     return paths.REPO_ROOT / "runs" / name
 
-  @property
-  def plateau_rule(self):
-    """The convergence rule of every stage, or None (--stop_rule=fixed)."""
-    if self.stop_rule != plateau_lib.PLATEAU:
-      return None
-    return plateau_lib.PlateauRule(every=self.dev_every, patience=self.plateau_patience,
-                                   min_delta=self.plateau_min_delta,
-                                   max_steps=self.max_stage_steps)
+  def stop_rules(self):
+    """(stop rule of the stages with a frozen upper, of every other stage): one
+    PlateauRule for all (--stop_rule=plateau), or their fixed step counts."""
+    if self.stop_rule == plateau_lib.PLATEAU:
+      rule = plateau_lib.PlateauRule(every=self.dev_every, patience=self.plateau_patience,
+                                     min_delta=self.plateau_min_delta,
+                                     max_steps=self.max_stage_steps)
+      return rule, rule
+    return plateau_lib.FixedSteps(self.frozen_steps), plateau_lib.FixedSteps(self.steps)
 
   def recipe_settings(self):
-    plateau = self.stop_rule == plateau_lib.PLATEAU
+    frozen_stop, stop = self.stop_rules()
     return recipes.RecipeSettings(
-        modalities=tuple(self.modalities),
-        frozen_steps=self.max_stage_steps if plateau else self.frozen_steps,
-        steps=self.max_stage_steps if plateau else self.steps,
+        modalities=tuple(self.modalities), frozen_stop=frozen_stop, stop=stop,
         learning_rate=self.learning_rate, scratch_learning_rate=self.scratch_learning_rate,
+        momentum=self.momentum, weight_decay=self.weight_decay,
         prior_weights=self.prior_weights)
 
   def recipe(self):
@@ -225,9 +227,9 @@ class TrainConfig:
       raise ConfigError("source_weights", f"no such file: {self.source_weights}")
     try:
       self.recipe()
-    except ValueError as e:
-      flag = "lambda_fc6" if "prior weight" in str(e) else "method"
-      raise ConfigError(flag, str(e)) from None
+    except recipes.NoPriorWeightError as e:
+      raise ConfigError(("lambda_pool5", "lambda_fc6", "lambda_fc7"),
+                        f"all 0, but --method={self.method}: {e}") from None
     return self
 
 

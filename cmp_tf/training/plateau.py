@@ -1,6 +1,7 @@
-"""The convergence rule of a stage: stop when dev accuracy stops improving, keep the best.
+"""How long a stage trains: a fixed number of steps, or the convergence rule.
 
-Every `every` steps (and at the cap) the stage's dev accuracy is measured per modality
+Each `Stage` of a recipe carries one of these (`stage.stop`); the trainer reads it there.
+Under the convergence rule (`PlateauRule`), every `every` steps (and at the cap) the stage's dev accuracy is measured per modality
 and averaged. An evaluation improves on the best so far when its mean is at least
 `min_delta` above it (the first always does); the stage stops after `patience`
 evaluations without improvement, or at the cap, and its result is the weights of the
@@ -17,6 +18,23 @@ STOP_RULES = (FIXED, PLATEAU)
 STOPPED_PLATEAU = "plateau"  # no improvement >= min_delta in `patience` evaluations
 STOPPED_CAP = "cap"  # reached the stage's maximum steps
 STOPPED_FIXED = "fixed"  # the fixed budget, no convergence rule
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedSteps:
+  """Train exactly `steps` steps; no dev evaluation decides anything."""
+  steps: int
+
+  def __post_init__(self):
+    if self.steps < 1:
+      raise ValueError(f"fixed steps: must be >= 1, got {self.steps}")
+
+  @property
+  def max_steps(self):
+    return self.steps
+
+  def to_dict(self):
+    return {"rule": FIXED, "steps": self.steps}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +55,9 @@ class PlateauRule:
 
   def is_evaluation_step(self, step):
     return step % self.every == 0 or step == self.max_steps
+
+  def to_dict(self):
+    return {"rule": PLATEAU, **dataclasses.asdict(self)}
 
 
 @dataclasses.dataclass

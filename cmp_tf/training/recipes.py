@@ -20,6 +20,8 @@ import dataclasses
 from typing import Callable, Mapping
 
 from cmp_tf import modalities as mod_lib
+from cmp_tf.layer_names import FEATURE_LAYERS
+from cmp_tf.training import plateau as plateau_lib
 
 INIT_SOURCE = "source"      # every branch and upper copy from the source network
 INIT_SCRATCH = "scratch"    # fresh, seeded initialisation
@@ -29,7 +31,7 @@ INITS = (INIT_SOURCE, INIT_SCRATCH, INIT_PREVIOUS)
 GAUSSIAN = "gaussian"
 GMM = "gmm"
 PRIOR_KINDS = (GAUSSIAN, GMM)
-PRIOR_LAYERS = ("pool5", "fc6", "fc7")
+PRIOR_LAYERS = FEATURE_LAYERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +52,16 @@ class PriorUse:
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-  """One training stage: what trains, what is frozen, which priors, how long."""
+  """One training stage: what trains, what is frozen, which priors, how long (`stop`: a
+  `plateau.FixedSteps` or `plateau.PlateauRule`) and with which SGD settings."""
   name: str
   modalities: tuple
   share_upper: bool
   init: str
-  steps: int
+  stop: object
   learning_rate: float
+  momentum: float
+  weight_decay: float
   freeze_upper: bool = False
   priors: tuple = ()
 
@@ -64,12 +69,25 @@ class Stage:
     mod_lib.parse_modalities(self.modalities, where=f"stage {self.name}")
     if self.init not in INITS:
       raise ValueError(f"stage {self.name}: init {self.init!r} not in {INITS}")
-    if self.steps < 1:
-      raise ValueError(f"stage {self.name}: steps must be >= 1, got {self.steps}")
+    if not isinstance(self.stop, (plateau_lib.FixedSteps, plateau_lib.PlateauRule)):
+      raise ValueError(f"stage {self.name}: stop must be FixedSteps or PlateauRule, got "
+                       f"{self.stop!r}")
     if not self.learning_rate > 0:
       raise ValueError(f"stage {self.name}: learning rate must be > 0")
+    if self.momentum < 0 or self.weight_decay < 0:
+      raise ValueError(f"stage {self.name}: momentum and weight decay must be >= 0")
     if len({p.layer for p in self.priors}) != len(self.priors):
       raise ValueError(f"stage {self.name}: two priors on one layer")
+
+  @property
+  def steps(self):
+    """The most steps the stage may train (all of them under FixedSteps)."""
+    return self.stop.max_steps
+
+  @property
+  def plateau(self):
+    """The stage's convergence rule, or None when it trains a fixed number of steps."""
+    return self.stop if isinstance(self.stop, plateau_lib.PlateauRule) else None
 
   def prior_map(self):
     """{layer: PriorUse} of this stage."""
@@ -82,7 +100,10 @@ class Stage:
         "share_upper": self.share_upper,
         "init": self.init,
         "steps": self.steps,
+        "stop": self.stop.to_dict(),
         "learning_rate": self.learning_rate,
+        "momentum": self.momentum,
+        "weight_decay": self.weight_decay,
         "freeze_upper": self.freeze_upper,
         "priors": [dataclasses.asdict(p) for p in self.priors],
     }
@@ -126,43 +147,55 @@ class Recipe:
 @dataclasses.dataclass(frozen=True)
 class RecipeSettings:
   """The numbers a recipe is made of: the flags of cmp_tf.train, whose defaults are
-  `cmp_tf.training.config.TrainConfig`'s (`TrainConfig().recipe_settings()`)."""
+  `cmp_tf.training.config.TrainConfig`'s (`TrainConfig().recipe_settings()`). `frozen_stop`
+  ends the stages whose shared upper is frozen, `stop` every other stage."""
   modalities: tuple
-  frozen_steps: int
-  steps: int
+  frozen_stop: object
+  stop: object
   learning_rate: float
   scratch_learning_rate: float
+  momentum: float
+  weight_decay: float
   prior_weights: Mapping[str, float]
+
+  def sgd(self, learning_rate=None):
+    """The SGD settings of a stage: {learning_rate, momentum, weight_decay}."""
+    return {"learning_rate": self.learning_rate if learning_rate is None else learning_rate,
+            "momentum": self.momentum, "weight_decay": self.weight_decay}
+
+
+class NoPriorWeightError(ValueError):
+  """A stage with priors, but every layer's prior weight is 0."""
 
 
 def _priors(kind, settings):
   uses = tuple(PriorUse(kind, layer, float(settings.prior_weights.get(layer, 0.0)))
                for layer in PRIOR_LAYERS if settings.prior_weights.get(layer, 0.0) > 0)
   if not uses:
-    raise ValueError(f"a {kind} StatReg stage needs at least one positive prior weight "
-                     f"(--lambda_pool5, --lambda_fc6, --lambda_fc7)")
+    raise NoPriorWeightError(f"a {kind} StatReg stage needs at least one positive prior "
+                             "weight")
   return uses
 
 
 def _tune_stage(s):
   """Method A's stage: shared upper from the source and frozen; branches adapt."""
   return Stage("tune", s.modalities, share_upper=True, init=INIT_SOURCE,
-               steps=s.frozen_steps, learning_rate=s.learning_rate, freeze_upper=True)
+               stop=s.frozen_stop, freeze_upper=True, **s.sgd())
 
 
 def _bl_individual(s):
   return (Stage("finetune", s.modalities, share_upper=False, init=INIT_SOURCE,
-                steps=s.steps, learning_rate=s.learning_rate),)
+                stop=s.stop, **s.sgd()),)
 
 
 def _bl_shared_upper(s):
   return (Stage("finetune", s.modalities, share_upper=True, init=INIT_SOURCE,
-                steps=s.steps, learning_rate=s.learning_rate),)
+                stop=s.stop, **s.sgd()),)
 
 
 def _bl_shared_upper_scratch(s):
   return (Stage("scratch", s.modalities, share_upper=True, init=INIT_SCRATCH,
-                steps=s.steps, learning_rate=s.scratch_learning_rate),)
+                stop=s.stop, **s.sgd(s.scratch_learning_rate)),)
 
 
 def _a_tune(s):
@@ -172,20 +205,20 @@ def _a_tune(s):
 def _a_tune_free(s):
   return (_tune_stage(s),
           Stage("free", s.modalities, share_upper=True, init=INIT_PREVIOUS,
-                steps=s.steps, learning_rate=s.learning_rate))
+                stop=s.stop, **s.sgd()))
 
 
 def _b_statreg(kind):
   def build(s):
     return (Stage("statreg", s.modalities, share_upper=False, init=INIT_SOURCE,
-                  steps=s.steps, learning_rate=s.learning_rate, priors=_priors(kind, s)),)
+                  stop=s.stop, priors=_priors(kind, s), **s.sgd()),)
   return build
 
 
 def _c_tune_statreg_gmm(s):
   return (_tune_stage(s),
           Stage("free_statreg", s.modalities, share_upper=True, init=INIT_PREVIOUS,
-                steps=s.steps, learning_rate=s.learning_rate, priors=_priors(GMM, s)))
+                stop=s.stop, priors=_priors(GMM, s), **s.sgd()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,8 +249,9 @@ def build_recipe(method, settings, *, zero_shot=False):
   return Recipe(method, entry.display_name, tuple(entry.build(settings)), zero_shot=zero_shot)
 
 
-def source_stage(*, steps, learning_rate):
+def source_stage(*, steps, learning_rate, momentum, weight_decay):
   """The source network's ("Places-CNN" stand-in) only stage: NAT from scratch."""
   return Stage("source", (mod_lib.NAT,), share_upper=True, init=INIT_SCRATCH,
-               steps=steps, learning_rate=learning_rate)
+               stop=plateau_lib.FixedSteps(steps), learning_rate=learning_rate,
+               momentum=momentum, weight_decay=weight_decay)
 

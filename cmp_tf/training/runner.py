@@ -113,6 +113,14 @@ def _setup(config, data_build):
   return strategy, data_dir
 
 
+def loop_settings(config, progress):
+  """The loop settings of every stage of the run (the source network's included)."""
+  return stages.LoopSettings(checkpoint_every=config.checkpoint_every,
+                             keep_checkpoints=config.keep_checkpoints,
+                             log_every=config.log_every, jit_compile=config.jit_compile,
+                             progress=progress)
+
+
 def _source_and_priors(config, recipe, *, data_dir, manifest, strategy, progress):
   """(source network or None, {(kind, layer): PriorParams}) the recipe needs."""
   if not recipe.needs_source:
@@ -126,8 +134,7 @@ def _source_and_priors(config, recipe, *, data_dir, manifest, strategy, progress
       weights_file=config.source_weights)
   source = source_lib.ensure_source(
       data_dir=data_dir, manifest=manifest, settings=settings, cache_dir=config.cache_dir,
-      strategy=strategy, checkpoint_every=config.checkpoint_every,
-      jit_compile=config.jit_compile, log_every=config.log_every, progress=progress)
+      strategy=strategy, loop=loop_settings(config, progress))
   uses = [u for s in recipe.stages for u in s.priors]
   fitted = {}
   if uses:
@@ -155,28 +162,20 @@ def _train_stage(config, index, stage, *, init_from, source, fitted, manifest, d
   start_weights = drift.snapshot(model)
   heldout = tuple(manifest["heldout_categories"])
   excluded = heldout if config.zero_shot else ()
-  rule = config.plateau_rule
   evaluate_dev = None
-  if rule is not None or manifest_lib.has_dev_split(manifest, stage.modalities):
+  if stage.plateau is not None or manifest_lib.has_dev_split(manifest, stage.modalities):
     evaluate_dev = stages.dev_evaluator(data_dir, stage.modalities, image_size=image_size,
                                         exclude_categories=excluded)
-  job = trainer.StageJob(
-      index=index, name=stage.name, model=model, modalities=stage.modalities,
-      trainable_variables=stages.trainable_variables(model, freeze_upper=stage.freeze_upper),
-      steps=stage.steps, learning_rate=stage.learning_rate, momentum=config.momentum,
-      weight_decay=config.weight_decay, per_replica_batch=config.batch_size,
+  job = stages.stage_job(
+      stage, model, index=index, per_replica_batch=config.batch_size,
       make_dataset=stages.dataset_factory(
           strategy, data_dir=data_dir, modalities=stage.modalities,
           per_replica_batch=config.batch_size, image_size=image_size,
-          exclude_categories=excluded, seed=config.seed,
-          stage_key=f"stage{index}"),
+          exclude_categories=excluded, seed=config.seed, stage_key=f"stage{index}"),
       checkpoint_dir=strategy_lib.worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}")),
-      checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
-      prior_layers=[u.layer for u in stage.priors],
-      prior_weights=weights,
-      global_step_offset=offset, log_every=config.log_every,
-      jit_compile=config.jit_compile, summary_writer=writer, progress=progress,
-      plateau=rule, evaluate_dev=evaluate_dev if rule is not None else None)
+      loop=loop_settings(config, progress), prior_weights=weights, global_step_offset=offset,
+      summary_writer=writer,
+      evaluate_dev=evaluate_dev if stage.plateau is not None else None)
   result = trainer.run_stage(job, strategy)
   if "dev_accuracy" not in result and evaluate_dev is not None:
     result["dev_accuracy"] = evaluate_dev(model)
@@ -247,7 +246,7 @@ def _run_training(config, run_dir, *, data_build, flags_text, progress):
   used = sorted({m for stage in recipe.stages for m in stage.modalities}
                 | ({mod_lib.NAT} if recipe.needs_source else set()))
   manifest_lib.verify_shards(manifest, data_dir, used)
-  if config.plateau_rule is not None and not manifest_lib.has_dev_split(manifest, used):
+  if any(s.plateau for s in recipe.stages) and not manifest_lib.has_dev_split(manifest, used):
     raise config_lib.ConfigError(
         "stop_rule", f"plateau needs a dev split, and the dataset in {data_dir} has none "
         "for some of the modalities; rebuild it with --dev_per_category > 0 "

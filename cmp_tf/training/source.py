@@ -99,8 +99,7 @@ class SourceNetwork:
     return os.path.join(self.directory, "priors", f"{kind}-{layer}-{digest}.npz")
 
 
-def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoint_every,
-                  jit_compile=True, log_every=20, progress=True):
+def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, loop):
   """The source network, trained (or loaded) and cached if it is not cached yet."""
   fingerprint = manifest_lib.fingerprint(manifest)
   key = settings.key(fingerprint)
@@ -116,9 +115,7 @@ def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoi
         info = {"origin": "weights_file", "weights_file": os.path.abspath(settings.weights_file)}
       else:
         model, info = _train_source(spec, settings, data_dir=data_dir, directory=directory,
-                                    strategy=strategy, checkpoint_every=checkpoint_every,
-                                    jit_compile=jit_compile, log_every=log_every,
-                                    progress=progress)
+                                    strategy=strategy, loop=loop)
       info.update(stages.validation_accuracy(model, data_dir, (mod_lib.NAT,),
                                              image_size=settings.image_size))
       info.update(key=key, manifest_fingerprint=fingerprint,
@@ -136,23 +133,19 @@ def ensure_source(*, data_dir, manifest, settings, cache_dir, strategy, checkpoi
   return SourceNetwork(directory, model, info)
 
 
-def _train_source(spec, settings, *, data_dir, directory, strategy, checkpoint_every,
-                  jit_compile, log_every, progress):
-  stage = recipes.source_stage(steps=settings.steps, learning_rate=settings.learning_rate)
+def _train_source(spec, settings, *, data_dir, directory, strategy, loop):
+  stage = recipes.source_stage(steps=settings.steps, learning_rate=settings.learning_rate,
+                               momentum=settings.momentum, weight_decay=settings.weight_decay)
   model = stages.build_model(spec, strategy, settings.seed)
   writer = tf.summary.create_file_writer(os.path.join(directory, "logs"))
-  job = trainer.StageJob(
-      index=0, name=stage.name, model=model, modalities=stage.modalities,
-      trainable_variables=stages.trainable_variables(model, freeze_upper=False),
-      steps=stage.steps, learning_rate=stage.learning_rate, momentum=settings.momentum,
-      weight_decay=settings.weight_decay, per_replica_batch=settings.batch_size,
+  job = stages.stage_job(
+      stage, model, index=0, per_replica_batch=settings.batch_size,
       make_dataset=stages.dataset_factory(
           strategy, data_dir=data_dir, modalities=stage.modalities,
           per_replica_batch=settings.batch_size, image_size=settings.image_size,
           exclude_categories=(), seed=settings.seed, stage_key="source"),
-      checkpoint_dir=strategy_lib.worker_path(os.path.join(directory, "ckpt")),
-      checkpoint_every=checkpoint_every,
-      log_every=log_every, jit_compile=jit_compile, summary_writer=writer, progress=progress)
+      checkpoint_dir=strategy_lib.worker_path(os.path.join(directory, "ckpt")), loop=loop,
+      summary_writer=writer)
   result = trainer.run_stage(job, strategy)
   writer.close()
   return model, {"origin": "trained", "training": result}

@@ -14,6 +14,7 @@ from cmp_tf import models
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.seeds import derive_seed
+from cmp_tf.training import trainer
 
 EVAL_BATCH = 128
 
@@ -76,6 +77,34 @@ def trainable_variables(model, *, freeze_upper):
   if not frozen:
     raise ValueError("freeze_upper: the model has no upper layers to freeze")
   return [v for v in variables if id(v) not in frozen]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+  """How the loop runs a stage, whatever the stage: none of these changes the weights
+  (jit_compile aside, which needs --nodeterministic)."""
+  checkpoint_every: int
+  keep_checkpoints: int = 2
+  log_every: int = 20
+  jit_compile: bool = False
+  progress: bool = True
+
+
+def stage_job(stage, model, *, index, per_replica_batch, make_dataset, checkpoint_dir,
+              loop, prior_weights=None, global_step_offset=0, summary_writer=None,
+              evaluate_dev=None):
+  """The trainer's job for `stage` (a recipes.Stage) on `model`: its trainable variables
+  (the shared upper's left out when the stage freezes it) and where the loop saves and
+  reports; `loop` is a LoopSettings. The one place a StageJob is put together."""
+  return trainer.StageJob(
+      index=index, stage=stage, model=model,
+      trainable_variables=trainable_variables(model, freeze_upper=stage.freeze_upper),
+      per_replica_batch=per_replica_batch, make_dataset=make_dataset,
+      checkpoint_dir=checkpoint_dir, checkpoint_every=loop.checkpoint_every,
+      keep_checkpoints=loop.keep_checkpoints, prior_weights=dict(prior_weights or {}),
+      global_step_offset=global_step_offset, log_every=loop.log_every,
+      jit_compile=loop.jit_compile, summary_writer=summary_writer, progress=loop.progress,
+      evaluate_dev=evaluate_dev)
 
 
 def dataset_factory(strategy, *, data_dir, modalities, per_replica_batch, image_size,

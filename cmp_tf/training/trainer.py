@@ -14,8 +14,9 @@ depends only on the stage's seed and s (`make_dataset(start_step)`): a run kille
 any time and resumed from its newest checkpoint sees exactly the batches it would
 have seen, whatever `checkpoint_every` is.
 
-With a convergence rule (`plateau.PlateauRule`) the stage is evaluated on the dev split
-every `rule.every` steps, stops when that stops improving (or at `steps`, the cap), and
+A stage stops where its stop rule says (`stage.stop`). Under the convergence rule
+(`plateau.PlateauRule`) it is evaluated on the dev split every `rule.every` steps, stops
+when that stops improving (or at the rule's cap), and
 ends with the weights of its best evaluation (kept as best-<step>.weights.h5 beside the
 checkpoints; the rule's history is saved inside every checkpoint).
 """
@@ -31,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cmp_tf.training import checkpoints
+from cmp_tf.training import checkpoints, recipes
 from cmp_tf.training import plateau as plateau_lib
 
 
@@ -41,30 +42,47 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclasses.dataclass
 class StageJob:
-  """Everything the loop needs for one stage (built by the runner)."""
+  """One stage of a recipe (`stage`: what trains, how long, with which SGD settings) and
+  what the loop needs to run it here (`cmp_tf.training.stages.stage_job` builds it)."""
   index: int
-  name: str
+  stage: recipes.Stage
   model: keras.Model
-  modalities: Sequence[str]
   trainable_variables: Sequence  # frozen layers' variables are not in here
-  steps: int
-  learning_rate: float
-  momentum: float
-  weight_decay: float
   per_replica_batch: int
-  make_dataset: Callable[[int], object]  # start step -> distributed dataset from there
+  make_dataset: Optional[Callable[[int], object]]  # start step -> distributed dataset
   checkpoint_dir: str
   checkpoint_every: int
   keep_checkpoints: int = 2
-  prior_layers: Sequence[str] = ()  # "pool5", "fc6", "fc7" with an ActivationPrior
-  prior_weights: dict = dataclasses.field(default_factory=dict)
+  prior_weights: dict = dataclasses.field(default_factory=dict)  # {layer: lambda}, in order
   global_step_offset: int = 0  # steps of earlier stages, for TensorBoard's x axis
   log_every: int = 20
   jit_compile: bool = False
   summary_writer: Optional[object] = None
   progress: bool = True
-  plateau: Optional[plateau_lib.PlateauRule] = None  # None: train exactly `steps`
   evaluate_dev: Optional[Callable[[keras.Model], dict]] = None  # model -> {modality: acc}
+
+  @property
+  def name(self):
+    return self.stage.name
+
+  @property
+  def modalities(self):
+    return self.stage.modalities
+
+  @property
+  def steps(self):
+    """The most steps the stage trains (its stop rule's cap)."""
+    return self.stage.steps
+
+  @property
+  def plateau(self):
+    """The stage's convergence rule, or None (it trains exactly `steps`)."""
+    return self.stage.plateau
+
+  @property
+  def prior_layers(self):
+    """The layers whose ActivationPrior losses are the stage's prior terms."""
+    return tuple(self.prior_weights)
 
 
 def decayed_kernels(variables):
@@ -106,8 +124,8 @@ def build_train_step(job, strategy, optimizer):
         prior_total += term
       other = (tf.add_n(all_losses) / num_replicas - prior_total) if all_losses else 0.0
       l2 = tf.constant(0.0)
-      if job.weight_decay and decayed:
-        l2 = 0.5 * job.weight_decay * tf.add_n(
+      if job.stage.weight_decay and decayed:
+        l2 = 0.5 * job.stage.weight_decay * tf.add_n(
             [tf.reduce_sum(tf.square(v)) for v in decayed]) / num_replicas
       metrics["loss/weight_decay"] = l2
       objective = loss + prior_total + other
@@ -190,12 +208,10 @@ def run_stage(job, strategy):
   evaluation), "dev_history". The model ends with the weights of the best evaluation.
   Raises NonFiniteLossError naming the stage and step when the loss goes non-finite.
   """
-  if job.plateau is not None and (job.evaluate_dev is None
-                                  or job.plateau.max_steps != job.steps):
-    raise ValueError(f"stage {job.name}: a convergence rule needs evaluate_dev and "
-                     f"max_steps == steps ({job.steps})")
+  if job.plateau is not None and job.evaluate_dev is None:
+    raise ValueError(f"stage {job.name}: a convergence rule needs evaluate_dev")
   with strategy.scope():
-    optimizer = make_optimizer(job.learning_rate, job.momentum)
+    optimizer = make_optimizer(job.stage.learning_rate, job.stage.momentum)
     optimizer.build(list(job.trainable_variables))
   checkpoint = checkpoints.StageCheckpoint(job.checkpoint_dir, job.model, optimizer,
                                            max_to_keep=job.keep_checkpoints)
@@ -331,7 +347,7 @@ def _write_summaries(job, values, step, elapsed, trained_steps, examples_per_ste
   with job.summary_writer.as_default(step=global_step):
     for k, v in values.items():
       tf.summary.scalar(k, v)
-    tf.summary.scalar("learning_rate", job.learning_rate)
+    tf.summary.scalar("learning_rate", job.stage.learning_rate)
     tf.summary.scalar("stage", job.index)
     if elapsed > 0:
       tf.summary.scalar("examples_per_s", trained_steps * examples_per_step / elapsed)

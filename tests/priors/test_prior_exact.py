@@ -97,14 +97,15 @@ def test_real_activations_of_a_trained_source_network(tiny_data_dir, tmp_path):
   from cmp_tf import priors
   from cmp_tf.data import manifest as manifest_lib
   from cmp_tf.training import source as source_lib
+  from cmp_tf.training import stages
   manifest = manifest_lib.read_manifest(tiny_data_dir)
   settings = source_lib.SourceSettings(
       image_variant="alexnet_tiny", image_size=32, dropout=0.0, steps=60, learning_rate=0.01,
       momentum=0.9, weight_decay=5e-4, batch_size=16, seed=0)
   source = source_lib.ensure_source(
       data_dir=tiny_data_dir, manifest=manifest, settings=settings, cache_dir=tmp_path,
-      strategy=tf.distribute.get_strategy(), checkpoint_every=60, jit_compile=False,
-      progress=False)
+      strategy=tf.distribute.get_strategy(),
+      loop=stages.LoopSettings(checkpoint_every=60, progress=False))
   acts = source_lib.source_activations(source, tiny_data_dir, layers=("pool5", "fc6", "fc7"),
                                        num_samples=120, image_size=32, seed=0)
   for layer, values in acts.items():

@@ -84,9 +84,9 @@ def test_a_plateau_stage_stops_where_the_curve_says_and_keeps_the_best_weights(
     tiny_data_dir, tmp_path):
   strategy = tf.distribute.get_strategy()
   model = _tiny_model(tiny_data_dir)
-  job = _job(model, tiny_data_dir, tmp_path / "plateau", steps=40, checkpoint_every=100,
-             learning_rate=0.01)
-  job.plateau, job.evaluate_dev = _rule(), _ScriptedDev([0.10, 0.30, 0.35, 0.34, 0.36, 0.9])
+  job = _job(model, tiny_data_dir, tmp_path / "plateau", stop=_rule(), checkpoint_every=100,
+             learning_rate=0.01,
+             evaluate_dev=_ScriptedDev([0.10, 0.30, 0.35, 0.34, 0.36, 0.9]))
   result = trainer.run_stage(job, strategy)
   assert (result["steps"], result["best_step"], result["stop_reason"]) == (10, 6, "plateau")
   assert [e["step"] for e in result["dev_history"]] == [2, 4, 6, 8, 10]
@@ -109,9 +109,8 @@ def test_resuming_mid_plateau_gives_the_same_weights_and_decisions(tiny_data_dir
   rule = _rule(min_delta=0.0, max_steps=16)
 
   def stage(directory, model, dev):
-    job = _job(model, tiny_data_dir, directory, steps=16, checkpoint_every=100,
-               learning_rate=0.01)
-    job.plateau, job.evaluate_dev = rule, dev
+    job = _job(model, tiny_data_dir, directory, stop=rule, checkpoint_every=100,
+               learning_rate=0.01, evaluate_dev=dev)
     return trainer.run_stage(job, strategy)
 
   whole = _tiny_model(tiny_data_dir)

@@ -15,7 +15,7 @@ from cmp_tf import finished_run, models
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.training import runner, stages, trainer
+from cmp_tf.training import plateau, recipes, runner, stages, trainer
 from tests.training.checkpoint_wait import latest_checkpoint_step, wait_for_latest_checkpoint
 
 
@@ -27,20 +27,24 @@ def _tiny_model(data_dir, *, share_upper=True, dropout=0.5):
   return stages.build_model(spec, tf.distribute.get_strategy(), seed=1)
 
 
-def _job(model, data_dir, tmp_path, *, steps, make_dataset=None, freeze_upper=False,
-         name="test", checkpoint_every=2, learning_rate=0.05):
+def _job(model, data_dir, tmp_path, *, steps=None, stop=None, make_dataset=None,
+         freeze_upper=False, name="test", checkpoint_every=2, learning_rate=0.05,
+         evaluate_dev=None):
+  """A job of every modality on the tiny data: `steps` fixed steps, or the rule `stop`."""
   strategy = tf.distribute.get_strategy()
-  return trainer.StageJob(
-      index=0, name=name, model=model, modalities=mod_lib.ALL_MODALITIES,
-      trainable_variables=stages.trainable_variables(model, freeze_upper=freeze_upper),
-      steps=steps, learning_rate=learning_rate, momentum=0.9, weight_decay=5e-4,
-      per_replica_batch=4,
+  stage = recipes.Stage(name, mod_lib.ALL_MODALITIES, share_upper=True,
+                        init=recipes.INIT_SCRATCH, stop=stop or plateau.FixedSteps(steps),
+                        learning_rate=learning_rate, momentum=0.9, weight_decay=5e-4,
+                        freeze_upper=freeze_upper)
+  return stages.stage_job(
+      stage, model, index=0, per_replica_batch=4,
       make_dataset=make_dataset or stages.dataset_factory(
           strategy, data_dir=data_dir, modalities=mod_lib.ALL_MODALITIES,
           per_replica_batch=4, image_size=32, exclude_categories=(), seed=0,
           stage_key="test"),
-      checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every=checkpoint_every,
-      progress=False)
+      checkpoint_dir=str(tmp_path / "ckpt"),
+      loop=stages.LoopSettings(checkpoint_every=checkpoint_every, progress=False),
+      evaluate_dev=evaluate_dev)
 
 
 @pytest.mark.slow
