@@ -19,6 +19,7 @@ seed and s, and a stream started at `start_step` costs nothing to position.
 """
 
 import collections
+import dataclasses
 import math
 import os
 
@@ -84,91 +85,150 @@ def modality_dataset(data_dir, modality, split, *, batch_size, training, image_s
     raise ValueError(f"unknown split {split!r}; expected one of {mod_lib.SPLITS}")
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  paths = manifest_lib.shard_paths(manifest, data_dir, modality, split)
-  excluded = manifest_lib.label_ids(manifest, exclude_categories)
-  stored_size = manifest["image_size"]
-  image_size = int(image_size or stored_size)
-  as_uint8 = image_size == stored_size
-  vector_dim = manifest["vector_dim"]
-  num_pipelines, pipeline_id = 1, 0
-  if input_context is not None:
-    batch_size = input_context.get_per_replica_batch_size(batch_size)
-    num_pipelines, pipeline_id = (input_context.num_input_pipelines,
-                                  input_context.input_pipeline_id)
-  if drop_remainder is None:
-    drop_remainder = training
   if start_step and not training:
     raise ValueError("start_step: only a training stream has steps")
   if max_examples is not None and (max_examples < 1 or input_context is not None):
     raise ValueError(f"max_examples must be >= 1 and used without input_context, got "
                      f"{max_examples}")
+  source = _Source.of(manifest, data_dir, modality, split, image_size=image_size,
+                      exclude_categories=exclude_categories, seed=seed,
+                      input_context=input_context, with_meta=with_meta,
+                      max_examples=max_examples)
+  if input_context is not None:
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+  if drop_remainder is None:
+    drop_remainder = training
+  fits = source.num_examples * source.bytes_per_example <= cache_budget_bytes
+  # Decoding once needs the examples as numpy arrays: an eager call, no meta.
+  if training and fits and not with_meta and tf.executing_eagerly():
+    return _in_memory_stream(source, batch_size=batch_size, start_step=start_step,
+                             drop_remainder=drop_remainder,
+                             cache_budget_bytes=cache_budget_bytes)
+  return _read_stream(source, batch_size=batch_size, training=training, cache=fits,
+                      start_step=start_step, drop_remainder=drop_remainder,
+                      shuffle_buffer=shuffle_buffer)
 
-  per_example = (image_size * image_size * 3 * (1 if as_uint8 else 4)
-                 if mod_lib.is_image(modality) else vector_dim * 4)
-  num_examples = _count(manifest, modality, split, excluded) / num_pipelines
-  if max_examples is not None:
-    num_examples = min(num_examples, max_examples)
-  fits = num_examples * per_example <= cache_budget_bytes
-  # In memory: decode once per process, then shuffle indices and gather whole batches.
-  in_memory = training and fits and not with_meta and tf.executing_eagerly()
 
-  total = int(round(_count(manifest, modality, split, excluded) / num_pipelines))
+@dataclasses.dataclass(frozen=True)
+class _Source:
+  """What one input pipeline reads: its shards, categories, size and share of the data."""
+  data_dir: str
+  modality: str
+  split: str
+  paths: tuple
+  excluded: tuple
+  image_size: int
+  as_uint8: bool  # stored at the requested size: kept as uint8 up to the batch
+  vector_dim: int
+  num_pipelines: int
+  pipeline_id: int
+  total: int  # examples of this pipeline (rounded)
+  num_examples: float  # the same, kept or capped by max_examples, for the memory budget
+  seed: int
+  with_meta: bool
+  max_examples: object
 
-  def examples(shuffle_files):
-    """Decoded (x, label[, meta]) in write order, or from seeded-shuffled shards."""
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    shard_records = num_pipelines > 1 and len(paths) < num_pipelines
-    if num_pipelines > 1 and not shard_records:
-      files = files.shard(num_pipelines, pipeline_id)
-    num_files = len(paths) if shard_records else len(paths[pipeline_id::num_pipelines])
-    if shuffle_files:
-      files = files.shuffle(num_files, seed=seed, reshuffle_each_iteration=True)
-      cycle = min(num_files, _TRAIN_CYCLE)
-    else:
-      cycle = num_files if num_files <= _MAX_ORDERED_CYCLE else 1
-    if cycle > 1:
-      ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle, block_length=1,
-                            num_parallel_calls=AUTOTUNE, deterministic=True)
-    else:
-      ds = files.flat_map(tf.data.TFRecordDataset)
-    if shard_records:
-      ds = ds.shard(num_pipelines, pipeline_id)
-    spec = features.feature_spec(modality, vector_dim, with_objects=with_meta)
-    ds = ds.batch(_PARSE_BATCH).map(lambda s: tf.io.parse_example(s, spec),
-                                    num_parallel_calls=AUTOTUNE).unbatch()
-    if excluded:
-      ds = ds.filter(_make_label_filter(excluded))
-    if max_examples is not None and max_examples < total:
-      keep = np.zeros(total, bool)
-      keep[np.random.default_rng(seed).choice(total, max_examples, replace=False)] = True
-      ds = ds.enumerate().filter(_make_index_filter(keep)).map(_drop_index)
-    return ds.map(_make_decoder(modality, image_size, as_uint8, with_meta),
-                  num_parallel_calls=AUTOTUNE)
+  @classmethod
+  def of(cls, manifest, data_dir, modality, split, *, image_size, exclude_categories, seed,
+         input_context, with_meta, max_examples):
+    excluded = manifest_lib.label_ids(manifest, exclude_categories)
+    stored_size = manifest["image_size"]
+    image_size = int(image_size or stored_size)
+    num_pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+      num_pipelines, pipeline_id = (input_context.num_input_pipelines,
+                                    input_context.input_pipeline_id)
+    count = _count(manifest, modality, split, excluded)
+    num_examples = count / num_pipelines
+    if max_examples is not None:
+      num_examples = min(num_examples, max_examples)
+    return cls(data_dir=data_dir, modality=modality, split=split,
+               paths=tuple(manifest_lib.shard_paths(manifest, data_dir, modality, split)),
+               excluded=tuple(excluded), image_size=image_size,
+               as_uint8=image_size == stored_size, vector_dim=manifest["vector_dim"],
+               num_pipelines=num_pipelines, pipeline_id=pipeline_id,
+               total=int(round(count / num_pipelines)), num_examples=num_examples,
+               seed=seed, with_meta=with_meta, max_examples=max_examples)
 
-  finish = _make_finisher(modality, as_uint8, with_meta)
-  if in_memory:
-    key = (_dataset_identity(paths), modality, split, image_size, tuple(excluded), max_examples,
-           seed if max_examples is not None else None, num_pipelines, pipeline_id)
-    x, y = _decoded_in_memory(key, lambda: examples(shuffle_files=False), cache_budget_bytes)
-    if len(y) == 0:
-      raise DataError(f"no {modality}/{split} examples left for this input pipeline",
-                      path=data_dir)
-    ds = _epoch_permutations(len(y), seed, first=start_step * batch_size)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(_make_gather(tf.constant(x), tf.constant(y), finish),
+  @property
+  def bytes_per_example(self):
+    if mod_lib.is_image(self.modality):
+      return self.image_size * self.image_size * 3 * (1 if self.as_uint8 else 4)
+    return self.vector_dim * 4
+
+  def finisher(self):
+    return _make_finisher(self.modality, self.as_uint8, self.with_meta)
+
+
+def _decoded_examples(source, *, shuffle_files):
+  """Decoded (x, label[, meta]) of `source` in write order, or from seeded-shuffled shards."""
+  paths, num_pipelines, pipeline_id = list(source.paths), source.num_pipelines, source.pipeline_id
+  files = tf.data.Dataset.from_tensor_slices(paths)
+  shard_records = num_pipelines > 1 and len(paths) < num_pipelines
+  if num_pipelines > 1 and not shard_records:
+    files = files.shard(num_pipelines, pipeline_id)
+  num_files = len(paths) if shard_records else len(paths[pipeline_id::num_pipelines])
+  if shuffle_files:
+    files = files.shuffle(num_files, seed=source.seed, reshuffle_each_iteration=True)
+    cycle = min(num_files, _TRAIN_CYCLE)
+  else:
+    cycle = num_files if num_files <= _MAX_ORDERED_CYCLE else 1
+  if cycle > 1:
+    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle, block_length=1,
+                          num_parallel_calls=AUTOTUNE, deterministic=True)
+  else:
+    ds = files.flat_map(tf.data.TFRecordDataset)
+  if shard_records:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  spec = features.feature_spec(source.modality, source.vector_dim, with_objects=source.with_meta)
+  ds = ds.batch(_PARSE_BATCH).map(lambda s: tf.io.parse_example(s, spec),
+                                  num_parallel_calls=AUTOTUNE).unbatch()
+  if source.excluded:
+    ds = ds.filter(_make_label_filter(list(source.excluded)))
+  max_examples, total = source.max_examples, source.total
+  if max_examples is not None and max_examples < total:
+    keep = np.zeros(total, bool)
+    keep[np.random.default_rng(source.seed).choice(total, max_examples, replace=False)] = True
+    ds = ds.enumerate().filter(_make_index_filter(keep)).map(_drop_index)
+  return ds.map(_make_decoder(source.modality, source.image_size, source.as_uint8,
+                              source.with_meta),
                 num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
-  ds = examples(shuffle_files=training)
+
+
+def _in_memory_stream(source, *, batch_size, start_step, drop_remainder, cache_budget_bytes):
+  """A training stream over examples decoded once per process: every epoch a permutation
+  of indices drawn from (seed, epoch), gathered a batch at a time."""
+  key = (_dataset_identity(source.paths), source.modality, source.split, source.image_size,
+         source.excluded, source.max_examples,
+         source.seed if source.max_examples is not None else None, source.num_pipelines,
+         source.pipeline_id)
+  x, y = _decoded_in_memory(key, lambda: _decoded_examples(source, shuffle_files=False),
+                            cache_budget_bytes)
+  if len(y) == 0:
+    raise DataError(f"no {source.modality}/{source.split} examples left for this input "
+                    "pipeline", path=source.data_dir)
+  ds = _epoch_permutations(len(y), source.seed, first=start_step * batch_size)
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  ds = ds.map(_make_gather(tf.constant(x), tf.constant(y), source.finisher()),
+              num_parallel_calls=AUTOTUNE)
+  return ds.prefetch(AUTOTUNE)
+
+
+def _read_stream(source, *, batch_size, training, cache, start_step, drop_remainder,
+                 shuffle_buffer):
+  """Examples read from the shards: one pass in write order, or (training) a seeded
+  shuffle over shuffled shards, repeated, cached when it fits (`cache`)."""
+  ds = _decoded_examples(source, shuffle_files=training)
   if training:
-    if fits:
+    if cache:
       ds = ds.cache()
-    ds = ds.shuffle(max(1, min(math.ceil(num_examples), shuffle_buffer)), seed=seed,
-                    reshuffle_each_iteration=True)
+    ds = ds.shuffle(max(1, min(math.ceil(source.num_examples), shuffle_buffer)),
+                    seed=source.seed, reshuffle_each_iteration=True)
     ds = ds.repeat()
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   if start_step:
     ds = ds.skip(start_step)  # reads the skipped batches: only data too big for memory
-  ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
+  ds = ds.map(source.finisher(), num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE)
 
 
