@@ -18,7 +18,6 @@ both shapes, not a Keras message.
 import dataclasses
 import functools
 import os
-import re
 
 from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
@@ -83,25 +82,23 @@ def training_summary(state):
   return out
 
 
-def _snake_case(name):
-  name = re.sub(r"\W+", "", name)
-  name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-  return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+def _stored_weight_shapes(h5_file):
+  """{layer name: [shape of each of its weights]} of a Keras 3 .weights.h5, read with
+  h5py's own walk: Keras writes each layer's weights into a "vars" group whose "name"
+  attribute is the layer's name."""
+  import h5py
 
+  shapes = {}
 
-def _stored_layer_keys(model):
-  """{layer name: its group in a Keras 3 .weights.h5}: "layers/<class in snake case>[_i]",
-  numbered in the model's layer order."""
-  used, keys = {}, {}
-  for layer in model.layers:
-    key = _snake_case(type(layer).__name__)
-    if key in used:
-      used[key] += 1
-      key = f"{key}_{used[key]}"
-    else:
-      used[key] = 0
-    keys[layer.name] = f"layers/{key}"
-  return keys
+  def visit(path, item):
+    if isinstance(item, h5py.Group) and path.split("/")[-1] == "vars" and "name" in item.attrs:
+      name = item.attrs["name"]
+      name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+      if len(item):
+        shapes[name] = [tuple(item[str(i)].shape) for i in range(len(item))]
+
+  h5_file.visititems(visit)
+  return shapes
 
 
 def check_weights_file(model, path):
@@ -118,29 +115,28 @@ def check_weights_file(model, path):
     raise RunError(f"{path} is not a readable weights file ({e}); it is damaged or "
                    "truncated") from None
   with f:
-    keys = _stored_layer_keys(model)
-    groups = f["layers"] if "layers" in f else {}
-    stored = sum(1 for g in groups.values() if len(g.get("vars", {})))
-    expected = sum(1 for layer in model.layers if layer.weights)
-    if stored != expected:  # layers without weights (dropout) may differ freely
-      raise RunError(f"{path} does not fit the network of this architecture: the file holds "
-                     f"{stored} layers with weights, the network {expected} (made by "
-                     "another architecture or version of cmp_tf.models?)")
-    for layer in model.layers:
-      if not layer.weights:
-        continue
-      group = f.get(f"{keys[layer.name]}/vars")
-      stored = [] if group is None else [group[str(i)].shape for i in range(len(group))]
-      expected = [tuple(w.shape) for w in layer.weights]
-      if len(stored) != len(expected):
-        raise RunError(f"{path} does not fit the network of this architecture: layer "
-                       f"{layer.name!r} has {len(expected)} weights, the file {len(stored)} "
-                       "for it (made by another architecture or version of cmp_tf.models?)")
-      for weight, want, have in zip(layer.weights, expected, stored):
-        if tuple(have) != want:
-          raise RunError(f"{path} does not fit the network of this architecture: "
-                         f"{weight.path} is {want} in the network but {tuple(have)} in the "
-                         "file (made by another architecture or version of cmp_tf.models?)")
+    stored_shapes = _stored_weight_shapes(f)
+  stored = len(stored_shapes)
+  expected = sum(1 for layer in model.layers if layer.weights)
+  if stored != expected:  # layers without weights (dropout) may differ freely
+    raise RunError(f"{path} does not fit the network of this architecture: the file holds "
+                   f"{stored} layers with weights, the network {expected} (made by "
+                   "another architecture or version of cmp_tf.models?)")
+  for layer in model.layers:
+    if not layer.weights:
+      continue
+    have_shapes = stored_shapes.get(layer.name, [])
+    expected_shapes = [tuple(w.shape) for w in layer.weights]
+    if len(have_shapes) != len(expected_shapes):
+      raise RunError(f"{path} does not fit the network of this architecture: layer "
+                     f"{layer.name!r} has {len(expected_shapes)} weights, the file "
+                     f"{len(have_shapes)} for it (made by another architecture or version "
+                     "of cmp_tf.models?)")
+    for weight, want, have in zip(layer.weights, expected_shapes, have_shapes):
+      if have != want:
+        raise RunError(f"{path} does not fit the network of this architecture: "
+                       f"{weight.path} is {want} in the network but {have} in the "
+                       "file (made by another architecture or version of cmp_tf.models?)")
 
 
 def load_weights(model, path):
