@@ -11,7 +11,8 @@ import dataclasses
 import numpy as np
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf import models
+from cmp_tf.models import flops as flops_lib
+from cmp_tf.models import spec as spec_lib
 from cmp_tf.priors import PriorParams
 from cmp_tf.training import config as config_lib
 from cmp_tf.training import recipes, stages, trainer
@@ -64,7 +65,7 @@ def method_stages(method, modalities=mod_lib.ALL_MODALITIES, prior_weight=1e-4):
 
 def stage_spec(stage, size, *, priors=True, dropout=0.5):
   """The CrossModalSpec a stage trains, with unfitted priors of the stage's kinds."""
-  spec = models.CrossModalSpec(
+  spec = spec_lib.CrossModalSpec(
       modalities=tuple(stage.modalities), num_classes=size.num_classes,
       image_variant=size.variant, image_size=size.image_size, text_dim=size.text_dim,
       share_upper=stage.share_upper, dropout=dropout)
@@ -81,7 +82,7 @@ def stage_spec(stage, size, *, priors=True, dropout=0.5):
 def train_flops_per_example(spec):
   """{modality: training FLOPs per example}: 3x the analytic forward count (forward,
   backward to the activations, backward to the weights)."""
-  return {m: 3 * models.count_flops(spec, m) for m in spec.modalities}
+  return {m: 3 * flops_lib.count_flops(spec, m) for m in spec.modalities}
 
 
 def random_batch(spec, batch_size, seed=0):
@@ -116,7 +117,7 @@ def synthetic_input(strategy, spec, batch_size):
 class StageStep:
   """One stage's training step, ready to time."""
   name: str
-  spec: models.CrossModalSpec
+  spec: spec_lib.CrossModalSpec
   run: object  # () -> None: one step, metrics fetched as the trainer does
   examples_per_step: int
   flops_per_step: float

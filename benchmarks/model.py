@@ -14,6 +14,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from cmp_tf.layer_names import FEATURE_LAYERS
+
 _VARIANT = flags.DEFINE_string("variant", "alexnet_small", "Image variant.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Examples per step.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per configuration.")
@@ -27,7 +29,7 @@ _CLASSES = flags.DEFINE_integer("num_classes", 30, "Classifier width.")
 def random_priors(spec, kind, num_components, rng):
   from cmp_tf.priors import PriorParams
   priors = {}
-  for layer in ("pool5", "fc6", "fc7"):
+  for layer in FEATURE_LAYERS:
     dim = spec.layer_dim(layer)
     if kind == "gmm":
       arrays = {"logits": rng.standard_normal(num_components),
@@ -43,7 +45,9 @@ def time_config(variant, kind, jit, args):
   import keras
   import tensorflow as tf
 
-  from cmp_tf.models import CrossModalSpec, build_cross_modal_model, count_flops
+  from cmp_tf.models.cross_modal import build_cross_modal_model
+  from cmp_tf.models.flops import count_flops
+  from cmp_tf.models.spec import CrossModalSpec
   rng = np.random.default_rng(0)
   spec = CrossModalSpec(modalities=("nat",), num_classes=args["classes"], image_variant=variant)
   if kind != "none":

@@ -148,8 +148,8 @@ def load_weights(model, path):
 
 def build_and_load(spec, path):
   """A CrossModalModel of `spec` holding the weights of the file at `path`."""
-  from cmp_tf import models
-  return load_weights(models.build_cross_modal_model(spec), path)
+  from cmp_tf.models import cross_modal
+  return load_weights(cross_modal.build_cross_modal_model(spec), path)
 
 
 def weights_digest(run_dir):
@@ -181,7 +181,7 @@ class FinishedRun:
   """A finished run: its directory, run.json, architecture, dataset and weights' digest."""
   run_dir: str
   state: dict
-  spec: object  # models.CrossModalSpec
+  spec: object  # spec_lib.CrossModalSpec
   data_dir: str
   manifest: dict
   weights_digest: str
@@ -232,12 +232,12 @@ def load_run(run_dir, *, data_dir=None):
   data_dir: the dataset; default: the one run.json names. It must hold the content the
   run was trained on (the manifest's fingerprint is compared).
   """
-  from cmp_tf import models
   from cmp_tf.data import manifest as manifest_lib
+  from cmp_tf.models import spec as spec_lib
 
   run_dir = os.path.abspath(os.fspath(run_dir))
   state = check_finished(run_dir)
-  spec = models.CrossModalSpec.from_config(fileio.read_json(os.path.join(run_dir, SPEC_JSON)))
+  spec = spec_lib.CrossModalSpec.from_config(fileio.read_json(os.path.join(run_dir, SPEC_JSON)))
   data_dir = data_dir or state.get("data_dir")
   if not data_dir:
     raise RunError(f"--data_dir: the run in {run_dir} does not name its dataset; pass "

@@ -26,7 +26,7 @@ def _run(args, timeout=600):
 
 
 def test_layer_widths_match_the_models():
-  from cmp_tf.models import CrossModalSpec
+  from cmp_tf.models.spec import CrossModalSpec
   for variant, widths in retrieval.LAYER_WIDTHS.items():
     spec = CrossModalSpec(modalities=("nat",), num_classes=3, image_variant=variant)
     assert widths == tuple(spec.layer_dim(layer) for layer in retrieval.LAYERS), variant

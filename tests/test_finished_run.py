@@ -6,14 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from cmp_tf import finished_run, models
+from cmp_tf import finished_run
+from cmp_tf.models import cross_modal
+from cmp_tf.models import spec as spec_lib
 
-SPEC = models.CrossModalSpec(modalities=("nat", "clp", "dsc"), num_classes=4,
+SPEC = spec_lib.CrossModalSpec(modalities=("nat", "clp", "dsc"), num_classes=4,
                              image_variant="alexnet_tiny", text_dim=12, share_upper=False)
 
 
 def _saved(tmp_path, spec=SPEC, seed=0):
-  model = models.build_cross_modal_model(spec, seed=seed)
+  model = cross_modal.build_cross_modal_model(spec, seed=seed)
   path = str(tmp_path / f"{seed}.weights.h5")
   model.save_weights(path)
   return model, path
@@ -34,7 +36,7 @@ def test_weights_of_the_same_architecture_load_exactly(tmp_path):
 def test_weights_of_another_architecture_name_the_layer_and_both_shapes(tmp_path, change,
                                                                         message):
   _, path = _saved(tmp_path)
-  other = models.build_cross_modal_model(dataclasses.replace(SPEC, **change))
+  other = cross_modal.build_cross_modal_model(dataclasses.replace(SPEC, **change))
   with pytest.raises(finished_run.RunError, match=message):
     finished_run.load_weights(other, path)
 
@@ -44,7 +46,7 @@ def test_a_truncated_weights_file_is_named(tmp_path):
   data = open(path, "rb").read()
   open(path, "wb").write(data[:len(data) // 3])
   with pytest.raises(finished_run.RunError, match="not a readable weights file"):
-    finished_run.load_weights(models.build_cross_modal_model(SPEC), path)
+    finished_run.load_weights(cross_modal.build_cross_modal_model(SPEC), path)
 
 
 def test_a_directory_that_is_no_finished_run_says_what_is_missing(tmp_path):

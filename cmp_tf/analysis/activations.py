@@ -23,9 +23,9 @@ import numpy as np
 
 from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
+from cmp_tf.layer_names import FEATURE_LAYERS
 
-LAYERS = ("pool5", "fc6", "fc7")
-UNIT_LAYERS = ("pool5", "fc6", "fc7")
+LAYERS = UNIT_LAYERS = FEATURE_LAYERS
 SPLIT = "val"
 
 
@@ -109,13 +109,13 @@ def modality_activations(model, data_dir, modality, *, max_examples=None, seed=0
     batch_size: examples per forward pass.
     keep_inputs: keep the network's inputs (images or sentence vectors) in `inputs`.
   """
-  from cmp_tf import models
   from cmp_tf.data import input_pipeline
+  from cmp_tf.models import cross_modal
 
   modality = mod_lib.parse_modality(modality, where="modality_activations")
   if max_examples is not None and (int(max_examples) != max_examples or max_examples < 1):
     raise ValueError(f"max_examples: expected a positive integer, got {max_examples!r}")
-  encoder = models.feature_model(model, modality)
+  encoder = cross_modal.feature_model(model, modality)
   pool5_shape = tuple(model.spec.pool5_shape)
   ds = input_pipeline.modality_dataset(data_dir, modality, SPLIT, batch_size=batch_size,
                                        training=False, image_size=model.spec.image_size,

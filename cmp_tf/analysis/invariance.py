@@ -19,8 +19,9 @@ import numpy as np
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf.fileio import atomic_path
+from cmp_tf.layer_names import FEATURE_LAYERS
 
-PROBE_LAYERS = ("pool5", "fc6", "fc7")
+PROBE_LAYERS = FEATURE_LAYERS
 TSNE_LAYER = "fc7"
 FOLDS = 5
 PROBE_C = 1.0

@@ -178,11 +178,11 @@ def training_pairs(model, data_dir, modality, *, image_size, max_examples=DEFAUL
   At most `max_examples` examples (a seeded random subset in record order), through
   the modality's own branch in inference mode.
   """
-  from cmp_tf import models
   from cmp_tf.data import input_pipeline
+  from cmp_tf.models import cross_modal
   if not mod_lib.is_image(modality):
     raise ValueError(f"training_pairs: {modality!r} has no images")
-  encoder = models.feature_model(model, modality)
+  encoder = cross_modal.feature_model(model, modality)
   ds = input_pipeline.modality_dataset(data_dir, modality, "train", batch_size=batch_size,
                                        training=False, image_size=model.spec.image_size,
                                        max_examples=max_examples, seed=seed)

@@ -30,9 +30,10 @@ import numpy as np
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf.fileio import write_json_atomic, write_png_atomic
+from cmp_tf.layer_names import FEATURE_LAYERS
 
 DEFAULT_LAYERS = ("pool5", "fc7")
-UNIT_LAYERS = ("pool5", "fc6", "fc7")
+UNIT_LAYERS = FEATURE_LAYERS
 SPATIAL_LAYER = "pool5"
 DEFAULT_NUM_UNITS = 16
 DEFAULT_TOP_K = 5

@@ -51,8 +51,8 @@ def extract(model, data_dir, modality, *, split="val", outputs=OUTPUTS, branch=N
   `branch` lets a network apply one branch to another modality's data, e.g. the NAT-only
   source network to clip art. Returns a FeatureSet in the split's record order.
   """
-  from cmp_tf import models
   from cmp_tf.data import input_pipeline
+  from cmp_tf.models import cross_modal
 
   modality = mod_lib.parse_modality(modality, where="extract")
   branch = modality if branch is None else mod_lib.parse_modality(branch, where="branch")
@@ -61,7 +61,7 @@ def extract(model, data_dir, modality, *, split="val", outputs=OUTPUTS, branch=N
   unknown = [o for o in outputs if o not in OUTPUTS]
   if unknown:
     raise ValueError(f"outputs: unknown {unknown}; expected some of {OUTPUTS}")
-  encoder = models.feature_model(model, branch)
+  encoder = cross_modal.feature_model(model, branch)
   image_size = model.spec.image_size
 
   def outputs_of(x):

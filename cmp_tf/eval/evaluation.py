@@ -305,8 +305,8 @@ def evaluate_source(source_dir, *, data_dir=None, out_dir=None, num_queries=None
   data_dir, manifest = _dataset(data_dir or (state or {}).get("data_dir"),
                                 info.get("manifest_fingerprint"),
                                 f"the source network in {directory}")
-  from cmp_tf import models
-  model = finished_run.build_and_load(models.CrossModalSpec.from_config(info["spec"]), weights)
+  from cmp_tf.models import spec as spec_lib
+  model = finished_run.build_and_load(spec_lib.CrossModalSpec.from_config(info["spec"]), weights)
   out_dir = os.path.abspath(out_dir or os.path.join(directory, EVAL_DIR))
   digest = file_digest(weights)
   index = {"format_version": FORMAT_VERSION, "weights_digest": digest,

@@ -20,12 +20,12 @@ building a model never reads or resets Keras' global random state.
 
 import keras
 
+from cmp_tf.layer_names import CLASSIFIER, FC6, FC7, FEATURE_LAYERS, LOGITS, POOL5, UPPER_LAYERS
 from cmp_tf.models import branches
 from cmp_tf.models.spec import CrossModalSpec
 from cmp_tf.priors.activation_prior import ActivationPrior
 from cmp_tf.seeds import derive_seed
 
-UPPER = ("fc6", "fc7", "classifier")
 FLATTEN = "pool5_flatten"
 
 
@@ -43,14 +43,14 @@ def _make_layers(spec, seed):
   owners = [None] if spec.share_upper else list(spec.modalities)
   for owner in owners:
     prefix = "" if owner is None else f"{owner}_"
-    for layer in ("fc6", "fc7"):
+    for layer in (FC6, FC7):
       made[prefix + layer] = keras.layers.Dense(
           spec.fc_units, activation="relu", name=prefix + layer,
           kernel_initializer=keras.initializers.HeNormal(seed=derive_seed(seed, prefix + layer)))
-    made[prefix + "classifier"] = keras.layers.Dense(
-        spec.num_classes, name=prefix + "classifier",
+    made[prefix + CLASSIFIER] = keras.layers.Dense(
+        spec.num_classes, name=prefix + CLASSIFIER,
         kernel_initializer=keras.initializers.GlorotUniform(
-            seed=derive_seed(seed, prefix + "classifier")))
+            seed=derive_seed(seed, prefix + CLASSIFIER)))
   for layer, (params, weight) in (spec.priors or {}).items():
     prior = ActivationPrior(
         params.kind, params.dim, num_components=params.num_components, weight=weight,
@@ -59,7 +59,7 @@ def _make_layers(spec, seed):
       prior.set_params(params)
     made[prior.name] = prior
   if spec.dropout > 0:
-    for layer in ("fc6", "fc7"):
+    for layer in (FC6, FC7):
       made[f"{layer}_dropout"] = keras.layers.Dropout(
           spec.dropout, seed=derive_seed(seed, f"{layer}_dropout"), name=f"{layer}_dropout")
   return made
@@ -79,15 +79,15 @@ def _forward(spec, get, modality, x, regularise):
   for name in lower_layer_names(spec, modality):
     x = get(name)(x)
   features = {}
-  x = features["pool5"] = get(FLATTEN)(x)
-  for layer in ("pool5", "fc6", "fc7"):
-    if layer != "pool5":
+  x = features[POOL5] = get(FLATTEN)(x)
+  for layer in FEATURE_LAYERS:
+    if layer != POOL5:
       x = features[layer] = get(upper_name(spec, modality, layer))(x)
     if regularise and layer in priors:
       x = get(f"{layer}_prior")(x)
     if regularise and layer != "pool5" and spec.dropout > 0:
       x = get(f"{layer}_dropout")(x)
-  features["logits"] = get(upper_name(spec, modality, "classifier"))(x)
+  features[LOGITS] = get(upper_name(spec, modality, CLASSIFIER))(x)
   return features
 
 
@@ -101,14 +101,14 @@ def _forward_together(spec, get, inputs):
     for name in lower_layer_names(spec, modality):
       h = get(name)(h)
     x[modality] = get(FLATTEN)(h)
-  for layer in ("pool5", "fc6", "fc7"):
-    if layer != "pool5":
+  for layer in FEATURE_LAYERS:
+    if layer != POOL5:
       x = {m: get(upper_name(spec, m, layer))(h) for m, h in x.items()}
     if layer in priors:
       x = dict(zip(x, get(f"{layer}_prior")(list(x.values()))))
-    if layer != "pool5" and spec.dropout > 0:
+    if layer != POOL5 and spec.dropout > 0:
       x = {m: get(f"{layer}_dropout")(h) for m, h in x.items()}
-  return {m: get(upper_name(spec, m, "classifier"))(h) for m, h in x.items()}
+  return {m: get(upper_name(spec, m, CLASSIFIER))(h) for m, h in x.items()}
 
 
 @keras.saving.register_keras_serializable(package="cmp_tf")
@@ -170,7 +170,7 @@ def upper_layers(model):
   stage freezes."""
   spec = _spec_of(model)
   owners = [spec.modalities[0]] if spec.share_upper else spec.modalities
-  return [model.get_layer(upper_name(spec, m, layer)) for m in owners for layer in UPPER]
+  return [model.get_layer(upper_name(spec, m, layer)) for m in owners for layer in UPPER_LAYERS]
 
 
 def branch_layers(model, modality):

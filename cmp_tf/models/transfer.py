@@ -1,6 +1,7 @@
 """Copies weights between the models of successive training stages, by layer name."""
 
 from cmp_tf import modalities as mod_lib
+from cmp_tf.layer_names import UPPER_LAYERS
 from cmp_tf.models import cross_modal
 from cmp_tf.priors.activation_prior import ActivationPrior
 
@@ -44,7 +45,7 @@ def layer_pairs(src_model, dst_model, *, from_source=False, fresh_upper=()):
           if target in dst_layers:
             pairs[target] = name
       own_upper = not dst_spec.share_upper
-      for layer in cross_modal.UPPER:
+      for layer in UPPER_LAYERS:
         if own_upper and modality in fresh_upper:
           continue
         target = cross_modal.upper_name(dst_spec, modality, layer)

@@ -20,11 +20,12 @@ import pathlib
 import numpy as np
 
 from cmp_tf import fileio
+from cmp_tf.layer_names import FEATURE_LAYERS
 
 GAUSSIAN = "gaussian"
 GMM = "gmm"
 KINDS = (GAUSSIAN, GMM)
-LAYERS = ("pool5", "fc6", "fc7")
+LAYERS = FEATURE_LAYERS
 FORMAT_VERSION = 1
 
 ARRAY_NAMES = {GAUSSIAN: ("mean", "scale_tril"), GMM: ("logits", "means", "variances")}

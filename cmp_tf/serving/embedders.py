@@ -122,11 +122,11 @@ class KerasEmbedder(Embedder):
   def _function(self, modality):
     import tensorflow as tf
 
-    from cmp_tf import models
     from cmp_tf.data import features
+    from cmp_tf.models import cross_modal
 
     if modality not in self._functions:
-      feature_model = models.feature_model(self.info.model, modality)
+      feature_model = cross_modal.feature_model(self.info.model, modality)
       categories = tf.constant(self.info.categories)
       size = self.info.spec.image_size
 

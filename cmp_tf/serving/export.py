@@ -76,11 +76,11 @@ def _signature_info(function):
 
 def _serving_module(info, model, modality):
   """(serving module, note on raw text input or None) for one modality."""
-  from cmp_tf import models
+  from cmp_tf.models import cross_modal
   from cmp_tf.serving import signatures
   from cmp_tf.text import graph
 
-  feature_model = models.feature_model(model, modality)
+  feature_model = cross_modal.feature_model(model, modality)
   name = f"{modality}_serving"
   if mod_lib.is_image(modality):
     return signatures.ImageServingModule(

@@ -27,6 +27,7 @@ fault, before the network runs.
 import tensorflow as tf
 
 from cmp_tf.data import features
+from cmp_tf.layer_names import FEATURE_LAYERS, LOGITS
 
 SERVING_DEFAULT = "serving_default"
 SERVE_PIXELS = "serve_pixels"
@@ -35,7 +36,7 @@ IMAGES = "images"
 PIXELS = "pixels"
 DESCRIPTIONS = "descriptions"
 VECTORS = "vectors"
-OUTPUTS = ("pool5", "fc6", "fc7", "embedding", "logits", "probabilities", "category")
+OUTPUTS = FEATURE_LAYERS + ("embedding", LOGITS, "probabilities", "category")
 
 # Leading bytes of the formats tf.io.decode_image reads: (offset, magic) pairs, all must match.
 _IMAGE_MAGIC = {
@@ -130,7 +131,7 @@ class _ServingModule(tf.Module):
   def _outputs(self, x):
     features_ = self.feature_model(x, training=False)
     logits = features_["logits"]
-    out = {k: tf.identity(features_[k], name=k) for k in ("pool5", "fc6", "fc7", "logits")}
+    out = {k: tf.identity(features_[k], name=k) for k in FEATURE_LAYERS + (LOGITS,)}
     out["embedding"] = tf.math.l2_normalize(features_["fc7"], axis=1, name="embedding")
     out["probabilities"] = tf.nn.softmax(logits, axis=1, name="probabilities")
     out["category"] = tf.gather(self.categories, tf.argmax(logits, axis=1), name="category")

@@ -11,7 +11,7 @@ import collections
 import numpy as np
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf import models
+from cmp_tf.models import transfer
 
 
 def snapshot(model):
@@ -46,7 +46,7 @@ Reference = collections.namedtuple("Reference", ["model", "weights"])
 def from_source(model, source_model, source_weights):
   """Drift of `model` from the source network (`source_weights`: its snapshot)."""
   return relative_drift(model, source_weights,
-                        models.layer_pairs(source_model, model, from_source=True))
+                        transfer.layer_pairs(source_model, model, from_source=True))
 
 
 def layer_kind(name):

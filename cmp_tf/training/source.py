@@ -21,11 +21,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cmp_tf import fileio, finished_run, models, priors
+from cmp_tf import fileio, finished_run, priors
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.fileio import file_digest
+from cmp_tf.models import cross_modal
+from cmp_tf.models import variants as variants_lib
 from cmp_tf.training import checkpoints, recipes, stages, trainer
 from cmp_tf.training import strategy as strategy_lib
 
@@ -62,7 +64,7 @@ class SourceSettings:
       # Only the architecture and the file's content matter for a loaded source.
       settings = {"image_variant": self.image_variant, "image_size": self.image_size,
                   "weights_digest": file_digest(self.weights_file)}
-    architecture = dataclasses.asdict(models.get_variant(self.image_variant))
+    architecture = dataclasses.asdict(variants_lib.get_variant(self.image_variant))
     text = json.dumps({"manifest": fingerprint, "architecture": architecture, **settings,
                        **({} if self.weights_file else {"trajectory": TRAJECTORY_VERSION})},
                       sort_keys=True)
@@ -170,7 +172,7 @@ def fit_settings(kind, *, num_samples, seed, gmm_components=None, gmm_max_iter=N
 
 def source_activations(source, data_dir, *, layers, num_samples, image_size, seed):
   """{layer: float32 [N, D]} of the source over `num_samples` shuffled NAT training examples."""
-  encoder = models.feature_model(source.model, mod_lib.NAT)
+  encoder = cross_modal.feature_model(source.model, mod_lib.NAT)
 
   @tf.function
   def features_of(x):

@@ -10,9 +10,11 @@ import dataclasses
 import numpy as np
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf import models
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.layer_names import UPPER_LAYERS
+from cmp_tf.models import cross_modal, transfer
+from cmp_tf.models import spec as spec_lib
 from cmp_tf.seeds import derive_seed
 from cmp_tf.training import trainer
 
@@ -22,7 +24,7 @@ EVAL_BATCH = 128
 def model_spec(*, manifest, modalities, image_variant, image_size, dropout, share_upper,
                priors=None):
   """The CrossModalSpec of a model over `modalities` for the dataset of `manifest`."""
-  return models.CrossModalSpec(
+  return spec_lib.CrossModalSpec(
       modalities=tuple(modalities), num_classes=len(manifest["categories"]),
       image_variant=image_variant, image_size=int(image_size),
       text_dim=int(manifest["vector_dim"]), share_upper=bool(share_upper),
@@ -37,7 +39,7 @@ def without_priors(spec):
 def build_model(spec, strategy, seed):
   """A freshly initialised model under `strategy`, its weights a function of `seed`."""
   with strategy.scope():
-    return models.build_cross_modal_model(spec, seed=seed)
+    return cross_modal.build_cross_modal_model(spec, seed=seed)
 
 
 def copy_weights(src, dst, *, from_source, modalities, fresh_upper=()):
@@ -45,13 +47,12 @@ def copy_weights(src, dst, *, from_source, modalities, fresh_upper=()):
   except DSC's MLP when starting from the (NAT-only) source: it keeps its N(0, 0.1) init,
   and the own upper copies of the modalities in `fresh_upper` (see transfer_weights)."""
   fresh_upper = tuple(fresh_upper) if from_source else ()
-  copied = set(models.transfer_weights(src, dst, from_source=from_source,
+  copied = set(transfer.transfer_weights(src, dst, from_source=from_source,
                                        fresh_upper=fresh_upper))
   exempt = set()
   if from_source and mod_lib.DSC in modalities:
-    exempt = {layer.name for layer in models.branch_layers(dst, mod_lib.DSC)}
-  from cmp_tf.models import cross_modal
-  exempt |= {f"{m}_{layer}" for m in fresh_upper for layer in cross_modal.UPPER}
+    exempt = {layer.name for layer in cross_modal.branch_layers(dst, mod_lib.DSC)}
+  exempt |= {f"{m}_{layer}" for m in fresh_upper for layer in UPPER_LAYERS}
   missing = [layer.name for layer in dst.layers
              if layer.trainable_weights and layer.name not in copied | exempt]
   if missing:
@@ -73,7 +74,7 @@ def trainable_variables(model, *, freeze_upper):
   variables = list(model.trainable_variables)
   if not freeze_upper:
     return variables
-  frozen = {id(v) for layer in models.upper_layers(model) for v in layer.trainable_weights}
+  frozen = {id(v) for layer in cross_modal.upper_layers(model) for v in layer.trainable_weights}
   if not frozen:
     raise ValueError("freeze_upper: the model has no upper layers to freeze")
   return [v for v in variables if id(v) not in frozen]
@@ -145,7 +146,7 @@ def dev_evaluator(data_dir, modalities, *, image_size, exclude_categories=()):
     for m, (xs, labels) in data.items():
       key = (id(model), m)
       if key not in encoders:
-        encoders[key] = models.feature_model(model, m)
+        encoders[key] = cross_modal.feature_model(model, m)
       logits = np.concatenate([encoders[key](x, training=False)["logits"].numpy() for x in xs])
       out[m] = round(float(np.mean(np.argmax(logits, axis=-1) == labels)), 4)
     return out
@@ -155,7 +156,7 @@ def dev_evaluator(data_dir, modalities, *, image_size, exclude_categories=()):
 
 def predict_logits(model, data_dir, modality, *, image_size, batch_size=EVAL_BATCH):
   """(logits [N, C], labels [N]) of the validation split of one modality, in inference mode."""
-  encoder = models.feature_model(model, modality)
+  encoder = cross_modal.feature_model(model, modality)
   ds = input_pipeline.modality_dataset(data_dir, modality, "val", batch_size=batch_size,
                                        training=False, image_size=image_size)
   logits, labels = [], []

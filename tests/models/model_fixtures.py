@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cmp_tf.models import CrossModalSpec
+from cmp_tf.models.spec import CrossModalSpec
 
 TEXT_DIM = 12
 NUM_CLASSES = 4

@@ -6,12 +6,12 @@ import pytest
 import tensorflow as tf
 from model_fixtures import random_inputs, tiny_spec
 
-from cmp_tf.models import (
-    CrossModalModel,
-    branch_layers,
-    build_cross_modal_model,
-    feature_model,
-    upper_layers,
+from cmp_tf.models.cross_modal import (
+  CrossModalModel,
+  branch_layers,
+  build_cross_modal_model,
+  feature_model,
+  upper_layers,
 )
 from cmp_tf.priors import fit_gaussian, fit_gmm
 

@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 from model_fixtures import tiny_spec
 
-from cmp_tf.models import (
-    CrossModalSpec,
-    LocalResponseNormalization,
-    build_cross_modal_model,
-    count_flops,
-    feature_model,
-    get_variant,
-)
+from cmp_tf.models.cross_modal import build_cross_modal_model, feature_model
+from cmp_tf.models.flops import count_flops
+from cmp_tf.models.layers import LocalResponseNormalization
+from cmp_tf.models.spec import CrossModalSpec
+from cmp_tf.models.variants import get_variant
 from cmp_tf.priors import PriorParams, fit_gmm
 
 

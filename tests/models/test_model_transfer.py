@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from model_fixtures import tiny_spec
 
-from cmp_tf.models import CrossModalSpec, build_cross_modal_model, transfer_weights
+from cmp_tf.models.cross_modal import build_cross_modal_model
+from cmp_tf.models.spec import CrossModalSpec
+from cmp_tf.models.transfer import transfer_weights
 
 CONVS = [f"conv{i}" for i in range(1, 6)]
 

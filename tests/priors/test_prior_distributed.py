@@ -24,7 +24,8 @@ SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from cmp_tf.models import CrossModalSpec, build_cross_modal_model
+    from cmp_tf.models.cross_modal import build_cross_modal_model
+    from cmp_tf.models.spec import CrossModalSpec
     from cmp_tf.priors import fit_gaussian, fit_gmm
 
     keras.utils.set_random_seed(0)

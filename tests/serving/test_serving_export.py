@@ -12,9 +12,10 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401 - registers the tokenizer ops of the DSC model
 from PIL import Image
 
-from cmp_tf import finished_run, models
+from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import features
+from cmp_tf.models import cross_modal
 from cmp_tf.serving import export, signatures
 from cmp_tf.text import encoders
 
@@ -71,7 +72,7 @@ def test_image_signatures_match_the_keras_model(loaded, run_model, val_records):
       image.convert("L").resize((45, 61)).save(buffer, format="JPEG")
     encoded.append(buffer.getvalue())
     pixels = tf.stack([features.decode_image(e, size) for e in encoded])
-    expected = models.feature_model(model, modality)(pixels, training=False)
+    expected = cross_modal.feature_model(model, modality)(pixels, training=False)
     by_bytes = loaded[modality].signatures["serving_default"](images=tf.constant(encoded))
     by_pixels = loaded[modality].signatures["serve_pixels"](pixels=pixels)
     _assert_features_match(by_bytes, expected)
@@ -98,7 +99,7 @@ def test_dsc_raw_text_round_trip_matches_the_python_encoder(loaded, run_model, v
   stored = np.stack([r.vector for r in val_records[mod_lib.DSC][:3]])
   np.testing.assert_allclose(graph_vectors[-3:], stored, atol=1e-4)
 
-  expected = models.feature_model(model, mod_lib.DSC)(python_vectors, training=False)
+  expected = cross_modal.feature_model(model, mod_lib.DSC)(python_vectors, training=False)
   by_vectors = dsc.signatures["serve_vectors"](vectors=tf.constant(python_vectors))
   _assert_features_match(by_vectors, expected)
   np.testing.assert_allclose(by_text["fc7"].numpy(), expected["fc7"].numpy(), atol=1e-3)

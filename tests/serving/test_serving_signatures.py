@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cmp_tf import models
 from cmp_tf.data import features
+from cmp_tf.models import cross_modal
+from cmp_tf.models import spec as spec_lib
 from cmp_tf.serving import signatures
 from cmp_tf.text import graph
 
@@ -19,14 +20,14 @@ TEXT_DIM = 4
 
 @pytest.fixture(scope="module")
 def model():
-  spec = models.CrossModalSpec(modalities=("nat", "dsc"), num_classes=len(CATEGORIES),
+  spec = spec_lib.CrossModalSpec(modalities=("nat", "dsc"), num_classes=len(CATEGORIES),
                                image_variant="alexnet_tiny", text_dim=TEXT_DIM, dropout=0.0)
-  return models.build_cross_modal_model(spec)
+  return cross_modal.build_cross_modal_model(spec)
 
 
 @pytest.fixture(scope="module")
 def image_module(model):
-  return signatures.ImageServingModule(models.feature_model(model, "nat"), SIZE, CATEGORIES)
+  return signatures.ImageServingModule(cross_modal.feature_model(model, "nat"), SIZE, CATEGORIES)
 
 
 def _encode(array, fmt="PNG", mode=None):
@@ -49,7 +50,7 @@ def test_image_outputs_match_the_keras_features(model, image_module):
   encoded.append(_encode(arrays[0], mode="RGBA"))
   out = image_module.serve_images(tf.constant(encoded))
   pixels = tf.stack([features.decode_image(e, SIZE) for e in encoded])
-  expected = models.feature_model(model, "nat")(pixels, training=False)
+  expected = cross_modal.feature_model(model, "nat")(pixels, training=False)
   for name in ("pool5", "fc6", "fc7", "logits"):
     np.testing.assert_allclose(out[name].numpy(), expected[name].numpy(), atol=1e-5)
   fc7 = expected["fc7"].numpy()
@@ -119,7 +120,7 @@ def test_wrong_pixel_shape_is_named_even_past_the_static_shape(image_module):
 
 
 def test_vector_checks(model):
-  module = signatures.TextServingModule(models.feature_model(model, "dsc"), TEXT_DIM, CATEGORIES)
+  module = signatures.TextServingModule(cross_modal.feature_model(model, "dsc"), TEXT_DIM, CATEGORIES)
   assert module.signatures()[signatures.SERVING_DEFAULT] is module.serve_vectors
   vectors = np.ones((3, TEXT_DIM), np.float32)
   out = module.serve_vectors(tf.constant(vectors))
@@ -152,7 +153,7 @@ def test_saved_model_encoder_is_embedded_and_served(model, tmp_path):
   tf.saved_model.save(_ToyEncoder(), encoder_dir)
   encoder, note = graph.graph_text_encoder(encoder_dir, TEXT_DIM)
   assert encoder is not None and "embedded" in note
-  module = signatures.TextServingModule(models.feature_model(model, "dsc"), TEXT_DIM,
+  module = signatures.TextServingModule(cross_modal.feature_model(model, "dsc"), TEXT_DIM,
                                         CATEGORIES, text_encoder=encoder)
   export_dir = str(tmp_path / "dsc")
   tf.saved_model.save(module, export_dir, signatures=module.signatures())

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmp_tf import finished_run, models
+from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.models import cross_modal
+from cmp_tf.models import spec as spec_lib
 from cmp_tf.training import plateau, recipes, runner, stages, trainer
 from tests.training.checkpoint_wait import latest_checkpoint_step, wait_for_latest_checkpoint
 
@@ -50,16 +52,16 @@ def _job(model, data_dir, tmp_path, *, steps=None, stop=None, make_dataset=None,
 @pytest.mark.slow
 def test_frozen_stage_leaves_the_shared_upper_bit_identical(tiny_data_dir, tmp_path):
   model = _tiny_model(tiny_data_dir)
-  upper = [v for layer in models.upper_layers(model) for v in layer.weights]
+  upper = [v for layer in cross_modal.upper_layers(model) for v in layer.weights]
   before_upper = [v.numpy().copy() for v in upper]
-  before_branch = {m: [v.numpy().copy() for layer in models.branch_layers(model, m)
+  before_branch = {m: [v.numpy().copy() for layer in cross_modal.branch_layers(model, m)
                        for v in layer.weights] for m in mod_lib.ALL_MODALITIES}
   trainer.run_stage(_job(model, tiny_data_dir, tmp_path, steps=3, freeze_upper=True),
                     tf.distribute.get_strategy())
   for v, old in zip(upper, before_upper):
     assert np.array_equal(v.numpy(), old), f"frozen {v.path} changed"
   for m, old_values in before_branch.items():
-    new_values = [v.numpy() for layer in models.branch_layers(model, m) for v in layer.weights]
+    new_values = [v.numpy() for layer in cross_modal.branch_layers(model, m) for v in layer.weights]
     assert any(not np.array_equal(a, b) for a, b in zip(new_values, old_values)), (
         f"the {m} branch did not train")
 
@@ -67,7 +69,7 @@ def test_frozen_stage_leaves_the_shared_upper_bit_identical(tiny_data_dir, tmp_p
 def test_freezing_the_upper_leaves_its_variables_out_of_the_trained_set(tiny_data_dir):
   for share_upper in (True, False):
     model = _tiny_model(tiny_data_dir, share_upper=share_upper)
-    frozen = {id(v) for layer in models.upper_layers(model) for v in layer.trainable_weights}
+    frozen = {id(v) for layer in cross_modal.upper_layers(model) for v in layer.trainable_weights}
     assert len(frozen) == 6 * (1 if share_upper else len(mod_lib.ALL_MODALITIES))
     trained = stages.trainable_variables(model, freeze_upper=True)
     assert not frozen & {id(v) for v in trained}
@@ -172,7 +174,7 @@ def test_train_command_writes_a_complete_run(reference_run):
   assert state["source"]["nat_val_accuracy"] is not None
   assert (run / "final.weights.h5").exists() and (run / "spec.json").exists()
   assert "--method=c" in (run / "flags.txt").read_text()
-  spec = models.CrossModalSpec.from_config(json.loads((run / "spec.json").read_text()))
+  spec = spec_lib.CrossModalSpec.from_config(json.loads((run / "spec.json").read_text()))
   assert spec.priors is None and spec.share_upper
   loaded = finished_run.load_run(str(run))
   model, loaded_spec = loaded.model, loaded.spec
@@ -277,9 +279,9 @@ def test_building_a_model_leaves_the_global_random_state_alone(tiny_data_dir):
 
 @pytest.mark.slow
 def test_source_weights_of_another_architecture_are_a_clear_error(tiny_data_dir, tmp_path):
-  spec = models.CrossModalSpec(modalities=("nat",), num_classes=3, image_variant="alexnet_tiny")
+  spec = spec_lib.CrossModalSpec(modalities=("nat",), num_classes=3, image_variant="alexnet_tiny")
   bad = str(tmp_path / "other.weights.h5")
-  models.build_cross_modal_model(spec).save_weights(bad)
+  cross_modal.build_cross_modal_model(spec).save_weights(bad)
   result = subprocess.run(_command(tiny_data_dir, tmp_path / "run", tmp_path / "cache",
                                    "--method=bl_individual", "--steps=2",
                                    f"--source_weights={bad}"),
