@@ -29,7 +29,7 @@ from benchmarks import common
 from cmp_tf.layer_names import FEATURE_LAYERS
 
 FLAGS = flags.FLAGS
-# pool5, fc6, fc7 widths of each image variant (cmp_tf.models.CrossModalSpec.layer_dim;
+# pool5, fc6, fc7 widths of each image variant (cmp_tf.models.spec.CrossModalSpec.layer_dim;
 # a smoke test checks them), so this benchmark needs no TensorFlow.
 LAYER_WIDTHS = {"alexnet_small": (1024, 512, 512), "alexnet": (9216, 4096, 4096),
                 "alexnet_tiny": (64, 32, 32)}

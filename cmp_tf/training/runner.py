@@ -7,7 +7,7 @@ The run directory:
   ckpt/stage_<i>/      checkpoints of stage i (model, optimizer, step)
   stage_<i>.weights.h5 stage i's final weights (without prior layers)
   final.weights.h5     the trained model, without prior layers
-  spec.json            CrossModalSpec of final.weights.h5 (models.CrossModalSpec.from_config)
+  spec.json            CrossModalSpec of final.weights.h5 (models.spec.CrossModalSpec.from_config)
   .lock                held (flock) by the training that uses the directory
 Running the same command again resumes: finished stages are loaded, the current
 one continues from its newest checkpoint. `cmp_tf.finished_run` reads a finished run.

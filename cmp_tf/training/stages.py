@@ -2,7 +2,7 @@
 
 Models of successive stages are separate Keras models whose layers have the same
 names, so a stage starts from the source network or from the previous stage by
-copying weights by name (`cmp_tf.models.transfer_weights`).
+copying weights by name (`cmp_tf.models.transfer.transfer_weights`).
 """
 
 import dataclasses
