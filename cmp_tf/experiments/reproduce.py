@@ -14,7 +14,7 @@ modality-probe accuracy and aligned-unit fraction.
 
 Resumable: a finished run is not trained again, an unfinished one resumes from its
 checkpoints, and an evaluation whose results.json matches the run's weights and the
-protocol is kept (so is an analysis whose JSON files match the run's weights). DIR/tables.md holds Tables 1-5 in the paper's layout with chance
+protocol is kept (so is an analysis whose JSON files match the run's weights). DIR/report.md holds Tables 1-5 in the paper's layout with chance
 levels, our Table 1 means and Table 3 beside the paper's, and the wall time of every
 row; DIR/results.json holds the same in JSON.
 """
@@ -34,7 +34,7 @@ from cmp_tf.training import recipes
 RUNS_DIR = "runs"
 LOGS_DIR = "logs"
 SOURCE_DIR = "source"
-REPORT_MD = "tables.md"
+REPORT_MD = "report.md"
 RESULTS_JSON = "results.json"
 SA_METHOD = "bl_individual"  # its features make the "Subsp. Align. + PlacesNet Finetune" rows
 
@@ -190,10 +190,10 @@ def _check_inputs(out_dir, data_dir, train_flagfiles):
 def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir=None,
               num_queries=None, seed=0, train_flagfiles=(), fixed_budget=False,
               python=sys.executable, analysis=True, progress=True):
-  """Trains and evaluates every row, then writes DIR/tables.md and DIR/results.json.
+  """Trains and evaluates every row, then writes DIR/report.md and DIR/results.json.
 
   Args:
-    out_dir: the reproduction directory (runs/, logs/, source/, tables.md, results.json).
+    out_dir: the reproduction directory (runs/, logs/, source/, report.md, results.json).
     methods: method ids of `cmp_tf.training.recipes.METHODS`.
     zero_shot: also train every method zero-shot (Tables 4 and 5).
     data_dir: the dataset; default: the trainer's default dataset (built if missing).

@@ -107,7 +107,7 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
       "BL-Individual", "Subsp. Align. + PlacesNet", "Subsp. Align. + PlacesNet Finetune",
       "A: Tune"}
   assert "table4" not in first["rows"]
-  markdown = (out / "tables.md").read_text()
+  markdown = (out / "report.md").read_text()
   for number in (1, 2, 3):
     assert f"**Table {number}:" in markdown
   assert markdown.count("Chance level:") == 3
