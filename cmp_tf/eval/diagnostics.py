@@ -45,7 +45,8 @@ def within_modality_ap(features, labels, *, dtype=np.float32):
 
 
 def alignment_diagnostic(features, labels, cross_scores):
-  """{modality: {"within", "as_query", "as_target", "alignment", "premise"}} (fractions;
+  """{modality: {"within", "within_chance", "as_query", "as_target", "alignment", "premise"}}
+  (fractions; "within_chance" is a random ranking's expected leave-one-out AP;
   "within", "alignment" and "premise" are None for a modality with a label seen once, where leave-one-out fails).
 
   Args:
@@ -60,7 +61,11 @@ def alignment_diagnostic(features, labels, cross_scores):
       within = None
     as_query = [s["map"] for (q, _), s in cross_scores.items() if q == modality]
     as_target = [s["map"] for (_, t), s in cross_scores.items() if t == modality]
-    entry = {"within": within,
+    counts = np.unique(labels[modality], return_counts=True)[1]
+    # Leave-one-out: each query ranks the N - 1 others, R - 1 of them relevant.
+    within_chance = float(np.sum(counts * retrieval.random_ranking_ap(
+        counts - 1, len(labels[modality]) - 1)) / counts.sum()) if counts.sum() > 1 else None
+    entry = {"within": within, "within_chance": within_chance,
              "as_query": float(np.mean(as_query)) if as_query else None,
              "as_target": float(np.mean(as_target)) if as_target else None}
     entry["alignment"] = (entry["as_target"] / within

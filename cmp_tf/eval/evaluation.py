@@ -115,14 +115,16 @@ def _protocol(num_queries, seed):
   return {"split": "val", "similarity": "cosine",
           "average_precision": "non-interpolated (scikit-learn's definition), ties broken "
                                "pessimistically",
-          "k": rows_lib.K, "num_queries": num_queries, "seed": seed}
+          "k": rows_lib.K, "num_queries": num_queries, "seed": seed,
+          "chance": rows_lib.CHANCE_DEFINITION}
 
 
 def _protocol_line(num_queries, seed):
   queries = ("exact, every validation example a query" if num_queries is None
              else f"{num_queries} random queries per pair (seed {seed})")
   return (f"Protocol: cosine similarity on validation features; retrieval {queries}; "
-          "non-interpolated AP, ties broken pessimistically; PR@10 = precision at 10.")
+          "non-interpolated AP, ties broken pessimistically; PR@10 = precision at 10; "
+          "chance mAP = the expected AP of a random ranking.")
 
 
 def _write(out_dir, results, title, preamble):

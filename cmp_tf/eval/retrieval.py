@@ -355,3 +355,26 @@ def _in_pair(query, target, function, *args, **kwargs):
     return function(*args, **kwargs)
   except ValueError as e:
     raise ValueError(f"retrieval {query}->{target}: {e}") from e
+
+
+def random_ranking_ap(num_relevant, num_targets):
+  """Expected average precision of a uniformly random ranking of `num_targets` targets of
+  which `num_relevant` are relevant (arrays broadcast), exactly:
+
+    E[AP] = (R - 1) / (N - 1) + H_N (N - R) / (N (N - 1)),   H_N = 1 + 1/2 + ... + 1/N,
+
+  1 when every target is relevant, 0 when none is. Above the share of relevant targets
+  R / N (precision's chance), because the first relevant target found lifts the AP."""
+  relevant = np.asarray(num_relevant, np.float64)
+  targets = np.asarray(num_targets, np.float64)
+  if np.any(targets < 1) or np.any(relevant < 0) or np.any(relevant > targets):
+    raise ValueError(f"need 0 <= num_relevant <= num_targets and num_targets >= 1, got "
+                     f"{num_relevant} of {num_targets}")
+  largest = int(np.max(targets))
+  harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, largest + 1))])
+  n = np.maximum(targets, 2.0)  # N == 1 leaves R == N (AP 1) or R == 0 (AP 0): no division
+  h = harmonic[targets.astype(np.int64)]
+  expected = (relevant - 1) / (n - 1) + h * (targets - relevant) / (n * (n - 1))
+  expected = np.where(relevant == targets, 1.0, expected)
+  expected = np.where(relevant == 0, 0.0, expected)
+  return expected if expected.ndim else float(expected)

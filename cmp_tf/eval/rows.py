@@ -24,6 +24,10 @@ from cmp_tf.layer_names import FC7, LOGITS
 RETRIEVAL_PAIRS = tuple(retrieval.default_pairs(mod_lib.ALL_MODALITIES))  # Tables 1 and 2: 20 pairs
 ZERO_SHOT_PAIRS = tuple(zero_shot.zero_shot_pairs())  # Table 5: 12 pairs
 K = 10
+# Which chance levels the tables state (part of an evaluation's protocol: results made
+# under another definition are evaluated again).
+CHANCE_DEFINITION = ("mAP: the expected AP of a random ranking; precision@k: the share of "
+                     "relevant targets; classification: 1 / classes of the protocol")
 PRECISION = f"p@{K}"
 TABLE4_CONVENTIONAL = "table4_conventional"  # argmax over the held-out categories only
 TABLE_IDS = ("table1", "table2", "table3", TABLE4_CONVENTIONAL, "table4", "table5")
@@ -187,15 +191,16 @@ def source_zero_shot_rows(val_sets, heldout_labels):
 def chance_levels(val_sets, *, num_classes, heldout_labels=None):
   """{table id: chance fraction} of the tables these validation sets define.
 
-  Retrieval chance (mAP and precision@10 alike) is the mean over pairs of the fraction of
-  relevant targets; classification chance is 1 / num_classes.
+  mAP chance (Tables 1, 3, 5) is the expected AP of a random ranking (`random_ranking_ap`)
+  averaged over queries and pairs; precision@10 chance (Table 2) the share of relevant
+  targets; classification chance 1 / the number of classes of the protocol.
   """
   labels = {m: s.labels for m, s in val_sets.items()}
   pairs = available_pairs(RETRIEVAL_PAIRS, labels)
   chance = {}
   if pairs:
-    chance["table1"] = chance["table2"] = chance["table3"] = mean_chance_map(labels,
-                                                                                     pairs)
+    chance["table1"] = chance["table3"] = mean_chance_map(labels, pairs)
+    chance["table2"] = mean_chance_map(labels, pairs, chance=chance_precision)
   if heldout_labels is not None:
     chance["table4"] = 1.0 / num_classes
     chance[TABLE4_CONVENTIONAL] = 1.0 / len(heldout_labels)
@@ -212,8 +217,7 @@ def pair_key(pair):
   return f"{pair[0]}->{pair[1]}"
 
 
-def chance_map(query_labels, target_labels):
-  """Chance mAP of one pair: the mean, over queries, of the fraction of relevant targets."""
+def _relevant_counts(query_labels, target_labels):
   query_labels = np.asarray(query_labels)
   target_labels = np.asarray(target_labels)
   if query_labels.ndim != 1 or query_labels.size == 0:
@@ -221,19 +225,33 @@ def chance_map(query_labels, target_labels):
   if target_labels.ndim != 1 or target_labels.size == 0:
     raise ValueError(f"target_labels: expected a non-empty 1-D array, got {target_labels.shape}")
   values, counts = np.unique(target_labels, return_counts=True)
-  fraction = dict(zip(values.tolist(), (counts / target_labels.size).tolist()))
-  return float(np.mean([fraction.get(label, 0.0) for label in query_labels.tolist()]))
+  per_label = dict(zip(values.tolist(), counts.tolist()))
+  return np.array([per_label.get(label, 0) for label in query_labels.tolist()]), target_labels.size
 
 
-def mean_chance_map(labels, pairs):
-  """Chance mAP averaged over (query, target) pairs; `labels` is {modality: [N]}."""
+def chance_map(query_labels, target_labels):
+  """Chance mAP of one pair: the mean over queries of a random ranking's expected AP."""
+  relevant, num_targets = _relevant_counts(query_labels, target_labels)
+  return float(np.mean(retrieval.random_ranking_ap(relevant, num_targets)))
+
+
+def chance_precision(query_labels, target_labels):
+  """Chance precision@k of one pair (k <= the targets): the mean over queries of the share
+  of relevant targets."""
+  relevant, num_targets = _relevant_counts(query_labels, target_labels)
+  return float(np.mean(relevant / num_targets))
+
+
+def mean_chance_map(labels, pairs, chance=chance_map):
+  """A pair's `chance` (chance_map or chance_precision) averaged over (query, target)
+  pairs, as the tables average; `labels` is {modality: [N]}."""
   pairs = [tuple(p) for p in pairs]
   if not pairs:
     raise ValueError("pairs: no (query, target) pair")
   missing = sorted({m for p in pairs for m in p if m not in labels})
   if missing:
     raise ValueError(f"labels: no labels for modalities {missing}")
-  return float(np.mean([chance_map(labels[q], labels[t]) for q, t in pairs]))
+  return float(np.mean([chance(labels[q], labels[t]) for q, t in pairs]))
 
 
 def metric_by_pair(scores, metric="map"):

@@ -25,6 +25,12 @@ from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.modalities import ALL_MODALITIES
 
 MEAN = "mean"
+# How each metric's chance level is defined (printed under its table and kept in its JSON).
+CHANCE_NOTES = {
+    "mAP": "mAP = the expected AP of a random ranking, exact, per query, averaged as the "
+           "table averages",
+    "PR@10": "PR@10 = mean share of relevant targets",
+}
 
 
 def _header(column):
@@ -139,7 +145,7 @@ def retrieval_table(results, *, chance, metric="mAP", pairs=rows_lib.RETRIEVAL_P
   """
   pairs = tuple(tuple(p) for p in pairs)
   return _build(title or f"Cross-modal retrieval {metric}", results, pairs, chance=chance,
-                chance_note=f"{metric} = mean fraction of relevant targets",
+                chance_note=CHANCE_NOTES.get(metric, metric),
                 mean_header=f"Mean {metric}", note="Columns are query→target modality pairs.")
 
 
@@ -147,7 +153,7 @@ def layer_table(results, *, chance, layers=FEATURE_LAYERS, title=None):
   """Table 3: mean cross-modal retrieval mAP over all pairs, per layer."""
   return _build(title or "Mean cross-modal retrieval mAP across layers", results,
                 tuple(layers), chance=chance,
-                chance_note="mAP = mean fraction of relevant targets")
+                chance_note=CHANCE_NOTES["mAP"])
 
 
 def zero_shot_classification_table(results, *, num_classes,

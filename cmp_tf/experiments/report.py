@@ -304,6 +304,11 @@ def diagnostic_markdown(rows, layer="fc7"):
             "modality's four pairs as the query over its within-modality mAP; the paper's "
             "premise is a small value for DSC under BL-Individual (its description queries "
             "sit near chance on CMPlaces)."]
+  chances = sorted({round(100 * d["within_chance"], 2) for r in rows
+                    for d in r["modalities"].values() if d.get("within_chance") is not None})
+  if chances:
+    lines[-1] += (" Chance within: " + " to ".join(f"{c:.2f}" for c in chances[::max(
+        1, len(chances) - 1)]) + " (the expected leave-one-out AP of a random ranking).")
   return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ import time
 from cmp_tf import fileio, finished_run, paths
 from cmp_tf import modalities as mod_lib
 from cmp_tf.eval import embeddings, tables
+from cmp_tf.eval import rows as rows_lib
 from cmp_tf.experiments import report
 from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.training import recipes
@@ -110,6 +111,7 @@ def _current(results_path, *, digest, num_queries, seed, layers, sa):
   protocol = results.get("protocol", {})
   same = (results.get("weights_digest") == digest and protocol.get("num_queries") == num_queries
           and protocol.get("seed") == seed and results.get("layers") == list(layers)
+          and protocol.get("chance") == rows_lib.CHANCE_DEFINITION
           and bool(results.get("subspace_alignment")) == sa)
   return results if same else None
 

@@ -226,3 +226,30 @@ def test_cross_modal_retrieval_pairs():
 def test_degenerate_inputs_raise_clear_errors(call, message):
   with pytest.raises(ValueError, match=re.escape(message)):
     call()
+
+
+@pytest.mark.parametrize("relevant, targets", [(10, 300), (1, 7), (3, 12), (5, 5), (0, 4)])
+def test_random_ranking_ap_is_the_mean_ap_of_shuffles(relevant, targets):
+  from sklearn.metrics import average_precision_score
+  rng = np.random.default_rng(relevant * 1000 + targets)
+  expected = retrieval.random_ranking_ap(relevant, targets)
+  if relevant == 0:
+    assert expected == 0.0
+    return
+  truth = np.zeros(targets)
+  truth[:relevant] = 1
+  aps = np.array([average_precision_score(truth, rng.permutation(targets))
+                  for _ in range(4000)])
+  # Within 4 standard errors of the mean of 4,000 shuffles (0 when AP is always 1).
+  assert abs(aps.mean() - expected) <= 4 * aps.std() / np.sqrt(len(aps)) + 1e-12
+  assert expected >= relevant / targets  # never below precision's chance
+
+
+def test_random_ranking_ap_closed_form_and_checks():
+  # 10 relevant among 300: 5.04 %, against the 3.33 % share of relevant targets.
+  assert retrieval.random_ranking_ap(10, 300) == pytest.approx(0.050412, abs=1e-6)
+  assert retrieval.random_ranking_ap(1, 1) == 1.0
+  harmonic = sum(1 / k for k in range(1, 9))
+  np.testing.assert_allclose(retrieval.random_ranking_ap([1, 8], [8, 8]), [harmonic / 8, 1.0])
+  with pytest.raises(ValueError, match="num_relevant <= num_targets"):
+    retrieval.random_ranking_ap(5, 4)

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from cmp_tf.eval import retrieval, tables
 from cmp_tf.eval import rows as rows_lib
-from cmp_tf.eval import tables
 
 TINY = {
     "BL-Individual": {("nat", "clp"): 0.179, ("clp", "nat"): 0.122},
@@ -21,7 +21,7 @@ GOLDEN = """\
 | BL-Individual | **17.9** | 12.2 | **15.1** |
 | C: Tune + StatReg (GMM) | 13.2 | **14.6** | 13.9 |
 
-Chance level: 0.73 (mAP = mean fraction of relevant targets).
+Chance level: 0.73 (mAP = the expected AP of a random ranking, exact, per query, averaged as the table averages).
 Columns are query→target modality pairs.
 """
 
@@ -82,15 +82,26 @@ def test_zero_shot_tables():
   assert "| C | " + " | ".join(["8.9"] * 13) + " |" in table5.to_markdown()
 
 
-def test_chance_map_is_the_mean_fraction_of_relevant_targets():
-  # Targets: label 0 twice, 1 once, 2 once. Queries 0, 1, 3 see fractions 1/2, 1/4, 0.
-  assert rows_lib.chance_map([0, 1, 3], [0, 0, 1, 2]) == pytest.approx((0.5 + 0.25 + 0) / 3)
+def test_chance_precision_is_the_mean_share_of_relevant_targets():
+  # Targets: label 0 twice, 1 once, 2 once. Queries 0, 1, 3 see shares 1/2, 1/4, 0.
+  assert rows_lib.chance_precision([0, 1, 3], [0, 0, 1, 2]) == pytest.approx(
+      (0.5 + 0.25 + 0) / 3)
+
+
+def test_chance_map_is_a_random_rankings_expected_ap_per_query():
+  ap = retrieval.random_ranking_ap
+  # 4 targets: query 0 has 2 relevant, query 1 one (E[1/rank] = H_4 / 4), query 3 none.
+  assert rows_lib.chance_map([0, 1, 3], [0, 0, 1, 2]) == pytest.approx(
+      (ap(2, 4) + (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4 + 0) / 3)
   labels = {"nat": np.array([0, 1]), "clp": np.array([0, 0, 1, 1]), "spt": np.array([1, 1, 2])}
-  # nat->clp 1/2, nat->spt 1/3, clp->nat 1/2, clp->spt 1/3, spt->nat 1/3, spt->clp 1/3.
-  expected = (1 / 2 + 1 / 3 + 1 / 2 + 1 / 3 + 1 / 3 + 1 / 3) / 6
-  assert rows_lib.mean_chance_map(labels, [("nat", "clp"), ("nat", "spt"), ("clp", "nat"),
-                                         ("clp", "spt"), ("spt", "nat"), ("spt", "clp")]
-                                ) == pytest.approx(expected)
+  pairs = [("nat", "clp"), ("nat", "spt"), ("clp", "nat"), ("clp", "spt"), ("spt", "nat"),
+           ("spt", "clp")]
+  expected = np.mean([rows_lib.chance_map(labels[q], labels[t]) for q, t in pairs])
+  assert rows_lib.mean_chance_map(labels, pairs) == pytest.approx(expected)
+  # The default data's validation sets: 30 categories x 10 examples.
+  labels = np.repeat(np.arange(30), 10)
+  assert rows_lib.chance_map(labels, labels) == pytest.approx(0.05041, abs=1e-5)
+  assert rows_lib.chance_precision(labels, labels) == pytest.approx(1 / 30)
 
 
 def test_metric_by_pair():
