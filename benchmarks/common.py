@@ -39,6 +39,33 @@ def cpu_model():
   return platform.processor() or "unknown"
 
 
+def cpu_flags():
+  """The vector extensions the CPU has that set its matmul rate (AVX2, AVX-512, AMX)."""
+  wanted = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_bf16": "AVX-512 BF16",
+            "avx512_vnni": "AVX-512 VNNI", "amx_tile": "AMX"}
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("flags"):
+          have = set(line.split(":", 1)[1].split())
+          return [name for flag, name in wanted.items() if flag in have]
+  except OSError:
+    pass
+  return []
+
+
+def process_usage(who="self"):
+  """CPU seconds in user and kernel mode, the kernel's share, and minor page faults of this
+  process ("self") or of its finished children ("children")."""
+  import resource
+  usage = resource.getrusage(resource.RUSAGE_SELF if who == "self" else
+                             resource.RUSAGE_CHILDREN)
+  total = usage.ru_utime + usage.ru_stime
+  return {"user_s": round(usage.ru_utime, 2), "system_s": round(usage.ru_stime, 2),
+          "system_share": round(usage.ru_stime / total, 4) if total else None,
+          "minor_faults": int(usage.ru_minflt)}
+
+
 def quiet_tensorflow():
   """Only errors from TensorFlow's Python logger (e.g. no retracing notes per built step)."""
   import tensorflow as tf
@@ -47,7 +74,9 @@ def quiet_tensorflow():
 
 def machine():
   """Where and when a figure was measured: CPUs, load, versions."""
-  info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "load_average": load_average(),
+  from cmp_tf import memory
+  info = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cpu_count": os.cpu_count(),
+          "allocator": memory.keep_freed_memory(), "load_average": load_average(),
           "python": platform.python_version(), "time": datetime.datetime.now().isoformat(
               timespec="seconds")}
   if "tensorflow" in sys.modules:

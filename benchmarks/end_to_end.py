@@ -121,7 +121,10 @@ def run_command(command, log_path, sample_every_s=1.0, echo=True):
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
   cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
   loads = sampler.loads or [os.getloadavg()[0]]
+  system = after.ru_stime - before.ru_stime
   return {"command": command, "returncode": returncode, "wall_s": wall, "cpu_s": cpu,
+          "system_cpu_s": system, "system_share": system / cpu if cpu > 0 else None,
+          "minor_faults": after.ru_minflt - before.ru_minflt,
           "cores_used": cpu / wall if wall > 0 else 0.0,
           "peak_rss_largest_process_bytes": after.ru_maxrss * 1024,  # ru_maxrss is in KiB
           "peak_rss_process_tree_bytes": sampler.peak_tree_bytes,
@@ -137,7 +140,9 @@ def format_results(r):
   lines = [f"{' '.join(r['command'])}",
            f"  exit status {r['returncode']}; wall {r['wall_s'] / 60:.1f} min (target <= "
            f"{TARGET_SECONDS / 60:.0f}: {'met' if r['wall_s'] <= TARGET_SECONDS else 'MISSED'}), "
-           f"CPU {r['cpu_s'] / 60:.1f} min ({r['cores_used']:.2f} cores on average)",
+           f"CPU {r['cpu_s'] / 60:.1f} min ({r['cores_used']:.2f} cores on average), "
+           f"{r['system_share'] or 0:.1%} of it in the kernel, {r['minor_faults']:,} minor "
+           "page faults",
            f"  peak memory {peak / gib:.2f} GiB (largest process "
            f"{r['peak_rss_largest_process_bytes'] / gib:.2f} GiB, process tree "
            f"{r['peak_rss_process_tree_bytes'] / gib:.2f} GiB; target <= "

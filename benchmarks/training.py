@@ -201,7 +201,14 @@ def format_results(results):
   """The figures as printed lines."""
   size = results["size"]
   matmul = results["matmul"]
-  lines = [f"{size['variant']} at {size['image_size']} px, {size['num_classes']} classes, "
+  lines = []
+  if "cpu" in results:
+    usage = results["process"]
+    lines.append(f"{results['cpu']['model']} ({', '.join(results['cpu']['flags']) or 'no AVX'});"
+                 f" {results['allocator']}; process CPU {usage['user_s']:.0f} s user + "
+                 f"{usage['system_s']:.0f} s kernel ({usage['system_share']:.1%}), "
+                 f"{usage['minor_faults']:,} minor page faults")
+  lines += [f"{size['variant']} at {size['image_size']} px, {size['num_classes']} classes, "
            f"batch {size['batch_size']} per modality, {results['replicas']} replica(s), "
            f"jit_compile={results['jit_compile']}, threads inter/intra "
            f"{results['threads']['inter_op']}/{results['threads']['intra_op']} (0 = default)"]
@@ -250,6 +257,8 @@ def main(argv):
   started = time.perf_counter()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from cmp_tf import memory
+  allocator = memory.keep_freed_memory()  # as every command; CMP_TF_MALLOC=system: not
   import tensorflow as tf
 
   if FLAGS.inter_op_threads:
@@ -276,6 +285,9 @@ def main(argv):
         profile_dir=FLAGS.profile_dir, started=started)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+  results["allocator"] = allocator
+  results["process"] = common.process_usage()
+  results["cpu"] = {"model": common.cpu_model(), "flags": common.cpu_flags()}
   print(format_results(results), flush=True)
   suffix = "" if FLAGS.size == "default" else f"_{FLAGS.size}"
   common.write_results(FLAGS.out or common.default_out(f"training{suffix}"), "training",

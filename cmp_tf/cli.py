@@ -17,7 +17,7 @@ import sys
 
 from absl import app, flags
 
-from cmp_tf import settings
+from cmp_tf import memory, settings
 
 
 def _known_faults():
@@ -34,7 +34,9 @@ def _verbose():
 
 
 def run(command, main):
-  """app.run(main) inside the boundary; `command` (e.g. "cmp_tf.export") starts messages."""
+  """app.run(main) inside the boundary; `command` (e.g. "cmp_tf.export") starts messages.
+  Freed memory stays in the process first (`cmp_tf.memory`), for every command alike."""
+  memory.keep_freed_memory()
 
   def parse(argv):
     try:

@@ -7,6 +7,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
+from cmp_tf import memory  # noqa: E402
+
+memory.keep_freed_memory()  # as every command does (cmp_tf.cli.run)
+
 from cmp_tf.data.build_config import TINY_FLAGFILE  # noqa: E402
 from tests.commands import flagfile_config  # noqa: E402
 
