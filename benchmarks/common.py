@@ -28,32 +28,6 @@ def load_average():
   return [round(v, 2) for v in os.getloadavg()]
 
 
-def cpu_model():
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
-def cpu_flags():
-  """The vector extensions the CPU has that set its matmul rate (AVX2, AVX-512, AMX)."""
-  wanted = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_bf16": "AVX-512 BF16",
-            "avx512_vnni": "AVX-512 VNNI", "amx_tile": "AMX"}
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("flags"):
-          have = set(line.split(":", 1)[1].split())
-          return [name for flag, name in wanted.items() if flag in have]
-  except OSError:
-    pass
-  return []
-
-
 def process_usage(who="self"):
   """CPU seconds in user and kernel mode, the kernel's share, and minor page faults of this
   process ("self") or of its finished children ("children")."""
@@ -74,8 +48,8 @@ def quiet_tensorflow():
 
 def machine():
   """Where and when a figure was measured: CPUs, load, versions."""
-  from cmp_tf import memory
-  info = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cpu_count": os.cpu_count(),
+  from cmp_tf import cpu, memory
+  info = {"cpu": cpu.model(), "cpu_flags": cpu.vector_flags(), "cpu_count": os.cpu_count(),
           "allocator": memory.keep_freed_memory(), "load_average": load_average(),
           "python": platform.python_version(), "time": datetime.datetime.now().isoformat(
               timespec="seconds")}
@@ -83,6 +57,7 @@ def machine():
     tf = sys.modules["tensorflow"]
     info["tensorflow"] = tf.__version__
     info["devices"] = [d.name for d in tf.config.list_logical_devices()]
+    info["onednn"] = cpu.onednn_enabled()
   return info
 
 

@@ -204,7 +204,9 @@ def format_results(results):
   lines = []
   if "cpu" in results:
     usage = results["process"]
+    kernels = "oneDNN" if results["cpu"].get("onednn") else "Eigen"
     lines.append(f"{results['cpu']['model']} ({', '.join(results['cpu']['flags']) or 'no AVX'});"
+                 f" {kernels} kernels;"
                  f" {results['allocator']}; process CPU {usage['user_s']:.0f} s user + "
                  f"{usage['system_s']:.0f} s kernel ({usage['system_share']:.1%}), "
                  f"{usage['minor_faults']:,} minor page faults")
@@ -257,7 +259,7 @@ def main(argv):
   started = time.perf_counter()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from cmp_tf import memory
+  from cmp_tf import cpu, memory
   allocator = memory.keep_freed_memory()  # as every command; CMP_TF_MALLOC=system: not
   import tensorflow as tf
 
@@ -287,7 +289,8 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   results["allocator"] = allocator
   results["process"] = common.process_usage()
-  results["cpu"] = {"model": common.cpu_model(), "flags": common.cpu_flags()}
+  results["cpu"] = {"model": cpu.model(), "flags": cpu.vector_flags(),
+                    "onednn": cpu.onednn_enabled()}
   print(format_results(results), flush=True)
   suffix = "" if FLAGS.size == "default" else f"_{FLAGS.size}"
   common.write_results(FLAGS.out or common.default_out(f"training{suffix}"), "training",

@@ -19,7 +19,7 @@ import time
 
 import tensorflow as tf
 
-from cmp_tf import fileio, finished_run
+from cmp_tf import cpu, fileio, finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.finished_run import FINAL_WEIGHTS, FLAGS_TXT, RUN_JSON, SPEC_JSON
@@ -61,8 +61,9 @@ def _comparable(config_dict):
   return {k: v for k, v in config_dict.items() if k not in _BOOKKEEPING}
 
 
-def open_run(run_dir, config, fingerprint, flags_text, chief=True):
-  """Loads or starts run.json; a run made with other settings is an error."""
+def open_run(run_dir, config, fingerprint, flags_text, chief=True, runtime=None):
+  """Loads or starts run.json; a run made with other settings is an error. `runtime`
+  (cmp_tf.cpu.describe()) is recorded; resuming on another one is said and recorded."""
   path = os.path.join(run_dir, RUN_JSON)
   state = fileio.read_json(path)
   if state is not None:
@@ -77,6 +78,7 @@ def open_run(run_dir, config, fingerprint, flags_text, chief=True):
           f"{run_dir} holds a run with other settings ({details or ', '.join(diff)}); "
           "use a new --run_dir, or the flags in its flags.txt to resume it")
     print(f"resuming the run in {run_dir}", flush=True)
+    _note_other_runtime(state, runtime)
     state.pop("error", None)
     if state.get("status") != "complete":
       state["status"] = "running"
@@ -86,12 +88,26 @@ def open_run(run_dir, config, fingerprint, flags_text, chief=True):
              "zero_shot": config.zero_shot, "status": "running",
              "recipe": recipe.to_dict(), "config": config.to_dict(),
              "data_dir": str(config.resolved_data_dir()), "manifest_fingerprint": fingerprint,
-             "stages": []}
+             "runtime": runtime, "stages": []}
   if chief:
     os.makedirs(run_dir, exist_ok=True)
     fileio.write_text_atomic(os.path.join(run_dir, FLAGS_TXT), flags_text)
     fileio.write_json_atomic(path, state)
   return state
+
+
+def _note_other_runtime(state, runtime):
+  """Kernels, threads and CPU set the float arithmetic: a run resumed on others goes on,
+  but no longer as an uninterrupted run would; run.json lists where it was resumed."""
+  first = state.get("runtime")
+  if not runtime or not first:
+    return
+  changed = sorted(k for k in runtime if k != "allocator" and first.get(k) != runtime[k])
+  if changed:
+    print("note: resumed with other " + ", ".join(
+        f"{k} ({first.get(k)} -> {runtime[k]})" for k in changed) + "; the rest of the "
+        "run is not what an uninterrupted run would have computed", flush=True)
+    state.setdefault("resumed_with_other_runtime", []).append(runtime)
 
 
 def _setup(config, data_build):
@@ -252,7 +268,7 @@ def _run_training(config, run_dir, *, data_build, flags_text, progress):
         "for some of the modalities; rebuild it with --dev_per_category > 0 "
         "(python -m cmp_tf.build_data), or use --stop_rule=fixed")
   state = open_run(run_dir, config, manifest_lib.fingerprint(manifest), flags_text,
-                   chief=chief)
+                   chief=chief, runtime=cpu.describe())
   try:
     return _train_stages(config, run_dir, state, recipe, strategy=strategy, data_dir=data_dir,
                          manifest=manifest, chief=chief, started=started, progress=progress)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cmp_tf import fileio, finished_run, priors
+from cmp_tf import cpu, fileio, finished_run, priors
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
@@ -150,7 +150,7 @@ def _train_source(spec, settings, *, data_dir, directory, strategy, loop):
       summary_writer=writer)
   result = trainer.run_stage(job, strategy)
   writer.close()
-  return model, {"origin": "trained", "training": result}
+  return model, {"origin": "trained", "training": result, "runtime": cpu.describe()}
 
 
 def _fit_defaults(function):

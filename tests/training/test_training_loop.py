@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmp_tf import finished_run
+from cmp_tf import cpu, finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
@@ -172,6 +172,8 @@ def test_train_command_writes_a_complete_run(reference_run):
   for stage in state["stages"]:
     assert set(stage["val_accuracy"]) == set(mod_lib.ALL_MODALITIES)
   assert state["source"]["nat_val_accuracy"] is not None
+  assert state["runtime"]["onednn"] == cpu.onednn_enabled()  # the child ran as this process
+  assert state["runtime"]["cpu"] == cpu.model()
   assert (run / "final.weights.h5").exists() and (run / "spec.json").exists()
   assert "--method=c" in (run / "flags.txt").read_text()
   spec = spec_lib.CrossModalSpec.from_config(json.loads((run / "spec.json").read_text()))
@@ -397,3 +399,20 @@ def test_an_unwritable_directory_is_a_flag_error_before_anything_is_written(tmp_
   with pytest.raises(config_lib.ConfigError, match=f"^--cache_dir: {tmp_path} is not writable"):
     runner.check_writable(tmp_path / "cache", "cache_dir")
   assert not (tmp_path / "new").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_run_resumed_on_other_kernels_says_so_and_records_it(tmp_path, capsys):
+  import json
+
+  from cmp_tf.training.config import TrainConfig
+  config = TrainConfig(method="bl_individual", data_dir=str(tmp_path / "data"),
+                       run_dir=str(tmp_path / "run"))
+  first = {"cpu": "A", "onednn": True, "intra_op_threads": 0, "allocator": "x"}
+  runner.open_run(config.run_dir, config, "f", "--method=bl_individual", runtime=first)
+  runner.open_run(config.run_dir, config, "f", "", runtime={**first, "allocator": "y"})
+  assert "note" not in capsys.readouterr().out  # the allocator leaves the arithmetic alone
+  other = {**first, "onednn": False}
+  state = runner.open_run(config.run_dir, config, "f", "", runtime=other)
+  assert "resumed with other onednn (True -> False)" in capsys.readouterr().out
+  assert state["runtime"] == first and state["resumed_with_other_runtime"] == [other]
+  assert json.loads((tmp_path / "run" / "run.json").read_text())["runtime"] == first
