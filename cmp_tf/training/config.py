@@ -78,13 +78,15 @@ class TrainConfig:
                       "--stop_rule=fixed only.")
   # How long a stage trains: one rule for every method and stage.
   stop_rule: str = setting(plateau_lib.FIXED, "fixed: every stage runs its --frozen_steps / "
-                          "--steps. plateau: every stage runs until mean dev accuracy has "
-                          "not gained --plateau_min_delta in --plateau_patience evaluations "
-                          "(one every --dev_every steps), or --max_stage_steps, and keeps "
-                          "its best evaluation's weights.", plateau_lib.STOP_RULES)
+                          "--steps. plateau: every stage runs until, in --plateau_patience "
+                          "evaluations (one every --dev_every steps), no modality's dev loss "
+                          "fell by more than --plateau_z paired standard errors, or "
+                          "--max_stage_steps, and keeps the weights of its best mean dev "
+                          "accuracy (cmp_tf.training.plateau).", plateau_lib.STOP_RULES)
   dev_every: int = setting(100, "Steps between dev evaluations (--stop_rule=plateau).")
   plateau_patience: int = setting(4, "Evaluations without a gain before a stage stops.")
-  plateau_min_delta: float = setting(0.005, "Gain in mean dev accuracy that counts as one.")
+  plateau_z: float = setting(3.0, "A modality gains when its mean dev loss fell by more than "
+                             "this many standard errors of the paired per-example change.")
   max_stage_steps: int = setting(3000, "Cap of every stage under --stop_rule=plateau.")
   seed: int = setting(0, "Seed of initialisation, dropout and input order.")
   # Activation priors (method B and C).
@@ -158,7 +160,7 @@ class TrainConfig:
     PlateauRule for all (--stop_rule=plateau), or their fixed step counts."""
     if self.stop_rule == plateau_lib.PLATEAU:
       rule = plateau_lib.PlateauRule(every=self.dev_every, patience=self.plateau_patience,
-                                     min_delta=self.plateau_min_delta,
+                                     z=self.plateau_z,
                                      max_steps=self.max_stage_steps)
       return rule, rule
     return plateau_lib.FixedSteps(self.frozen_steps), plateau_lib.FixedSteps(self.steps)
@@ -203,10 +205,11 @@ class TrainConfig:
       if not getattr(self, name) > 0:
         raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
     for name in ("lambda_pool5", "lambda_fc6", "lambda_fc7", "weight_decay", "momentum",
-                 "plateau_min_delta",
                  "cpu_replicas", "image_size"):
       if getattr(self, name) < 0:
         raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+    if not self.plateau_z > 0:
+      raise ConfigError("plateau_z", f"must be > 0, got {self.plateau_z}")
     if not 0 <= self.dropout < 1:
       raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
     if self.image_size and self.image_size < 16:

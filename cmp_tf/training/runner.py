@@ -194,7 +194,7 @@ def _train_stage(config, index, stage, *, init_from, source, fitted, manifest, d
       evaluate_dev=evaluate_dev if stage.plateau is not None else None)
   result = trainer.run_stage(job, strategy)
   if "dev_accuracy" not in result and evaluate_dev is not None:
-    result["dev_accuracy"] = evaluate_dev(model)
+    result["dev_accuracy"] = {m: scores.accuracy for m, scores in evaluate_dev(model).items()}
   result["drift"] = {"from_stage_start": drift.relative_drift(model, start_weights)}
   if source is not None:
     result["drift"]["from_source"] = drift.from_source(model, source.model, source.weights)

@@ -16,6 +16,7 @@ from cmp_tf.layer_names import UPPER_LAYERS
 from cmp_tf.models import cross_modal, transfer
 from cmp_tf.models import spec as spec_lib
 from cmp_tf.seeds import derive_seed
+from cmp_tf.training import plateau as plateau_lib
 from cmp_tf.training import trainer
 
 EVAL_BATCH = 128
@@ -129,9 +130,10 @@ def dataset_factory(strategy, *, data_dir, modalities, per_replica_batch, image_
 
 
 def dev_evaluator(data_dir, modalities, *, image_size, exclude_categories=()):
-  """model -> {modality: accuracy on the dev split}, the split model selection reads (never
-  val). The dev examples are read once; `exclude_categories` is left out of every modality
-  but NAT, as in the stage's training data (the zero-shot protocol)."""
+  """model -> {modality: plateau.DevScores on the dev split}, the split model selection
+  reads (never val). The dev examples are read once, in a fixed order; `exclude_categories`
+  is left out of every modality but NAT, as in the stage's training data (the zero-shot
+  protocol)."""
   data = {}
   for m in modalities:
     ds = input_pipeline.modality_dataset(
@@ -148,7 +150,7 @@ def dev_evaluator(data_dir, modalities, *, image_size, exclude_categories=()):
       if key not in encoders:
         encoders[key] = cross_modal.feature_model(model, m)
       logits = np.concatenate([encoders[key](x, training=False)["logits"].numpy() for x in xs])
-      out[m] = round(float(np.mean(np.argmax(logits, axis=-1) == labels)), 4)
+      out[m] = plateau_lib.DevScores.from_logits(logits, labels)
     return out
 
   return evaluate

@@ -16,7 +16,7 @@ have seen, whatever `checkpoint_every` is.
 
 A stage stops where its stop rule says (`stage.stop`). Under the convergence rule
 (`plateau.PlateauRule`) it is evaluated on the dev split every `rule.every` steps, stops
-when that stops improving (or at the rule's cap), and
+when no modality's dev loss still falls beyond its noise (or at the rule's cap), and
 ends with the weights of its best evaluation (kept as best-<step>.weights.h5 beside the
 checkpoints; the rule's history is saved inside every checkpoint).
 """
@@ -59,7 +59,8 @@ class StageJob:
   jit_compile: bool = False
   summary_writer: Optional[object] = None
   progress: bool = True
-  evaluate_dev: Optional[Callable[[keras.Model], dict]] = None  # model -> {modality: acc}
+  # model -> {modality: plateau.DevScores}
+  evaluate_dev: Optional[Callable[[keras.Model], dict]] = None
 
   @property
   def name(self):
@@ -231,9 +232,9 @@ def run_stage(job, strategy):
 
   progress = _Progress(job, start) if job.progress else None
   if progress is not None:
-    rule = (f"; stops when mean dev accuracy gains < {job.plateau.min_delta} in "
-            f"{job.plateau.patience} evaluations every {job.plateau.every} steps"
-            if job.plateau else "")
+    rule = (f"; stops after {job.plateau.patience} evaluations (one every "
+            f"{job.plateau.every} steps) in which no modality's dev loss fell by more than "
+            f"{job.plateau.z:g} standard errors" if job.plateau else "")
     print(f"stage {job.index} ({job.name}): steps {start}..{job.steps}{rule}, "
           f"{len(job.trainable_variables)} trainable variables, global batch "
           f"{global_batch} x {len(job.modalities)} modalities, {num_replicas} replica(s)",
@@ -265,9 +266,9 @@ def run_stage(job, strategy):
       improved, evaluated = rule_state.add(step, dev), True
       if improved:
         checkpoints.save_weights_atomic(job.model, _best_path(job, step))
-      _write_dev_summaries(job, dev, step)
+      _write_dev_summaries(job, rule_state.history[-1], step)
       if progress is not None:
-        progress.dev(step, dev, rule_state)
+        progress.dev(step, rule_state)
     finished = done(step)
     if step % job.log_every == 0 or finished:
       last = window.means()
@@ -297,13 +298,15 @@ def run_stage(job, strategy):
   return result
 
 
-def _write_dev_summaries(job, dev, step):
+def _write_dev_summaries(job, entry, step):
+  """One evaluation of the convergence rule (a history entry) to TensorBoard."""
   if job.summary_writer is None:
     return
   with job.summary_writer.as_default(step=job.global_step_offset + step):
-    for m, acc in dev.items():
+    for m, acc in entry["dev_accuracy"].items():
       tf.summary.scalar(f"dev_accuracy/{m}", acc)
-    tf.summary.scalar("dev_accuracy/mean", sum(dev.values()) / len(dev))
+      tf.summary.scalar(f"dev_loss/{m}", entry["dev_loss"][m])
+    tf.summary.scalar("dev_accuracy/mean", entry["mean"])
   job.summary_writer.flush()
 
 
@@ -328,13 +331,16 @@ class _Progress:
       print(f"  stage {self.job.index} step {step}/{self.job.steps}: loss "
             f"{values['loss/objective']:.4f} {shown} ({rate:.2f} steps/s)", flush=True)
 
-  def dev(self, step, dev, state):
-    best = state.best
-    shown = " ".join(f"{m} {a:.3f}" for m, a in dev.items())
-    line = (f"  stage {self.job.index} step {step}: dev {shown} (mean "
-            f"{sum(dev.values()) / len(dev):.4f}; best {best['mean']:.4f} at step "
-            f"{best['step']}, {state.evaluations_since_best}/{self.job.plateau.patience} "
-            "without gain)")
+  def dev(self, step, state):
+    entry, best = state.history[-1], state.best
+    shown = " ".join(f"{m} {a:.3f}" for m, a in entry["dev_accuracy"].items())
+    falls = " ".join(
+        f"{m}{'*' if m in entry['gained'] else ''} {entry['gain'][m]:+.3f}/{entry['se'][m]:.3f}"
+        for m in entry["gain"])
+    line = (f"  stage {self.job.index} step {step}: dev accuracy {shown} (mean "
+            f"{entry['mean']:.4f}; best {best['mean']:.4f} at step {best['step']}); "
+            f"loss fall/se {falls or '(first)'}; "
+            f"{state.evaluations_since_gain}/{self.job.plateau.patience} without a gain")
     if self.bar is not None:
       print(flush=True)
     print(line, flush=True)

@@ -41,34 +41,118 @@ def test_dev_carve_is_a_function_of_the_seed():
 
 
 def _rule(**kw):
-  return plateau.PlateauRule(**{"every": 2, "patience": 2, "min_delta": 0.02,
-                                "max_steps": 40, **kw})
+  return plateau.PlateauRule(**{"every": 2, "patience": 2, "z": 3.0, "max_steps": 40, **kw})
 
 
-def test_plateau_rule_on_a_hand_checked_curve():
-  state = plateau.PlateauState(_rule())
-  curve = [0.10, 0.30, 0.35, 0.34, 0.36, 0.90]
-  # 0.35 >= 0.30 + 0.02 is a gain; 0.34 and 0.36 (< 0.37) are not: stop after step 10.
-  for step, value in zip(range(2, 13, 2), curve):
-    state.add(step, {"nat": value, "clp": value})
+def _scores(accuracy, losses):
+  """DevScores with the given accuracy (its first examples right) and per-example losses."""
+  losses = np.asarray(losses, np.float64)
+  correct = np.arange(len(losses)) < round(accuracy * len(losses))
+  return plateau.DevScores(correct, losses)
+
+
+def _run_curve(state, curves, first_step=2):
+  """Feeds {modality: [(accuracy, losses), ...]} to `state` until it stops; returns the
+  step of the last evaluation."""
+  steps = range(first_step, first_step + 2 * len(next(iter(curves.values()))), 2)
+  for i, step in enumerate(steps):
+    state.add(step, {m: _scores(*curve[i]) for m, curve in curves.items()})
     if state.stop_reason:
       break
+  return step
+
+
+def test_dev_scores_are_cross_entropy_and_accuracy():
+  logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+  scores = plateau.DevScores.from_logits(logits, np.array([0, 1]))
+  expected = [np.log(np.exp(2) + 2) - 2, np.log(np.exp(5) + 2)]
+  np.testing.assert_allclose(scores.losses, expected)
+  assert scores.accuracy == 0.5
+
+
+def test_paired_gain_is_the_mean_fall_and_its_standard_error():
+  gain, se = plateau.paired_gain([2.0, 3.0, 4.0], [1.0, 1.0, 4.0])
+  assert gain == 1.0 and np.isclose(se, np.std([1, 2, 0], ddof=1) / np.sqrt(3))
+
+
+# Losses fall by 0.5, then 0.2 (both far beyond 3 SE of a 0.01 spread), then twice by 0.001
+# (within the noise): with patience 2 the rule stops after the fifth evaluation (step 10);
+# the best mean accuracy is the third's (step 6).
+_BASE, _NOISE = np.linspace(1.0, 3.0, 50), np.tile([0.01, -0.01], 25)
+_HAND_CHECKED = [(0.1, _BASE), (0.3, _BASE - 0.5 + _NOISE), (0.4, _BASE - 0.7 - _NOISE),
+                 (0.34, _BASE - 0.701 + _NOISE), (0.36, _BASE - 0.702 + _NOISE),
+                 (0.9, _BASE - 2)]
+
+
+def test_a_hand_checked_curve():
+  state = plateau.PlateauState(_rule())
+  step = _run_curve(state, {"nat": _HAND_CHECKED})
   assert step == 10 and state.stop_reason == plateau.STOPPED_PLATEAU
-  assert state.best["step"] == 6
-  assert state.truncated(5).best["step"] == 4
+  assert [e["gained"] for e in state.history] == [["nat"], ["nat"], ["nat"], [], []]
+  assert state.references["nat"]["step"] == 6 and state.best["step"] == 6
+  assert state.history[1]["gain"]["nat"] == 0.5 and state.history[3]["se"]["nat"] > 0
 
 
-def test_plateau_rule_stops_at_the_cap():
+def test_a_modality_still_learning_keeps_the_stage_going_while_the_mean_is_flat():
+  rng = np.random.default_rng(0)
+  base = rng.uniform(0.5, 4.0, 100)
+  flat = [(0.5, base + rng.normal(0, 0.05, 100)) for _ in range(12)]
+  slow = [(0.1 + 0.01 * i, base + 1 - 0.05 * i + rng.normal(0, 0.05, 100))
+          for i in range(12)]
+  # The flat modality's accuracy falls as the slow one's rises: the mean is flat.
+  flat = [(0.5 - 0.01 * i, losses) for i, (_, losses) in enumerate(flat)]
+  state = plateau.PlateauState(_rule(patience=3))
+  assert _run_curve(state, {"nat": flat, "dsc": slow}) == 24
+  assert state.stop_reason is None
+  assert all("dsc" in e["gained"] for e in state.history)
+  assert len({e["mean"] for e in state.history}) == 1
+  alone = plateau.PlateauState(_rule(patience=3))
+  assert _run_curve(alone, {"nat": flat}) <= 2 + 2 * 3  # without it: stops at once
+
+
+def test_pure_noise_around_a_plateau_stops_within_the_patience():
+  stopped = []
+  for seed in range(50):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.5, 4.0, 150)
+    curves = {m: [(0.5 + rng.normal(0, 0.02), base + rng.normal(0, 0.2, 150))
+                  for _ in range(20)] for m in ("nat", "clp", "spt", "ldr", "dsc")}
+    state = plateau.PlateauState(_rule(patience=4))
+    stopped.append(_run_curve(state, curves))
+  # The first evaluation sets the references; then 4 without a gain. Five modalities at 3 SE
+  # give a chance gain in under 1 % of evaluations: almost every run stops at once.
+  assert sum(step == 2 + 2 * 4 for step in stopped) >= 48, stopped
+  assert max(stopped) <= 2 + 2 * 8, stopped
+
+
+def test_the_state_resumes_exactly_from_json():
+  rng = np.random.default_rng(1)
+  base = rng.uniform(0.5, 4.0, 30)
+  curve = [(0.1 * i, base - 0.1 * i + rng.normal(0, 0.01, 30)) for i in range(8)]
+  straight = plateau.PlateauState(_rule(patience=3))
+  _run_curve(straight, {"nat": curve})
+  first = plateau.PlateauState(_rule(patience=3))
+  _run_curve(first, {"nat": curve[:3]})
+  resumed = plateau.PlateauState.from_json(_rule(patience=3), first.to_json()).truncated(6)
+  _run_curve(resumed, {"nat": curve[3:]}, first_step=8)
+  assert resumed.history == straight.history and resumed.references == straight.references
+  with pytest.raises(ValueError, match="after step 4"):
+    first.truncated(4)
+  with pytest.raises(ValueError, match="earlier convergence rule"):
+    plateau.PlateauState.from_json(_rule(), "[]")
+
+
+def test_the_rule_stops_at_the_cap():
   state = plateau.PlateauState(_rule(max_steps=5))
   assert _rule(max_steps=5).is_evaluation_step(5)
-  state.add(4, {"nat": 0.1})
+  state.add(4, {"nat": _scores(0.1, [1.0, 2.0])})
   assert state.stop_reason is None
-  state.add(5, {"nat": 0.2})
+  state.add(5, {"nat": _scores(0.2, [0.5, 1.0])})
   assert state.stop_reason == plateau.STOPPED_CAP
 
 
 class _ScriptedDev:
-  """A dev curve given by hand, one value per call (the rule's evaluations in order)."""
+  """A dev curve given by hand, one (accuracy, losses) per call (the rule's evaluations)."""
 
   def __init__(self, values):
     self.values, self.calls = list(values), 0
@@ -76,7 +160,7 @@ class _ScriptedDev:
   def __call__(self, model):
     value = self.values[self.calls]
     self.calls += 1
-    return {"nat": value}
+    return {"nat": _scores(*value)}
 
 
 @pytest.mark.slow
@@ -86,7 +170,7 @@ def test_a_plateau_stage_stops_where_the_curve_says_and_keeps_the_best_weights(
   model = _tiny_model(tiny_data_dir)
   job = _job(model, tiny_data_dir, tmp_path / "plateau", stop=_rule(), checkpoint_every=100,
              learning_rate=0.01,
-             evaluate_dev=_ScriptedDev([0.10, 0.30, 0.35, 0.34, 0.36, 0.9]))
+             evaluate_dev=_ScriptedDev(_HAND_CHECKED))
   result = trainer.run_stage(job, strategy)
   assert (result["steps"], result["best_step"], result["stop_reason"]) == (10, 6, "plateau")
   assert [e["step"] for e in result["dev_history"]] == [2, 4, 6, 8, 10]
@@ -106,7 +190,7 @@ class _Killed(Exception):
 def test_resuming_mid_plateau_gives_the_same_weights_and_decisions(tiny_data_dir, tmp_path):
   strategy = tf.distribute.get_strategy()
   evaluate = stages.dev_evaluator(tiny_data_dir, mod_lib.ALL_MODALITIES, image_size=32)
-  rule = _rule(min_delta=0.0, max_steps=16)
+  rule = _rule(z=1.0, max_steps=16)
 
   def stage(directory, model, dev):
     job = _job(model, tiny_data_dir, directory, stop=rule, checkpoint_every=100,
@@ -152,7 +236,7 @@ def test_drift_is_zero_for_a_frozen_layer_and_positive_for_a_trained_one(tiny_da
 
 
 PLATEAU_FLAGS = ("--method=bl_individual", "--stop_rule=plateau", "--dev_every=2",
-                 "--plateau_patience=3", "--plateau_min_delta=0", "--max_stage_steps=14")
+                 "--plateau_patience=3", "--plateau_z=1", "--max_stage_steps=14")
 
 
 @pytest.mark.slow
