@@ -2,7 +2,7 @@
 
   python -m cmp_tf.reproduce --out=DIR [--data_dir=DATA] [--methods=all]
       [--zero_shot=true] [--num_queries=N] [--seed=0] [--train_flagfiles=FILE,...]
-      [--analysis=true] [--fixed_budget]
+      [--analysis=true] [--fixed_budget] [--seeds=0,1,2 --seed_methods=bl_individual,c]
 
 Each method is trained as `python -m cmp_tf.train --flagfile=configs/<method>.flags`
 (and once more with --zero_shot), evaluated, and, with --analysis, analysed; the source
@@ -31,18 +31,35 @@ flags.DEFINE_list("train_flagfiles", [], "Flagfiles every training run reads aft
                   "method's configs/<method>.flags (e.g. smaller settings).")
 flags.DEFINE_boolean("fixed_budget", False, "Train every run with the flagfiles' fixed step "
                      "counts (--stop_rule=fixed) instead of the convergence rule.")
+flags.DEFINE_list("seeds", ["0"], "Training seeds (each run's --seed); the methods of "
+                  "--seed_methods are trained at every one (normal setting) and their rows "
+                  "show mean ± standard deviation; every other run uses the first. The data, "
+                  "the source network and its priors stay the same for every seed.")
+flags.DEFINE_list("seed_methods", ["all"], "Methods trained at every seed of --seeds, or all.")
+flags.DEFINE_boolean("dsc_source_row", True, "Also train BL-Individual with DSC's upper layers "
+                     "copied from the source network (--dsc_upper_init=source), one more row.")
 flags.DEFINE_boolean("analysis", True, "Also analyse every normal run (modality probe, "
                      "unit alignment) and compare the methods in the report.")
+
+
+def _seeds(values):
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise ValueError(f"--seeds: expected integers, got {','.join(values)}") from None
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  seed_methods = (None if FLAGS.seed_methods == ["all"]
+                  else reproduce.parse_methods(FLAGS.seed_methods))
   results = reproduce.reproduce(
       FLAGS.out, methods=FLAGS.methods, zero_shot=FLAGS.zero_shot,
       data_dir=FLAGS.data_dir or None, num_queries=FLAGS.num_queries, seed=FLAGS.seed,
       train_flagfiles=FLAGS.train_flagfiles, fixed_budget=FLAGS.fixed_budget,
-      analysis=FLAGS.analysis)
+      seeds=_seeds(FLAGS.seeds), seed_methods=seed_methods,
+      dsc_source_row=FLAGS.dsc_source_row, analysis=FLAGS.analysis)
   print(f"report written to {os.path.join(results['out_dir'], reproduce.REPORT_MD)}",
         flush=True)
   return 0 if results["complete"] else 1

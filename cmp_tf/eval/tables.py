@@ -54,6 +54,10 @@ class Table:
   chance: float
   chance_note: str
   note: str = ""
+  # {method: {column_key: standard deviation over seeds}} of rows trained at several seeds
+  # (their `values` are the seeds' means), and {method: number of seeds}.
+  spread: dict = dataclasses.field(default_factory=dict)
+  seeds: dict = dataclasses.field(default_factory=dict)
 
   def to_markdown(self):
     lines = [f"**{self.title}**", "",
@@ -65,9 +69,15 @@ class Table:
       for key in self.column_keys:
         value = row.get(key)
         text = "-" if value is None else _percent(value)
-        cells.append(f"**{text}**" if value is not None and _percent(value) == best[key] else text)
-      lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        if value is not None and _percent(value) == best[key]:
+          text = f"**{text}**"
+        sd = self.spread.get(method, {}).get(key)
+        cells.append(text if sd is None else f"{text} ± {_percent(sd)}")
+      label = method + (f" ({self.seeds[method]} seeds)" if method in self.seeds else "")
+      lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", f"Chance level: {100 * self.chance:.2f} ({self.chance_note})."]
+    if self.seeds:
+      lines.append("A row trained at several seeds shows their mean ± standard deviation.")
     if self.note:
       lines.append(self.note)
     return "\n".join(lines) + "\n"
@@ -88,6 +98,8 @@ class Table:
         "chance": self.chance,
         "chance_note": self.chance_note,
         "units": "fraction",
+        "spread": {m: dict(v) for m, v in self.spread.items()},
+        "seeds": dict(self.seeds),
     }
 
 
@@ -225,49 +237,60 @@ def add_row(rows, table, name, row):
   by_name[name] = dict(row)
 
 
-def build_tables(rows, chance, *, num_classes=None):
+def build_tables(rows, chance, *, num_classes=None, seed_rows=None):
   """The Table objects of every table id that has rows, in paper order.
 
   Args:
     rows: {table id: {row name: {column: fraction or None}}}.
     chance: {table id: chance fraction}; every table with rows needs one.
     num_classes: the number of scene categories (Table 4's chance is 1 / num_classes).
+    seed_rows: {table id: {row name: [row per seed]}} of the rows trained at several seeds
+      (their entry in `rows` is the mean): each table gets their standard deviations.
   """
   built = []
   for table in rows_lib.TABLE_IDS:
     by_name = rows.get(table)
     if not by_name:
       continue
-    if table == "table4":
-      if not num_classes:
-        raise ValueError("table4: num_classes is needed for its chance level")
-      built.append(zero_shot_classification_table(by_name, num_classes=num_classes,
-                                                         title=TITLES[table]))
-      continue
-    if table == rows_lib.TABLE4_CONVENTIONAL:
-      if table not in chance:
-        raise ValueError(f"{table}: no chance level (1 / number of held-out categories)")
-      built.append(zero_shot_classification_table(
-          by_name, num_classes=round(1 / chance[table]), title=TITLES[table]))
-      continue
-    if table not in chance:
-      raise ValueError(f"{table}: no chance level")
-    if table == "table1":
-      built.append(retrieval_table(by_name, chance=chance[table], metric="mAP",
-                                          title=TITLES[table]))
-    elif table == "table2":
-      built.append(retrieval_table(by_name, chance=chance[table], metric="PR@10",
-                                          title=TITLES[table]))
-    elif table == "table3":
-      present = {c for row in by_name.values() for c in row}
-      layers = [layer for layer in FEATURE_LAYERS if layer in present]
-      layers += sorted(present - set(layers))
-      built.append(layer_table(by_name, chance=chance[table], layers=layers,
-                                      title=TITLES[table]))
-    else:
-      built.append(zero_shot_retrieval_table(by_name, chance=chance[table],
-                                                    title=TITLES[table]))
+    made = _build_table(table, by_name, chance, num_classes)
+    per_seed = (seed_rows or {}).get(table, {})
+    if per_seed:
+      spread, seeds = {}, {}
+      for name, seed_values in per_seed.items():
+        values = [_build_table(table, {name: r}, chance, num_classes).values[name]
+                  for r in seed_values]
+        spread[name] = {k: (None if any(v.get(k) is None for v in values)
+                            else float(np.std([v[k] for v in values], ddof=1)))
+                        for k in made.column_keys}
+        seeds[name] = len(seed_values)
+      made = dataclasses.replace(made, spread=spread, seeds=seeds)
+    built.append(made)
   return built
+
+
+def _build_table(table, by_name, chance, num_classes):
+  if table == "table4":
+    if not num_classes:
+      raise ValueError("table4: num_classes is needed for its chance level")
+    return zero_shot_classification_table(by_name, num_classes=num_classes,
+                                          title=TITLES[table])
+  if table == rows_lib.TABLE4_CONVENTIONAL:
+    if table not in chance:
+      raise ValueError(f"{table}: no chance level (1 / number of held-out categories)")
+    return zero_shot_classification_table(by_name, num_classes=round(1 / chance[table]),
+                                          title=TITLES[table])
+  if table not in chance:
+    raise ValueError(f"{table}: no chance level")
+  if table == "table1":
+    return retrieval_table(by_name, chance=chance[table], metric="mAP", title=TITLES[table])
+  if table == "table2":
+    return retrieval_table(by_name, chance=chance[table], metric="PR@10", title=TITLES[table])
+  if table == "table3":
+    present = {c for row in by_name.values() for c in row}
+    layers = [layer for layer in FEATURE_LAYERS if layer in present]
+    layers += sorted(present - set(layers))
+    return layer_table(by_name, chance=chance[table], layers=layers, title=TITLES[table])
+  return zero_shot_retrieval_table(by_name, chance=chance[table], title=TITLES[table])
 
 
 def tables_markdown(title, preamble, built):

@@ -52,19 +52,52 @@ def _ordered(by_name):
   return {n: by_name[n] for n in names}
 
 
-def merge_rows(normal_results, zero_shot_results):
-  """{table id: {row: {column: value}}} of Tables 1-3 from `normal_results` and 4-5 from
-  `zero_shot_results` (lists of results.json dicts), rows in the paper's order."""
-  merged = {}
+def _collect_rows(normal_results, zero_shot_results):
+  """{table id: {row: [its values in each result that has it]}}: several for a row trained
+  at several seeds."""
+  collected = {}
   for results_list, wanted in ((normal_results, NORMAL_TABLES),
                                (zero_shot_results, ZERO_SHOT_TABLES)):
     for results in results_list:
       for table, by_name in tables.rows_from_json(results["rows"]).items():
-        if table not in wanted:
-          continue
-        for name, row in by_name.items():
-          tables.add_row(merged, table, name, row)
-  return {table: _ordered(merged[table]) for table in merged}
+        if table in wanted:
+          for name, row in by_name.items():
+            collected.setdefault(table, {}).setdefault(name, []).append(row)
+  return collected
+
+
+def _mean_row(rows):
+  columns = list(dict.fromkeys(c for row in rows for c in row))
+  return {c: (None if any(row.get(c) is None for row in rows)
+              else float(np.mean([row[c] for row in rows]))) for c in columns}
+
+
+def merge_rows(normal_results, zero_shot_results):
+  """{table id: {row: {column: value}}} of Tables 1-3 from `normal_results` and 4-5 from
+  `zero_shot_results` (lists of results.json dicts), rows in the paper's order; a row
+  with several results (seeds) is their mean."""
+  collected = _collect_rows(normal_results, zero_shot_results)
+  return {table: _ordered({n: _mean_row(rows) for n, rows in by_name.items()})
+          for table, by_name in collected.items()}
+
+
+def seed_rows(normal_results, zero_shot_results):
+  """{table id: {row: [values per seed]}} of the rows with several results (seeds)."""
+  collected = _collect_rows(normal_results, zero_shot_results)
+  return {table: {n: rows for n, rows in by_name.items() if len(rows) > 1}
+          for table, by_name in collected.items()
+          if any(len(rows) > 1 for rows in by_name.values())}
+
+
+def renamed(results, row):
+  """`results` (a run's results.json dict) with its one row per table named `row`."""
+  out = dict(results)
+  out["rows"] = {}
+  for table, by_name in results["rows"].items():
+    if len(by_name) != 1:
+      raise ValueError(f"{table}: cannot rename {sorted(by_name)} to one row {row!r}")
+    out["rows"][table] = {row: next(iter(by_name.values()))}
+  return out
 
 
 def merge_chance(normal_results, zero_shot_results):
@@ -102,8 +135,20 @@ def _mean_of(row, columns):
   return None if any(v is None for v in values) else float(np.mean(values))
 
 
-def comparison_markdown(rows):
-  """Our Table 1 mean mAP and Table 3 beside the paper's (percent)."""
+def _with_spread(mean, per_seed):
+  """"m" or "m ± sd (k seeds)" in percent, from fractions."""
+  if mean is None:
+    return "-"
+  values = [v for v in per_seed or () if v is not None]
+  if len(values) < 2:
+    return _fmt(100 * mean)
+  return f"{100 * mean:.1f} ± {100 * np.std(values, ddof=1):.1f} ({len(values)} seeds)"
+
+
+def comparison_markdown(rows, seeds=None):
+  """Our Table 1 mean mAP and Table 3 beside the paper's (percent); `seeds` (seed_rows)
+  adds the standard deviation over seeds where a row has several."""
+  seeds = seeds or {}
   table1 = rows.get("table1", {})
   table3 = rows.get("table3", {})
   names = [n for n in _ordered({**table1, **table3}) if n in PAPER_TABLE1_MEAN_MAP
@@ -114,21 +159,24 @@ def comparison_markdown(rows):
            "|---|" + "---:|" * 8]
   for name in names:
     mean = _mean_of(table1.get(name, {}), rows_lib.RETRIEVAL_PAIRS)
-    cells = [_fmt(None if mean is None else 100 * mean),
-             _fmt(PAPER_TABLE1_MEAN_MAP.get(name))]
+    per_seed = [_mean_of(r, rows_lib.RETRIEVAL_PAIRS)
+                for r in seeds.get("table1", {}).get(name, [])]
+    cells = [_with_spread(mean, per_seed), _fmt(PAPER_TABLE1_MEAN_MAP.get(name))]
     for layer in FEATURE_LAYERS:
       ours = table3.get(name, {}).get(layer)
-      cells += [_fmt(None if ours is None else 100 * ours),
-                _fmt(PAPER_TABLE3.get(name, {}).get(layer))]
+      per_seed = [r.get(layer) for r in seeds.get("table3", {}).get(name, [])]
+      cells += [_with_spread(ours, per_seed), _fmt(PAPER_TABLE3.get(name, {}).get(layer))]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   lines += ["", f"Chance level in the paper: {PAPER_CHANCE_MAP:.2f} mAP."]
   return "\n".join(lines) + "\n"
 
 
-def ratios(rows):
+def ratios(rows, seeds=None):
   """C over BL-Individual: Table 1 mean mAP and the mean mAP of DSC queries, ours and the
-  paper's. None where a row or a value is missing."""
+  paper's, with each row's per-seed means where it has several (`seeds`: seed_rows). None
+  where a row or a value is missing."""
   table1 = rows.get("table1", {})
+  per_seed = (seeds or {}).get("table1", {})
   best, base = table1.get(BEST_ROW), table1.get(BASELINE_ROW)
 
   def ratio(columns):
@@ -137,12 +185,18 @@ def ratios(rows):
     a, b = _mean_of(best, columns), _mean_of(base, columns)
     return None if a is None or not b else a / b
 
+  def spread(columns):
+    return {name: [_mean_of(r, columns) for r in per_seed[name]]
+            for name in (BEST_ROW, BASELINE_ROW) if name in per_seed}
+
   paper_dsc = {n: float(np.mean(v)) for n, v in PAPER_DSC_QUERY_MAP.items()}
   return {
       "mean_map": {"ours": ratio(rows_lib.RETRIEVAL_PAIRS),
-                   "paper": PAPER_TABLE1_MEAN_MAP[BEST_ROW] / PAPER_TABLE1_MEAN_MAP[BASELINE_ROW]},
+                   "paper": PAPER_TABLE1_MEAN_MAP[BEST_ROW] / PAPER_TABLE1_MEAN_MAP[BASELINE_ROW],
+                   "per_seed": spread(rows_lib.RETRIEVAL_PAIRS)},
       "dsc_query_map": {"ours": ratio(DSC_QUERY_PAIRS),
-                        "paper": paper_dsc[BEST_ROW] / paper_dsc[BASELINE_ROW]},
+                        "paper": paper_dsc[BEST_ROW] / paper_dsc[BASELINE_ROW],
+                        "per_seed": spread(DSC_QUERY_PAIRS)},
   }
 
 
@@ -151,9 +205,18 @@ def ratios_markdown(values):
            "| Ratio | ours | paper |", "|---|---:|---:|"]
   labels = {"mean_map": "mean mAP of the 20 pairs",
             "dsc_query_map": "mean mAP of DSC queries (DSC→NAT, CLP, SPT, LDR)"}
+  notes = []
   for key, label in labels.items():
     lines.append(f"| {label} | {_fmt(values[key]['ours'], 2)} | "
                  f"{_fmt(values[key]['paper'], 2)} |")
+    for name, means in values[key].get("per_seed", {}).items():
+      shown = [v for v in means if v is not None]
+      if len(shown) > 1:
+        notes.append(f"{label}, {name}: {100 * np.mean(shown):.1f} ± "
+                     f"{100 * np.std(shown, ddof=1):.1f} over {len(shown)} seeds "
+                     f"({', '.join(f'{100 * v:.1f}' for v in shown)})")
+  if notes:
+    lines += ["", "Per seed (mean ± standard deviation): " + "; ".join(notes) + "."]
   return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ levels, our Table 1 means and Table 3 beside the paper's, and the wall time of e
 row; DIR/results.json holds the same in JSON.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -38,6 +39,10 @@ SOURCE_DIR = "source"
 REPORT_MD = "report.md"
 RESULTS_JSON = "results.json"
 SA_METHOD = "bl_individual"  # its features make the "Subsp. Align. + PlacesNet Finetune" rows
+# One more normal row: BL-Individual with DSC's own upper copied from the source network.
+DSC_SOURCE_RUN = "bl_individual_dsc_source"
+DSC_SOURCE_ROW = "BL-Individual, DSC upper from the source network"
+DSC_SOURCE_FLAGS = ("--dsc_upper_init=source",)
 
 
 def parse_methods(names):
@@ -60,24 +65,65 @@ def method_flagfile(method):
   return str(path)
 
 
-def run_name(method, zero_shot):
-  return method + ("_zeroshot" if zero_shot else "")
+def run_name(method, zero_shot, seed=0):
+  """runs/<method>[_seed<N>][_zeroshot]: seed 0's runs keep the plain name."""
+  return method + (f"_seed{seed}" if seed else "") + ("_zeroshot" if zero_shot else "")
 
 
 def train_command(method, zero_shot, run_dir, *, data_dir=None, train_flagfiles=(),
-                  fixed_budget=False, python=sys.executable):
+                  fixed_budget=False, seed=None, extra_flags=(), python=sys.executable):
   """The `python -m cmp_tf.train` command line of one run (evaluation is done here).
   `fixed_budget`: every stage runs its flagfile's step counts instead of the base
-  flagfile's convergence rule."""
+  flagfile's convergence rule; `seed`: the training seed (None: the flagfiles')."""
   command = [python, "-m", "cmp_tf.train", f"--flagfile={method_flagfile(method)}"]
   command += [f"--flagfile={f}" for f in train_flagfiles]
   if fixed_budget:
     command.append("--stop_rule=fixed")
+  if seed is not None:
+    command.append(f"--seed={seed}")
+  command += list(extra_flags)
   command += [f"--method={method}", "--zero_shot" if zero_shot else "--nozero_shot",
               f"--run_dir={run_dir}", "--noevaluate", "--noexport"]
   if data_dir:
     command.append(f"--data_dir={data_dir}")
   return command
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+  """One training run of a reproduction and the table row it gives."""
+  name: str
+  method: str
+  zero_shot: bool
+  seed: int
+  row: str
+  extra_flags: tuple = ()
+  subspace_alignment: bool = False
+
+
+def plan_runs(methods, *, zero_shot=True, seeds=(0,), seed_methods=None, dsc_source_row=True):
+  """Every run, in order: each method normal (then zero-shot); the methods of `seed_methods`
+  (None: all) at every seed of `seeds` in the normal setting, the rest and every zero-shot run
+  at the first; with `dsc_source_row`, BL-Individual once more with DSC's upper copied from
+  the source network (normal, first seed)."""
+  seeds = list(dict.fromkeys(seeds))
+  if not seeds:
+    raise ValueError("--seeds: at least one seed")
+  unknown = sorted(set(seed_methods or ()) - set(methods))
+  if unknown:
+    raise ValueError(f"--seed_methods: {', '.join(unknown)} not among --methods")
+  runs = []
+  for setting in ([False, True] if zero_shot else [False]):
+    for method in methods:
+      several = not setting and (seed_methods is None or method in seed_methods)
+      for seed in (seeds if several else seeds[:1]):
+        runs.append(PlannedRun(run_name(method, setting, seed), method, setting, seed,
+                               recipes.METHODS[method].display_name,
+                               subspace_alignment=method == SA_METHOD))
+      if method == SA_METHOD and dsc_source_row and not setting:
+        runs.append(PlannedRun(run_name(DSC_SOURCE_RUN, False, seeds[0]), method, False,
+                               seeds[0], DSC_SOURCE_ROW, DSC_SOURCE_FLAGS))
+  return runs
 
 
 def finished_state(run_dir):
@@ -116,9 +162,8 @@ def _current(results_path, *, digest, num_queries, seed, layers, sa):
   return results if same else None
 
 
-def _evaluate_run(run_dir, method, *, num_queries, seed, progress):
+def _evaluate_run(run_dir, *, sa, num_queries, seed, progress):
   from cmp_tf.eval import evaluation as evaluate
-  sa = method == SA_METHOD
   kept = _current(os.path.join(run_dir, evaluate.EVAL_DIR, evaluate.RESULTS_JSON),
                   digest=finished_run.weights_digest(run_dir),
                   num_queries=num_queries, seed=seed, layers=FEATURE_LAYERS, sa=sa)
@@ -191,6 +236,7 @@ def _check_inputs(out_dir, data_dir, train_flagfiles):
 
 def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir=None,
               num_queries=None, seed=0, train_flagfiles=(), fixed_budget=False,
+              seeds=(0,), seed_methods=None, dsc_source_row=True,
               python=sys.executable, analysis=True, progress=True):
   """Trains and evaluates every row, then writes DIR/report.md and DIR/results.json.
 
@@ -204,6 +250,10 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     train_flagfiles: flagfiles read by every training run after the method's own.
     fixed_budget: train every run with --stop_rule=fixed (the flagfiles' step counts)
       instead of the convergence rule of configs/base.flags.
+    seeds: training seeds (a run's --seed); a row with several shows mean ± std.
+    seed_methods: the methods trained at every seed (normal setting); None: all. The
+      data, the source network and its priors are the same for every seed.
+    dsc_source_row: also train BL-Individual with --dsc_upper_init=source (one more row).
     python: the interpreter that runs `cmp_tf.train`.
     analysis: also analyse every normal run (modality probe, unit alignment) and compare.
 
@@ -217,53 +267,61 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
   train_flagfiles = [os.path.abspath(f) for f in train_flagfiles]
   methods = parse_methods(list(methods))
   _check_inputs(out_dir, data_dir, train_flagfiles)
-  settings = [False, True] if zero_shot else [False]
+  planned = plan_runs(methods, zero_shot=zero_shot, seeds=seeds, seed_methods=seed_methods,
+                      dsc_source_row=dsc_source_row)
   for method in methods:
     method_flagfile(method)
+  several = {(p.row, p.zero_shot) for p in planned
+             if sum(q.row == p.row and q.zero_shot == p.zero_shot for q in planned) > 1}
 
   entries, normal, zero, failures, analysed, diagnostics_rows = [], [], [], [], [], []
   runs = {}
-  for setting in settings:
-    for method in methods:
-      name = run_name(method, setting)
-      run_dir = os.path.join(out_dir, RUNS_DIR, name)
-      command = train_command(method, setting, run_dir, data_dir=data_dir,
-                              train_flagfiles=train_flagfiles, fixed_budget=fixed_budget,
-                              python=python)
-      entry = {"run": name, "method": method, "row": recipes.METHODS[method].display_name,
-               "setting": "zero-shot" if setting else "normal", "run_dir": run_dir,
-               "command": " ".join(command[1:])}
-      entries.append(entry)
-      state = finished_state(run_dir)
-      if state is not None:
-        entry["train"] = "kept"
-      else:
-        if progress:
-          print(f"== training {name}: {' '.join(command)}", flush=True)
-        rc = train_logged(command, os.path.join(out_dir, LOGS_DIR, f"{name}.log"), progress)
-        state = finished_state(run_dir)
-        if rc != 0 or state is None:
-          entry["train"] = f"failed (exit status {rc}; see logs/{name}.log)"
-          failures.append(name)
-          continue
-        entry["train"] = "trained"
-      entry["train_s"] = state.get("train_wall_time_s")
-      entry["training"] = finished_run.training_summary(state)
-      runs[name] = state
+  for number, plan in enumerate(planned, 1):
+    run_dir = os.path.join(out_dir, RUNS_DIR, plan.name)
+    command = train_command(plan.method, plan.zero_shot, run_dir, data_dir=data_dir,
+                            train_flagfiles=train_flagfiles, fixed_budget=fixed_budget,
+                            seed=plan.seed, extra_flags=plan.extra_flags, python=python)
+    label = plan.row + (f" (seed {plan.seed})" if (plan.row, plan.zero_shot) in several
+                        else "")
+    entry = {"run": plan.name, "method": plan.method, "row": label, "table_row": plan.row,
+             "seed": plan.seed, "setting": "zero-shot" if plan.zero_shot else "normal",
+             "subspace_alignment": plan.subspace_alignment,
+             "run_dir": run_dir, "command": " ".join(command[1:])}
+    entries.append(entry)
+    state = finished_state(run_dir)
+    if state is not None:
+      entry["train"] = "kept"
+    else:
       if progress:
-        print(f"== evaluating {name}", flush=True)
-      results, entry["evaluate"] = _evaluate_run(run_dir, method, num_queries=num_queries,
-                                                 seed=seed, progress=progress)
-      entry["evaluate_s"] = results["wall_time_s"]["total"]
-      (zero if setting else normal).append(results)
-      if not setting:
-        diagnostics_rows.append(_diagnose_run(run_dir, entry["row"]))
-      if analysis and not setting:
-        if progress:
-          print(f"== analysing {name}", flush=True)
-        row = _analyse_run(run_dir, entry, seed=seed, progress=progress)
-        if row is not None:
-          analysed.append(row)
+        print(f"== training {plan.name} (run {number} of {len(planned)}): "
+              f"{' '.join(command)}", flush=True)
+      rc = train_logged(command, os.path.join(out_dir, LOGS_DIR, f"{plan.name}.log"), progress)
+      state = finished_state(run_dir)
+      if rc != 0 or state is None:
+        entry["train"] = f"failed (exit status {rc}; see logs/{plan.name}.log)"
+        failures.append(plan.name)
+        continue
+      entry["train"] = "trained"
+    entry["train_s"] = state.get("train_wall_time_s")
+    entry["training"] = finished_run.training_summary(state)
+    runs[plan.name] = state
+    if progress:
+      print(f"== evaluating {plan.name}", flush=True)
+    results, entry["evaluate"] = _evaluate_run(run_dir, sa=plan.subspace_alignment,
+                                               num_queries=num_queries, seed=seed,
+                                               progress=progress)
+    entry["evaluate_s"] = results["wall_time_s"]["total"]
+    if plan.extra_flags:
+      results = report.renamed(results, plan.row)
+    (zero if plan.zero_shot else normal).append(results)
+    if not plan.zero_shot:
+      diagnostics_rows.append(_diagnose_run(run_dir, label))
+    if analysis and not plan.zero_shot:
+      if progress:
+        print(f"== analysing {plan.name}", flush=True)
+      row = _analyse_run(run_dir, entry, seed=seed, progress=progress)
+      if row is not None:
+        analysed.append(row)
 
   source_results = None
   source_dirs = sorted({s["source"]["directory"] for s in runs.values() if s.get("source")})
@@ -295,11 +353,12 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
   chance = report.merge_chance(normal, zero)
   any_results = (normal + zero)[0] if normal + zero else None
   num_classes = any_results["num_classes"] if any_results else None
-  built = tables.build_tables(rows, chance, num_classes=num_classes)
-  ratio_values = report.ratios(rows)
+  per_seed = report.seed_rows(normal, zero)
+  built = tables.build_tables(rows, chance, num_classes=num_classes, seed_rows=per_seed)
+  ratio_values = report.ratios(rows, per_seed)
   for entry in entries:
     entry.setdefault("table_row", entry["row"])  # the row's name in the tables
-    if entry.get("method") == SA_METHOD:
+    if entry.pop("subspace_alignment", False):
       entry["row"] += " (+ Subsp. Align. + PlacesNet Finetune)"
   total = round(time.perf_counter() - started, 1)
   queries = ("exact: every validation example is a query" if num_queries is None
@@ -323,7 +382,7 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
                     "command to resume).")
   markdown = tables.tables_markdown("Cross-Modal Scene Networks: reproduced Tables 1-5",
                                     preamble, built)
-  markdown += "\n" + report.comparison_markdown(rows)
+  markdown += "\n" + report.comparison_markdown(rows, per_seed)
   markdown += "\n" + report.ratios_markdown(ratio_values)
   if diagnostic_rows:
     markdown += "\n" + report.diagnostic_markdown(diagnostic_rows)
@@ -344,6 +403,7 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
       "analysis": list(analysis_rows), "source_dirs": source_dirs,
       "source_evaluation": os.path.join(out_dir, SOURCE_DIR) if source_results else None,
       "runs": entries, "wall_time_s": total,
+      "training_seeds": sorted({e["seed"] for e in entries if "seed" in e}),
   }
   fileio.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), results)
   fileio.write_text_atomic(os.path.join(out_dir, REPORT_MD), markdown)

@@ -88,7 +88,10 @@ class TrainConfig:
   plateau_z: float = setting(3.0, "A modality gains when its mean dev loss fell by more than "
                              "this many standard errors of the paired per-example change.")
   max_stage_steps: int = setting(3000, "Cap of every stage under --stop_rule=plateau.")
-  seed: int = setting(0, "Seed of initialisation, dropout and input order.")
+  seed: int = setting(0, "Seed of the method's own training: initialisation of what is not "
+                      "copied, dropout, input order.")
+  source_seed: int = setting(0, "Seed of the source network and its priors' fits: shared by "
+                             "every method and seed, as a downloaded Places-CNN would be.")
   # Activation priors (method B and C).
   lambda_pool5: float = setting(1e-4, "Weight of the pool5 prior NLL (0: no prior there).")
   lambda_fc6: float = setting(1e-4, "Weight of the fc6 prior NLL (0: no prior there).")

@@ -146,7 +146,7 @@ def _source_and_priors(config, recipe, *, data_dir, manifest, strategy, progress
       dropout=config.dropout, steps=config.source_steps,
       learning_rate=config.source_learning_rate, momentum=config.momentum,
       weight_decay=config.weight_decay, batch_size=config.source_batch_size,
-      seed=config.seed, replicas=strategy.num_replicas_in_sync,
+      seed=config.source_seed, replicas=strategy.num_replicas_in_sync,
       weights_file=config.source_weights)
   source = source_lib.ensure_source(
       data_dir=data_dir, manifest=manifest, settings=settings, cache_dir=config.cache_dir,
@@ -156,7 +156,7 @@ def _source_and_priors(config, recipe, *, data_dir, manifest, strategy, progress
   if uses:
     fitted = source_lib.ensure_priors(
         source, data_dir, uses, image_size=config.resolved_image_size,
-        num_samples=config.prior_samples, seed=config.seed,
+        num_samples=config.prior_samples, seed=config.source_seed,
         gmm_components=config.gmm_components, gmm_max_iter=config.gmm_max_iter)
   return source, fitted
 

@@ -82,6 +82,50 @@ def test_merged_rows_follow_the_paper_order_and_settings():
   assert "| BL-Individual | 9.0 | 6.1 | - | 2.0 | - | 4.0 | 10.0 | 6.1 |" in markdown
 
 
+def test_the_runs_of_a_reproduction_with_seeds_and_the_dsc_source_row():
+  planned = reproduce.plan_runs(["bl_individual", "c"], seeds=[0, 1, 2], seed_methods=["c"])
+  assert [(p.name, p.seed) for p in planned] == [
+      ("bl_individual", 0), ("bl_individual_dsc_source", 0), ("c", 0), ("c_seed1", 1),
+      ("c_seed2", 2), ("bl_individual_zeroshot", 0), ("c_zeroshot", 0)]
+  dsc_source = planned[1]
+  assert dsc_source.row == reproduce.DSC_SOURCE_ROW and not dsc_source.subspace_alignment
+  assert planned[0].subspace_alignment
+  command = reproduce.train_command("c", False, "r", seed=2,
+                                    extra_flags=dsc_source.extra_flags, python="py")
+  assert command[command.index("--seed=2") + 1] == "--dsc_upper_init=source"
+  assert len(reproduce.plan_runs(["c"], zero_shot=False, seeds=[3, 4])) == 2
+  with pytest.raises(ValueError, match="--seed_methods: a_tune not among --methods"):
+    reproduce.plan_runs(["c"], seed_methods=["a_tune"])
+  with pytest.raises(ValueError, match="--seeds: at least one"):
+    reproduce.plan_runs(["c"], seeds=[])
+
+
+def test_a_row_at_several_seeds_is_their_mean_with_the_standard_deviation():
+  name = "C: Tune + StatReg (GMM)"
+  seeds = [_results({"table1": {name: _table1_row(v)}, "table3": {name: {"fc7": v}}})
+           for v in (0.2, 0.3, 0.4)]
+  bl = _results({"table1": {"BL-Individual": _table1_row(0.1)}})
+  rows = experiment_report.merge_rows(seeds + [bl], [])
+  assert rows["table1"][name][("nat", "clp")] == pytest.approx(0.3)
+  per_seed = experiment_report.seed_rows(seeds + [bl], [])
+  assert list(per_seed["table1"]) == [name] and len(per_seed["table1"][name]) == 3
+  built = tables.build_tables(rows, {"table1": 0.05, "table3": 0.05}, seed_rows=per_seed)
+  table1 = built[0]
+  assert table1.spread[name]["mean"] == pytest.approx(0.1) and table1.seeds == {name: 3}
+  markdown = table1.to_markdown()
+  assert f"| {name} (3 seeds) | " in markdown and "**30.0** ± 10.0" in markdown
+  assert "| BL-Individual | 10.0 |" in markdown
+  assert table1.to_dict()["spread"][name]["nat->clp"] == pytest.approx(0.1)
+  comparison = experiment_report.comparison_markdown(rows, per_seed)
+  assert "30.0 ± 10.0 (3 seeds)" in comparison
+  ratio = experiment_report.ratios(rows, per_seed)
+  assert ratio["mean_map"]["ours"] == pytest.approx(3.0)
+  assert ratio["mean_map"]["per_seed"][name] == pytest.approx([0.2, 0.3, 0.4])
+  assert "30.0 ± 10.0 over 3 seeds" in experiment_report.ratios_markdown(ratio)
+  renamed = experiment_report.renamed(bl, "BL-Individual, other")
+  assert list(renamed["rows"]["table1"]) == ["BL-Individual, other"]
+
+
 def test_results_from_different_datasets_are_refused():
   with pytest.raises(ValueError, match="different datasets"):
     experiment_report.check_same_data([_results({}, fingerprint="a"), _results({}, fingerprint="b")])
@@ -100,12 +144,20 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
       "--checkpoint_every=2", "--nojit_compile", "--strategy=default"]) + "\n")
   out = tmp_path / "out"
   kwargs = dict(methods=["bl_individual", "a_tune"], zero_shot=False, data_dir=tiny_data_dir,
-                train_flagfiles=[str(flagfile)], progress=False)
+                train_flagfiles=[str(flagfile)], seeds=[0, 1], seed_methods=["a_tune"],
+                progress=False)
   first = reproduce.reproduce(out, **kwargs)
-  assert first["complete"] and [e["train"] for e in first["runs"]][:2] == ["trained", "trained"]
+  assert first["complete"] and [e["train"] for e in first["runs"]][:4] == ["trained"] * 4
   assert set(first["rows"]["table1"]) == {
       "BL-Individual", "Subsp. Align. + PlacesNet", "Subsp. Align. + PlacesNet Finetune",
-      "A: Tune"}
+      "A: Tune", reproduce.DSC_SOURCE_ROW}
+  configs = {name: json.loads((out / "runs" / name / "run.json").read_text())["config"]
+             for name in ("bl_individual", "bl_individual_dsc_source", "a_tune_seed1")}
+  assert configs["bl_individual"]["dsc_upper_init"] == "scratch"  # configs/base.flags
+  assert configs["bl_individual_dsc_source"]["dsc_upper_init"] == "source"
+  assert configs["a_tune_seed1"]["seed"] == 1 and configs["a_tune_seed1"]["source_seed"] == 0
+  assert len(first["source_dirs"]) == 1  # one source network for every seed
+  assert all(t["seeds"] == {"A: Tune": 2} for t in first["tables"].values())
   assert "table4" not in first["rows"]
   markdown = (out / "report.md").read_text()
   for number in (1, 2, 3):
@@ -123,7 +175,9 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert training["bl_individual"][0]["drift"]["from_source"]["fc7"] > 0
   assert "Alignment diagnostic (fc7 mAP, percent)" in markdown
   assert "DSC: queries / within" in markdown
-  assert {d["row"] for d in first["alignment_diagnostic"]} == {"BL-Individual", "A: Tune"}
+  assert {d["row"] for d in first["alignment_diagnostic"]} == {
+      "BL-Individual", reproduce.DSC_SOURCE_ROW, "A: Tune (seed 0)", "A: Tune (seed 1)"}
+  assert "| A: Tune (2 seeds) | " in markdown
 
   weights = out / "runs" / "a_tune" / "final.weights.h5"
   trained_at = os.stat(weights).st_mtime_ns
@@ -133,6 +187,8 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   second = reproduce.reproduce(out, **kwargs)
   statuses = {e["run"]: (e["train"], e["evaluate"]) for e in second["runs"]}
   assert statuses == {"bl_individual": ("kept", "kept"), "a_tune": ("kept", "evaluated"),
+                      "bl_individual_dsc_source": ("kept", "kept"),
+                      "a_tune_seed1": ("kept", "kept"),
                       "source": ("source network (trained)", "kept")}
   assert os.stat(weights).st_mtime_ns == trained_at
   assert os.stat(bl_results).st_mtime_ns == evaluated_at
