@@ -275,7 +275,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
              if sum(q.row == p.row and q.zero_shot == p.zero_shot for q in planned) > 1}
 
   entries, normal, zero, failures, analysed, diagnostics_rows = [], [], [], [], [], []
-  runs = {}
+  runs, trained_s = {}, []
   for number, plan in enumerate(planned, 1):
     run_dir = os.path.join(out_dir, RUNS_DIR, plan.name)
     command = train_command(plan.method, plan.zero_shot, run_dir, data_dir=data_dir,
@@ -293,9 +293,17 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
       entry["train"] = "kept"
     else:
       if progress:
-        print(f"== training {plan.name} (run {number} of {len(planned)}): "
+        estimate = ""
+        if trained_s:
+          left = sum(1 for p in planned[number - 1:]
+                     if finished_state(os.path.join(out_dir, RUNS_DIR, p.name)) is None)
+          estimate = (f"; about {left * sum(trained_s) / len(trained_s) / 60:.0f} min of "
+                      "training left at this invocation's mean per run")
+        print(f"== training {plan.name} (run {number} of {len(planned)}{estimate}): "
               f"{' '.join(command)}", flush=True)
+      run_started = time.perf_counter()
       rc = train_logged(command, os.path.join(out_dir, LOGS_DIR, f"{plan.name}.log"), progress)
+      trained_s.append(time.perf_counter() - run_started)
       state = finished_state(run_dir)
       if rc != 0 or state is None:
         entry["train"] = f"failed (exit status {rc}; see logs/{plan.name}.log)"

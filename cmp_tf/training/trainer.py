@@ -310,6 +310,14 @@ def _write_dev_summaries(job, entry, step):
   job.summary_writer.flush()
 
 
+def time_left(seconds, *, at_most=False):
+  """"12 min left" (or "at most ..." where a stop rule may end the stage before its cap)."""
+  if seconds is None:
+    return "time left unknown"
+  text = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+  return f"{'at most ' if at_most else ''}{text} left"
+
+
 class _Progress:
   """A Keras progress bar on a terminal; one plain line per logging interval otherwise."""
 
@@ -328,8 +336,11 @@ class _Progress:
     elif step % self.job.log_every == 0 or step == self.job.steps:
       rate = (step - self.start) / max(1e-9, time.perf_counter() - self.started)
       shown = " ".join(f"{k} {v:.3f}" for k, v in accuracy)
+      left = time_left((self.job.steps - step) / rate if rate > 0 else None,
+                       at_most=self.job.plateau is not None)
       print(f"  stage {self.job.index} step {step}/{self.job.steps}: loss "
-            f"{values['loss/objective']:.4f} {shown} ({rate:.2f} steps/s)", flush=True)
+            f"{values['loss/objective']:.4f} {shown} ({rate:.2f} steps/s, {left})",
+            flush=True)
 
   def dev(self, step, state):
     entry, best = state.history[-1], state.best

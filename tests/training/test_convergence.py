@@ -270,3 +270,9 @@ def test_kill_9_mid_plateau_and_rerun_reaches_the_same_weights(tiny_data_dir, tm
   again = _weights(run_dir / "final.weights.h5")
   for name in reference:
     np.testing.assert_array_equal(again[name], reference[name], err_msg=name)
+
+
+def test_the_time_left_is_stated_as_a_bound_under_the_convergence_rule():
+  assert trainer.time_left(30) == "30 s left"
+  assert trainer.time_left(750, at_most=True) == "at most 12 min left"
+  assert trainer.time_left(None) == "time left unknown"
