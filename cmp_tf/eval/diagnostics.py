@@ -15,11 +15,16 @@ with mAP w, a perfectly aligned other modality can hardly do better. So, per mod
   premise     as_query / within: how much of what its queries find among their own modality
               they find in the others. The paper's premise (BL-Individual's description
               queries near chance, 0.9 mAP, on CMPlaces) is a small value for DSC.
+  premise_above_chance
+              (as_query - its chance) / (within - its chance), each chance the expected
+              mAP of a random ranking of the same queries and targets: 0 for queries that
+              find no more than chance in the others, 1 for as much as among their own.
 """
 
 import numpy as np
 
 from cmp_tf.eval import retrieval
+from cmp_tf.eval import rows as rows_lib
 
 
 def within_modality_ap(features, labels, *, dtype=np.float32):
@@ -45,8 +50,9 @@ def within_modality_ap(features, labels, *, dtype=np.float32):
 
 
 def alignment_diagnostic(features, labels, cross_scores):
-  """{modality: {"within", "within_chance", "as_query", "as_target", "alignment", "premise"}}
-  (fractions; "within_chance" is a random ranking's expected leave-one-out AP;
+  """{modality: {"within", "within_chance", "as_query", "as_query_chance", "as_target",
+  "alignment", "premise", "premise_above_chance"}} (fractions; the chances are a random
+  ranking's expected mAP of the same queries and targets, leave-one-out within;
   "within", "alignment" and "premise" are None for a modality with a label seen once, where leave-one-out fails).
 
   Args:
@@ -65,12 +71,19 @@ def alignment_diagnostic(features, labels, cross_scores):
     # Leave-one-out: each query ranks the N - 1 others, R - 1 of them relevant.
     within_chance = float(np.sum(counts * retrieval.random_ranking_ap(
         counts - 1, len(labels[modality]) - 1)) / counts.sum()) if counts.sum() > 1 else None
+    query_chance = [rows_lib.chance_map(labels[q], labels[t]) for q, t in cross_scores
+                    if q == modality]
     entry = {"within": within, "within_chance": within_chance,
              "as_query": float(np.mean(as_query)) if as_query else None,
+             "as_query_chance": float(np.mean(query_chance)) if query_chance else None,
              "as_target": float(np.mean(as_target)) if as_target else None}
     entry["alignment"] = (entry["as_target"] / within
                           if entry["as_target"] is not None and within else None)
     entry["premise"] = (entry["as_query"] / within
                         if entry["as_query"] is not None and within else None)
+    above = (None if None in (entry["as_query"], entry["as_query_chance"], within,
+                              within_chance) else within - within_chance)
+    entry["premise_above_chance"] = (
+        (entry["as_query"] - entry["as_query_chance"]) / above if above else None)
     out[modality] = entry
   return out

@@ -356,7 +356,8 @@ def diagnostic_markdown(rows, layer="fc7"):
   lines += ["", "| Method | " + " | ".join(f"{m.upper()}: queries / within" for m in modalities)
             + " |", "|---|" + "---:|" * len(modalities)]
   for r in rows:
-    cells = [_ratio(r["modalities"].get(m, {}).get("premise")) for m in modalities]
+    cells = [f"{_ratio(d.get('premise'))} ({_ratio(d.get('premise_above_chance'))})"
+             for d in (r["modalities"].get(m, {}) for m in modalities)]
     lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
   lines += ["", "Within: each validation example retrieving the rest of its own modality "
             "(leave-one-out), the most that alignment alone can give the pairs that retrieve "
@@ -366,7 +367,9 @@ def diagnostic_markdown(rows, layer="fc7"):
             "better features, not by better alignment. Queries / within: the mean mAP of the "
             "modality's four pairs as the query over its within-modality mAP; the paper's "
             "premise is a small value for DSC under BL-Individual (its description queries "
-            "sit near chance on CMPlaces)."]
+            "sit near chance on CMPlaces). In brackets, the same above chance: (queries - their "
+            "chance) / (within - its chance), the chances a random ranking's expected mAP of "
+            "the same queries and targets; 0 is no more than chance."]
   chances = sorted({round(100 * d["within_chance"], 2) for r in rows
                     for d in r["modalities"].values() if d.get("within_chance") is not None})
   if chances:

@@ -5,6 +5,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from cmp_tf.eval import diagnostics, retrieval
+from cmp_tf.eval import rows as rows_lib
 
 
 def _sklearn_leave_one_out(features, labels):
@@ -57,6 +58,14 @@ def test_perfectly_aligned_modalities_score_one_and_shuffled_ones_less():
   # the premise ratio: CLP's queries find little of what they find among CLP itself
   assert aligned["clp"]["premise"] == pytest.approx(1.0, abs=0.1)
   assert shuffled["clp"]["premise"] < 0.5
+  # above chance: 1 for as much as within, about 0 for queries that carry nothing
+  assert aligned["clp"]["premise_above_chance"] == pytest.approx(1.0, abs=0.1)
+  noise = {"nat": a, "clp": rng.normal(size=(40, 16))}
+  blind = diagnostics.alignment_diagnostic(
+      noise, label_map, retrieval.cross_modal_retrieval(noise, label_map))
+  assert blind["nat"]["premise_above_chance"] == pytest.approx(0.0, abs=0.15)
+  assert blind["nat"]["as_query_chance"] == pytest.approx(
+      rows_lib.chance_map(labels, labels))
 
 
 def test_a_modality_without_leave_one_out_gets_none():
