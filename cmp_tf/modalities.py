@@ -14,6 +14,9 @@ ALL_MODALITIES = (NAT, CLP, SPT, LDR, DSC)
 IMAGE_MODALITIES = (NAT, CLP, SPT, LDR)
 TEXT_MODALITIES = (DSC,)
 
+# One colour per modality in every figure (matplotlib's tab10 order).
+COLOURS = {NAT: "#1f77b4", CLP: "#ff7f0e", SPT: "#2ca02c", LDR: "#d62728", DSC: "#9467bd"}
+
 SPLITS = ("train", "dev", "val")  # dev: carved out of train for model selection
 
 

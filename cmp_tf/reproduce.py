@@ -7,7 +7,8 @@
 Each method is trained as `python -m cmp_tf.train --flagfile=configs/<method>.flags`
 (and once more with --zero_shot), evaluated, and, with --analysis, analysed; the source
 network gives the "BL-PlacesNet" rows. Resumable: rerun the same command. DIR/report.md
-holds Tables 1-5 in the paper's layout (`cmp_tf.experiments.reproduce`).
+holds Tables 1-5 in the paper's layout (`cmp_tf.experiments.reproduce`); DIR/report.html shows
+them as figures, with Figure 5 for BL-Individual and C (`cmp_tf.experiments.page`).
 """
 
 import os
@@ -15,7 +16,7 @@ import os
 from absl import app, flags
 
 from cmp_tf import cli
-from cmp_tf.experiments import reproduce
+from cmp_tf.experiments import page, reproduce
 from cmp_tf.training import recipes
 
 FLAGS = flags.FLAGS
@@ -60,8 +61,8 @@ def main(argv):
       train_flagfiles=FLAGS.train_flagfiles, fixed_budget=FLAGS.fixed_budget,
       seeds=_seeds(FLAGS.seeds), seed_methods=seed_methods,
       dsc_source_row=FLAGS.dsc_source_row, analysis=FLAGS.analysis)
-  print(f"report written to {os.path.join(results['out_dir'], reproduce.REPORT_MD)}",
-        flush=True)
+  print(f"report written to {os.path.join(results['out_dir'], reproduce.REPORT_MD)}; its "
+        f"page: {os.path.join(results['out_dir'], page.PAGE_NAME)}", flush=True)
   return 0 if results["complete"] else 1
 
 

@@ -9,6 +9,7 @@ interruption), then evaluates and exports the run (--noevaluate, --noexport skip
 cmp_tf.training.config.TrainConfig; `--helpfull` lists them.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -105,6 +106,9 @@ def main(argv):
     print(f"cmp_tf.train: training diverged: {e}", file=sys.stderr)
     return 3
   print(f"run finished: {run_dir}", flush=True)
+  if config.evaluate:
+    from cmp_tf.eval import evaluation, page
+    print(f"its page: {os.path.join(run_dir, evaluation.EVAL_DIR, page.PAGE_NAME)}", flush=True)
   return 0
 
 

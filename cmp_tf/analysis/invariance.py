@@ -28,8 +28,6 @@ PROBE_C = 1.0
 TSNE_PERPLEXITY = 30.0
 TSNE_PCA_DIMS = 50
 _MARKERS = ("o", "^", "s", "D")
-MODALITY_COLOURS = {mod_lib.NAT: "#1f77b4", mod_lib.CLP: "#ff7f0e", mod_lib.SPT: "#2ca02c",
-                    mod_lib.LDR: "#d62728", mod_lib.DSC: "#9467bd"}
 
 
 def one_thread():
@@ -165,7 +163,7 @@ def run_invariance(acts, out_dir, *, categories, seed=0, folds=FOLDS,
   plot_tsne(points, modality_ids, [m.upper() for m in names],
             os.path.join(out_dir, pictures["modality"]),
             title=f"{prefix}t-SNE of {tsne_layer}, coloured by modality",
-            colours={m.upper(): MODALITY_COLOURS[m] for m in names if m in MODALITY_COLOURS})
+            colours={m.upper(): mod_lib.COLOURS[m] for m in names if m in mod_lib.COLOURS})
   plot_tsne(points, labels, list(categories), os.path.join(out_dir, pictures["category"]),
             title=f"{prefix}t-SNE of {tsne_layer}, coloured by category")
   return {"probe": probes, "probe_layers": list(probe_layers), "tsne_layer": tsne_layer,

@@ -229,6 +229,7 @@ def saved_results(out_dir, weights_digest):
 def write_page(run, out_dir, results, settings, earlier=None):
   """index.html of the parts' `results` and of `earlier` ones (from an earlier analysis of
   the same weights, left out when a picture of theirs is gone), in the order of PARTS."""
+  from cmp_tf import html_page
   from cmp_tf.analysis import html
   makers = {"invariance": html.invariance_section, "alignment": html.alignment_section,
             "units": html.units_section, "inversion": html.inversion_section}
@@ -249,4 +250,4 @@ def write_page(run, out_dir, results, settings, earlier=None):
               f"fc6/fc7; weights {run.weights_digest}).",
               f"Data: {run.data_dir}; validation examples: {limit} per modality "
               f"(seed {settings['seed']})."]
-  return html.write_index(out_dir, f"Analysis of {run.name}", preamble, sections)
+  return html_page.write_index(out_dir, f"Analysis of {run.name}", preamble, sections)

@@ -12,6 +12,9 @@ source a run directory's run.json names): the paper's "BL-PlacesNet" row of Tabl
 and the "Subsp. Align. + PlacesNet" rows of Tables 1, 2, 4 and 5, on its fc7
 features of the four visual modalities (read through its NAT branch).
 
+The run's page, DIR/eval/index.html (`cmp_tf.eval.page`), shows Figure 5 on this run, the
+query -> target mAP matrices and the dev curves.
+
 Retrieval is exact over all queries unless --num_queries is given (the paper's
 protocol: 1000 random queries); similarity is cosine, AP non-interpolated with ties
 broken pessimistically (`cmp_tf.eval.retrieval`). Output, in DIR/eval (a run) or
@@ -27,7 +30,7 @@ import time
 from cmp_tf import fileio, finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.eval import embeddings, tables, zero_shot
+from cmp_tf.eval import embeddings, page, tables, zero_shot
 from cmp_tf.eval import rows as rows_lib
 from cmp_tf.fileio import file_digest
 from cmp_tf.layer_names import FEATURE_LAYERS
@@ -230,9 +233,10 @@ def evaluate_run(run_dir, *, layers=FEATURE_LAYERS, num_queries=None, seed=0,
       f"Evaluated in {results['wall_time_s']['total']:.1f} s.",
   ]
   _write(eval_dir, results, f"Evaluation of {name}", preamble)
+  page_path = page.write_run_page(eval_dir, results, state, val, data_dir, manifest)
   if progress:
-    print(f"evaluation written to {eval_dir} ({results['wall_time_s']['total']:.1f} s)",
-          flush=True)
+    print(f"evaluation written to {eval_dir} ({results['wall_time_s']['total']:.1f} s); "
+          f"its page: {page_path}", flush=True)
   return results
 
 

@@ -62,7 +62,8 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
   if not rates or any(not r > 0 for r in rates):
     raise ValueError(f"--learning_rates: expected positive rates, got {rates}")
   scores = {m: {} for m in methods}
-  runs = []
+  runs, trained_s = [], []
+  planned = [run_dir_name(method, rate) for rate in rates for method in methods]
   for rate in rates:
     for method in methods:
       name = run_dir_name(method, rate)
@@ -76,9 +77,14 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
         status = _failure(run_dir)  # a diverged run is a result: not trained again
       elif state is None:
         if progress:
-          print(f"== training {name}", flush=True)
+          number = planned.index(name) + 1
+          left = reproduce.runs_left(out_dir, planned[number - 1:])
+          print(reproduce.training_line(name, number, len(planned), left, trained_s),
+                flush=True)
+        run_started = time.perf_counter()
         rc = reproduce.train_logged(
             command, os.path.join(out_dir, reproduce.LOGS_DIR, f"{name}.log"), progress)
+        trained_s.append(time.perf_counter() - run_started)
         state = reproduce.finished_state(run_dir)
         status = "trained" if state is not None else _failure(run_dir, rc)
       scores[method][rate] = score(state) if state is not None else None

@@ -29,7 +29,7 @@ from cmp_tf import fileio, finished_run, paths
 from cmp_tf import modalities as mod_lib
 from cmp_tf.eval import embeddings, tables
 from cmp_tf.eval import rows as rows_lib
-from cmp_tf.experiments import report
+from cmp_tf.experiments import page, report
 from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.training import recipes
 
@@ -132,6 +132,23 @@ def finished_state(run_dir):
     return finished_run.check_finished(run_dir)
   except finished_run.RunError:
     return None
+
+
+def runs_left(out_dir, names):
+  """How many of the runs `names` (under out_dir/runs) have not finished."""
+  return sum(1 for name in names
+             if finished_state(os.path.join(out_dir, RUNS_DIR, name)) is None)
+
+
+def training_line(name, number, total, left, trained_s):
+  """"== training NAME (run k of n; about M min of training left ...)": the estimate is the
+  `left` runs at the mean of this invocation's training times `trained_s` (none yet: no
+  estimate)."""
+  estimate = ""
+  if trained_s:
+    estimate = (f"; about {left * sum(trained_s) / len(trained_s) / 60:.0f} min of "
+                "training left at this invocation's mean per run")
+  return f"== training {name} (run {number} of {total}{estimate})"
 
 
 def train_logged(command, log_path, progress):
@@ -293,13 +310,8 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
       entry["train"] = "kept"
     else:
       if progress:
-        estimate = ""
-        if trained_s:
-          left = sum(1 for p in planned[number - 1:]
-                     if finished_state(os.path.join(out_dir, RUNS_DIR, p.name)) is None)
-          estimate = (f"; about {left * sum(trained_s) / len(trained_s) / 60:.0f} min of "
-                      "training left at this invocation's mean per run")
-        print(f"== training {plan.name} (run {number} of {len(planned)}{estimate}): "
+        left = runs_left(out_dir, [p.name for p in planned[number - 1:]])
+        print(f"{training_line(plan.name, number, len(planned), left, trained_s)}: "
               f"{' '.join(command)}", flush=True)
       run_started = time.perf_counter()
       rc = train_logged(command, os.path.join(out_dir, LOGS_DIR, f"{plan.name}.log"), progress)
@@ -415,4 +427,5 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
   }
   fileio.write_json_atomic(os.path.join(out_dir, RESULTS_JSON), results)
   fileio.write_text_atomic(os.path.join(out_dir, REPORT_MD), markdown)
+  page.write_reproduction_page(out_dir, rows, per_seed, chance, entries)
   return results

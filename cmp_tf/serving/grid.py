@@ -65,12 +65,12 @@ def result_sheet(query_tile, query_caption, hits, thumbnails, *, tile=128, colum
     if frame is not None:
       draw.rectangle([x - 2, y - 2, x + tile + 1, y + tile + 1], outline=frame, width=3)
     for j, line in enumerate(lines):
-      draw.text((x, y + tile + 3 + j * (font_px + 3)), _fit(draw, line, font, tile), fill=INK,
+      draw.text((x, y + tile + 3 + j * (font_px + 3)), fit_text(draw, line, font, tile), fill=INK,
                 font=font)
   return sheet
 
 
-def _fit(draw, text, font, width):
+def fit_text(draw, text, font, width):
   """`text`, shortened with an ellipsis until it fits `width` pixels."""
   if draw.textlength(text, font=font) <= width:
     return text

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cmp_tf import finished_run
+from cmp_tf import html_page as html
 from cmp_tf import modalities as mod_lib
-from cmp_tf.analysis import html
 from cmp_tf.analysis import run_analysis as analyze
 
 # === Fast: input checks and the page ===

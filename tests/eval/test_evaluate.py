@@ -2,15 +2,17 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
-from cmp_tf.eval import embeddings, retrieval, rows, tables, zero_shot
+from cmp_tf.eval import embeddings, page, retrieval, rows, tables, zero_shot
 from cmp_tf.eval import evaluation as evaluate
 
 # === Fast: files, rows and errors without a network ===
@@ -244,6 +246,32 @@ def test_evaluate_run_end_to_end(tiny_run, tiny_data_dir):
   assert all(v is not None for v in saved["rows"]["table5"]["BL-Individual"].values())
   assert saved["chance"]["table4"] == pytest.approx(1 / 6)
   assert set(saved["rows"]["table4"]) == {"BL-Individual", "Subsp. Align. + PlacesNet Finetune"}
+
+  # The page: Figure 5 and the matrices beside it, the heatmap showing Table 1's numbers.
+  page_html = open(os.path.join(eval_dir, "index.html")).read()
+  for png in ("figure5.png", "map_matrices.png"):
+    assert f'src="{png}"' in page_html
+    with Image.open(os.path.join(eval_dir, png)) as image:
+      image.load()
+      assert image.width > 200
+  shown = page.matrices(saved, list(mod_lib.ALL_MODALITIES))
+  assert list(shown) == ["pool5", "fc6", "fc7"]
+  for pair in rows.RETRIEVAL_PAIRS:
+    i, j = (mod_lib.ALL_MODALITIES.index(m) for m in pair)
+    assert shown["fc7"][i, j] == pytest.approx(100 * row[rows.pair_key(pair)])
+  assert np.isnan(np.diag(shown["fc7"])).all()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromedriver") is None,
+                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+def test_the_page_opens_in_headless_chromium_without_errors(tiny_run):
+  from tests import page_browser
+
+  evaluate.evaluate_run(tiny_run, layers=["fc7"], progress=False)
+  opened = page_browser.open_page(os.path.join(tiny_run, "eval", "index.html"))
+  assert opened["errors"] == [] and opened["broken_images"] == []
+  assert opened["images"] >= 2 and "Evaluation of BL-Individual" in opened["title"]
 
 
 @pytest.mark.slow

@@ -131,6 +131,40 @@ def test_results_from_different_datasets_are_refused():
     experiment_report.check_same_data([_results({}, fingerprint="a"), _results({}, fingerprint="b")])
 
 
+def test_the_progress_line_names_the_run_and_estimates_what_is_left(tmp_path):
+  assert reproduce.training_line("c", 1, 4, 4, []) == "== training c (run 1 of 4)"
+  line = reproduce.training_line("c_seed1", 3, 4, 2, [600.0, 1200.0])
+  assert line == ("== training c_seed1 (run 3 of 4; about 30 min of training left at this "
+                  "invocation's mean per run)")
+  done = tmp_path / "runs" / "a"
+  done.mkdir(parents=True)
+  (done / "run.json").write_text(json.dumps({"status": "complete"}))
+  for name in ("spec.json", "final.weights.h5"):
+    (done / name).write_text("")
+  assert reproduce.runs_left(str(tmp_path), ["a", "b"]) == 1
+
+
+def test_the_page_shows_the_merged_rows_with_their_seed_spread(tmp_path):
+  from cmp_tf.experiments import page
+  pairs = rows_lib.RETRIEVAL_PAIRS
+  base = {p: 0.10 for p in pairs}
+  seeds_c = [{p: v for p in pairs} for v in (0.2, 0.3, 0.4)]
+  rows = {"table1": {"BL-Individual": base, "C: Tune + StatReg (GMM)": {p: 0.3 for p in pairs}},
+          "table3": {"BL-Individual": {"pool5": 0.02, "fc6": 0.05, "fc7": 0.10}},
+          "table4_conventional": {"A: Tune": {"clp": 0.5, "dsc": 0.3}},
+          "table4": {"A: Tune": {"clp": 0.1, "dsc": 0.0}}}
+  seeds = {"table1": {"C: Tune + StatReg (GMM)": seeds_c}}
+  means = page.mean_and_spread(rows, seeds, "table1", pairs)
+  assert means["BL-Individual"] == (pytest.approx(10.0), None)
+  assert means["C: Tune + StatReg (GMM)"] == (pytest.approx(30.0), pytest.approx(10.0))
+  path = page.write_reproduction_page(str(tmp_path), rows, seeds, {"table1": 0.05}, entries=[])
+  text = open(path).read()
+  assert 'id="main-figure"' in text and "Table 4: zero-shot, both protocols" in text
+  for png in ("report_table1.png", "report_table3.png", "report_matrices.png",
+              "report_matrices_difference.png", "report_table4.png"):
+    assert f'src="{png}"' in text and (tmp_path / png).stat().st_size > 0
+
+
 # === Slow: two tiny methods trained, evaluated, then resumed ===
 
 
@@ -178,6 +212,11 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert {d["row"] for d in first["alignment_diagnostic"]} == {
       "BL-Individual", reproduce.DSC_SOURCE_ROW, "A: Tune (seed 0)", "A: Tune (seed 1)"}
   assert "| A: Tune (2 seeds) | " in markdown
+  page_html = (out / "report.html").read_text()
+  for png in ("report_table1.png", "report_table3.png", "report_figure5_bl_individual.png"):
+    assert f'src="{png}"' in page_html and (out / png).stat().st_size > 0
+  assert 'id="main-figure"' in page_html
+  assert (out / "runs" / "a_tune" / "eval" / "index.html").is_file()  # each run's own page
 
   weights = out / "runs" / "a_tune" / "final.weights.h5"
   trained_at = os.stat(weights).st_mtime_ns

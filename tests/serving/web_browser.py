@@ -24,7 +24,8 @@ DEFAULT_TEXT = ("I walked along the shore in the sun. The waves were loud and ch
                 "built castles in the sand.")
 
 
-def make_driver(width=1400, height=900):
+def make_driver(width=1400, height=900, console_log=False):
+  """Headless Chromium; `console_log`: keep the page's console for `driver.get_log`."""
   from selenium import webdriver
   from selenium.webdriver.chrome.service import Service
 
@@ -32,6 +33,8 @@ def make_driver(width=1400, height=900):
   for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                    "--disable-gpu", f"--window-size={width},{height}"):
     options.add_argument(argument)
+  if console_log:
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
   binary = shutil.which("chromium") or shutil.which("chromium-browser")
   if binary:
     options.binary_location = binary
