@@ -11,8 +11,9 @@ from cmp_tf import paths
 from cmp_tf.training import config as config_lib
 from cmp_tf.training import plateau, recipes
 
+# data_*: dataset builds; scale_*: given after a method's flagfile to train at another scale.
 METHOD_FLAGFILES = sorted(p for p in paths.CONFIGS_DIR.glob("*.flags")
-                          if not p.name.startswith("data_"))
+                          if not p.name.startswith(("data_", "scale_")))
 
 
 def _parse_flagfile(path, *extra):
@@ -77,6 +78,19 @@ def test_quick_flagfile_is_a_tiny_method_c_run():
   assert config.method == "c"
   assert config.image_variant == "alexnet_tiny" and config.resolved_image_size == 32
   assert config.resolved_data_config().name == "data_tiny.flags"
+
+
+def test_the_places205_scale_flagfile_scales_every_step_count_of_a_method():
+  base = _parse_flagfile(paths.CONFIGS_DIR / "c.flags")
+  scaled = _parse_flagfile(paths.CONFIGS_DIR / "c.flags",
+                           f"--flagfile={paths.CONFIGS_DIR / 'scale_places205.flags'}").validate()
+  assert scaled.method == "c" and scaled.resolved_data_config().name == "data_places205.flags"
+  assert scaled.image_variant == base.image_variant and scaled.batch_size == base.batch_size
+  for name in ("source_steps", "dev_every", "max_stage_steps", "steps", "frozen_steps"):
+    factor = getattr(scaled, name) / getattr(base, name)
+    assert 6.5 <= factor <= 7.0, (name, factor)  # 205 / 30 categories = 6.8
+  assert scaled.plateau_patience == base.plateau_patience
+  assert scaled.plateau_z == base.plateau_z
 
 
 def test_recipes_follow_the_paper():
