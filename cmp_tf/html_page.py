@@ -1,7 +1,7 @@
 """Self-contained HTML pages (analysis, a run's evaluation, a reproduction): numbers as
 tables and pictures linked relatively, so a page's directory can be moved or served as is.
 
-Each part of a page is a `Section`; `write_index` refuses to write a page that links a
+Each part of a page is a `Section`; `write_page` refuses to write a page that links a
 picture missing from its directory.
 """
 
@@ -83,7 +83,7 @@ def page(title, preamble, sections):
   return "\n".join(parts)
 
 
-def write_index(out_dir, title, preamble, sections, name=INDEX_NAME):
+def write_page(out_dir, title, preamble, sections, name=INDEX_NAME):
   """Writes `out_dir`/`name` atomically after checking every linked picture exists."""
   out_dir = os.fspath(out_dir)
   missing = [src for s in sections for src in s.images

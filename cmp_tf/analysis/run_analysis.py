@@ -250,4 +250,4 @@ def write_page(run, out_dir, results, settings, earlier=None):
               f"fc6/fc7; weights {run.weights_digest}).",
               f"Data: {run.data_dir}; validation examples: {limit} per modality "
               f"(seed {settings['seed']})."]
-  return html_page.write_index(out_dir, f"Analysis of {run.name}", preamble, sections)
+  return html_page.write_page(out_dir, f"Analysis of {run.name}", preamble, sections)

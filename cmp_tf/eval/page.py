@@ -95,5 +95,5 @@ def write_run_page(eval_dir, results, state, val_sets, data_dir, manifest):
   preamble = [f"Run: {name}{' (zero-shot)' if results.get('zero_shot') else ''}, "
               f"{results.get('run_dir')}",
               "The numbers of every table: tables.md and results.json beside this page."]
-  return html_page.write_index(eval_dir, f"Evaluation of {name}", preamble, sections,
+  return html_page.write_page(eval_dir, f"Evaluation of {name}", preamble, sections,
                                name=PAGE_NAME)

@@ -169,5 +169,5 @@ def write_reproduction_page(out_dir, rows, seeds, chance, entries):
   sections = [s for s in sections if s is not None]
   preamble = [f"Reproduction in {out_dir}. Every number: report.md and results.json beside "
               "this page; each run's own page: runs/<run>/eval/index.html."]
-  return html_page.write_index(out_dir, "Cross-Modal Scene Networks: reproduction", preamble,
+  return html_page.write_page(out_dir, "Cross-Modal Scene Networks: reproduction", preamble,
                                sections, name=PAGE_NAME)

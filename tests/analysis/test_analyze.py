@@ -62,13 +62,13 @@ def test_page_escapes_text_and_refuses_missing_pictures(tmp_path):
   section = html.Section("Numbers <&>", html.table(["layer", "value"], [["fc7", 0.12345],
                                                                         ["pool5", None]])
                          + html.figure("a.png", "caption"), images=("a.png",))
-  path = html.write_index(str(tmp_path), "Title <b>", ["line & more"], [section])
+  path = html.write_page(str(tmp_path), "Title <b>", ["line & more"], [section])
   text = open(path, encoding="utf-8").read()
   assert "Title &lt;b&gt;" in text and "Numbers &lt;&amp;&gt;" in text
   assert "<td>0.123</td>" in text and "&ndash;" in text and 'src="a.png"' in text
   missing = html.Section("More", html.figure("b.png"), images=("b.png",))
   with pytest.raises(FileNotFoundError, match="b.png"):
-    html.write_index(str(tmp_path), "Title", [], [section, missing])
+    html.write_page(str(tmp_path), "Title", [], [section, missing])
 
 
 def _saved(probe, fractions, objects):
