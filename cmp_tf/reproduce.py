@@ -3,12 +3,16 @@
   python -m cmp_tf.reproduce --out=DIR [--data_dir=DATA] [--methods=all]
       [--zero_shot=true] [--num_queries=N] [--seed=0] [--train_flagfiles=FILE,...]
       [--analysis=true] [--fixed_budget] [--seeds=0,1,2 --seed_methods=bl_individual,c]
+      [--records=DIR]
 
 Each method is trained as `python -m cmp_tf.train --flagfile=configs/<method>.flags`
 (and once more with --zero_shot), evaluated, and, with --analysis, analysed; the source
 network gives the "BL-PlacesNet" rows. Resumable: rerun the same command. DIR/report.md
 holds Tables 1-5 in the paper's layout (`cmp_tf.experiments.reproduce`); DIR/report.html shows
 them as figures, with Figure 5 for BL-Individual and C (`cmp_tf.experiments.page`).
+With --records=DIR every evaluated run leaves a record there (no weights); commit it, and
+the same command on another machine takes those runs from their records instead of training
+them again (`cmp_tf.experiments.records`).
 """
 
 import os
@@ -39,6 +43,9 @@ flags.DEFINE_list("seeds", ["0"], "Training seeds (each run's --seed); the metho
 flags.DEFINE_list("seed_methods", ["all"], "Methods trained at every seed of --seeds, or all.")
 flags.DEFINE_boolean("dsc_source_row", True, "Also train BL-Individual with DSC's upper layers "
                      "copied from the source network (--dsc_upper_init=source), one more row.")
+flags.DEFINE_string("records", "", "Directory of run records (JSON, no weights): each "
+                    "evaluated run is recorded there, and a run with no finished directory "
+                    "here is taken from its record when its configuration matches.")
 flags.DEFINE_boolean("analysis", True, "Also analyse every normal run (modality probe, "
                      "unit alignment) and compare the methods in the report.")
 
@@ -60,7 +67,8 @@ def main(argv):
       data_dir=FLAGS.data_dir or None, num_queries=FLAGS.num_queries, seed=FLAGS.seed,
       train_flagfiles=FLAGS.train_flagfiles, fixed_budget=FLAGS.fixed_budget,
       seeds=_seeds(FLAGS.seeds), seed_methods=seed_methods,
-      dsc_source_row=FLAGS.dsc_source_row, analysis=FLAGS.analysis)
+      dsc_source_row=FLAGS.dsc_source_row, records_dir=FLAGS.records or None,
+      analysis=FLAGS.analysis)
   print(f"report written to {os.path.join(results['out_dir'], reproduce.REPORT_MD)}; its "
         f"page: {os.path.join(results['out_dir'], page.PAGE_NAME)}", flush=True)
   return 0 if results["complete"] else 1

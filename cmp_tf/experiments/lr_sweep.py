@@ -16,7 +16,7 @@ import re
 import time
 
 from cmp_tf import fileio, finished_run
-from cmp_tf.experiments import reproduce
+from cmp_tf.experiments import records, reproduce
 from cmp_tf.training import config as config_lib
 from cmp_tf.training import recipes
 
@@ -52,11 +52,14 @@ def choose(scores):
 
 
 def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfiles=(),
-          progress=True):
+          records_dir=None, progress=True):
   """Trains every (method, rate) not finished yet, rate by rate; writes the report.
-  `train_flagfiles` are read by every run after its method's flagfile."""
+  `train_flagfiles` are read by every run after its method's flagfile; `records_dir` keeps
+  a record of every finished or diverged run and supplies the runs recorded there with the
+  same configuration (`cmp_tf.experiments.records`)."""
   started = time.perf_counter()
   out_dir = os.path.abspath(os.fspath(out_dir))
+  records_dir = os.path.abspath(records_dir) if records_dir else None
   methods = swept_methods(reproduce.parse_methods(list(methods)))
   rates = [float(r) for r in rates]
   if not rates or any(not r > 0 for r in rates):
@@ -73,7 +76,12 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
       command.append(f"--learning_rate={rate}")
       state = reproduce.finished_state(run_dir)
       status = "kept"
-      if state is None and _failure(run_dir).startswith("diverged"):
+      record = None if state is not None else records.find_run_record(
+          records_dir, name, command[3:])
+      if record is not None:
+        state = record["run_json"] if record["run_json"].get("status") == "complete" else None
+        status = records.trained_on(record) if state else _failure_of(record["run_json"])
+      elif state is None and _failure(run_dir).startswith("diverged"):
         status = _failure(run_dir)  # a diverged run is a result: not trained again
       elif state is None:
         if progress:
@@ -88,6 +96,8 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
         state = reproduce.finished_state(run_dir)
         status = "trained" if state is not None else _failure(run_dir, rc)
       scores[method][rate] = score(state) if state is not None else None
+      if records_dir and record is None and (state or status.startswith("diverged")):
+        records.write_run_record(records_dir, name, state or _run_json(run_dir))
       runs.append({"method": method, "rate": rate, "run_dir": run_dir, "status": status,
                    "score": scores[method][rate],
                    "training": finished_run.training_summary(state) if state else None,
@@ -96,13 +106,20 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
   return _write(out_dir, methods, rates, scores, runs, started)
 
 
-def _failure(run_dir, rc=None):
-  """"diverged: <message>" when run.json says so, else "failed (...)"."""
+def _run_json(run_dir):
   path = os.path.join(run_dir, finished_run.RUN_JSON)
-  state = fileio.read_json(path) if os.path.isfile(path) else None
+  return fileio.read_json(path) if os.path.isfile(path) else None
+
+
+def _failure_of(state, rc=None):
+  """"diverged: <message>" when run.json `state` says so, else "failed (...)"."""
   if state and state.get("status") == "diverged":
     return f"diverged: {state.get('error', '')}"
   return f"failed (exit status {rc})" if rc is not None else "failed"
+
+
+def _failure(run_dir, rc=None):
+  return _failure_of(_run_json(run_dir), rc)
 
 
 def _write(out_dir, methods, rates, scores, runs, started):

@@ -29,7 +29,7 @@ from cmp_tf import fileio, finished_run, paths
 from cmp_tf import modalities as mod_lib
 from cmp_tf.eval import embeddings, tables
 from cmp_tf.eval import rows as rows_lib
-from cmp_tf.experiments import page, report
+from cmp_tf.experiments import page, records, report, stops
 from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.training import recipes
 
@@ -166,17 +166,39 @@ def train_logged(command, log_path, progress):
     return process.wait()
 
 
+def _same_protocol(results, *, num_queries, seed, layers, sa):
+  """Whether evaluation `results` were computed under this protocol."""
+  protocol = results.get("protocol", {})
+  return (protocol.get("num_queries") == num_queries and protocol.get("seed") == seed
+          and results.get("layers") == list(layers)
+          and protocol.get("chance") == rows_lib.CHANCE_DEFINITION
+          and bool(results.get("subspace_alignment")) == sa)
+
+
 def _current(results_path, *, digest, num_queries, seed, layers, sa):
   """The kept results.json when it matches these weights and this protocol, else None."""
   if not os.path.isfile(results_path):
     return None
   results = fileio.read_json(results_path)
-  protocol = results.get("protocol", {})
-  same = (results.get("weights_digest") == digest and protocol.get("num_queries") == num_queries
-          and protocol.get("seed") == seed and results.get("layers") == list(layers)
-          and protocol.get("chance") == rows_lib.CHANCE_DEFINITION
-          and bool(results.get("subspace_alignment")) == sa)
+  same = results.get("weights_digest") == digest and _same_protocol(
+      results, num_queries=num_queries, seed=seed, layers=layers, sa=sa)
   return results if same else None
+
+
+def _usable_record(records_dir, plan, command, *, num_queries, seed):
+  """The record of a planned run that has no finished run directory here, when it was
+  trained with the same configuration and evaluated under this protocol; else None."""
+  record = records.find_run_record(records_dir, plan.name, command[3:])
+  if record is None or not record.get("results") or not _same_protocol(
+      record["results"], num_queries=num_queries, seed=seed, layers=FEATURE_LAYERS,
+      sa=plan.subspace_alignment):
+    return None
+  return record
+
+
+def _relabelled(row, label):
+  """A recorded report row under this reproduction's label of its run."""
+  return None if row is None else {**row, "row": label}
 
 
 def _evaluate_run(run_dir, *, sa, num_queries, seed, progress):
@@ -240,6 +262,61 @@ def _diagnose_run(run_dir, name, layer="fc7"):
                                                                            scores))
 
 
+def _take_record(record, plan, entry, label, normal, zero, diagnostics_rows, analysed):
+  """Fills a planned run's entry and report rows from its record (`analysed`: None when the
+  reproduction analyses nothing)."""
+  state = record["run_json"]
+  entry.update(train=records.trained_on(record), evaluate="record",
+               train_s=state.get("train_wall_time_s"),
+               training=finished_run.training_summary(state),
+               evaluate_s=record["results"]["wall_time_s"]["total"])
+  results = record["results"]
+  if plan.extra_flags:
+    results = report.renamed(results, plan.row)
+  (zero if plan.zero_shot else normal).append(results)
+  if not plan.zero_shot and record.get("diagnostic"):
+    diagnostics_rows.append(_relabelled(record["diagnostic"], label))
+  if analysed is not None and not plan.zero_shot and record.get("analysis"):
+    entry["analyse"] = "record"
+    analysed.append(_relabelled(record["analysis"], entry["row"]))
+
+
+def _source_rows(runs, out_dir, entries, *, records_dir, num_queries, seed, progress):
+  """The source network's results (BL-PlacesNet rows), evaluated here when the network and
+  its dataset are on this machine, else from its record; None when neither is (an entry
+  says so). Appends the source's entry to `entries`."""
+  used = [s for s in runs.values() if s.get("source")]
+  if not used:
+    return None
+  here = [s for s in used if os.path.isdir(s["source"]["directory"])
+          and os.path.isdir(s.get("data_dir") or "")]
+  entry = {"run": SOURCE_DIR, "row": "BL-PlacesNet, Subsp. Align. + PlacesNet",
+           "setting": "both"}
+  if here:
+    source_dir = here[0]["source"]["directory"]
+    if progress:
+      print(f"== evaluating the source network {source_dir}", flush=True)
+    results, status = _evaluate_source(
+        source_dir, here[0].get("data_dir"), os.path.join(out_dir, SOURCE_DIR),
+        num_queries=num_queries, seed=seed, progress=progress)
+    info = fileio.read_json(os.path.join(source_dir, "source.json"))
+    if records_dir:
+      records.write_source_record(records_dir, source_dir, results, info)
+  else:
+    record = records.find_source_record(records_dir, used[0]["source"]["directory"])
+    if record is None or not _same_protocol(record["results"], num_queries=num_queries,
+                                            seed=seed, layers=["fc7"], sa=True):
+      entries.append({**entry, "train": "missing",
+                      "evaluate": "not evaluated: the source network is not on this "
+                                  "machine and has no record under this protocol"})
+      return None
+    results, status, info = record["results"], "record", record["source_json"]
+  entries.append({**entry, "train": f"source network ({info.get('origin')})",
+                  "train_s": (info.get("training") or {}).get("wall_time_s"),
+                  "evaluate": status, "evaluate_s": results["wall_time_s"]["total"]})
+  return results
+
+
 def _check_inputs(out_dir, data_dir, train_flagfiles):
   for path in train_flagfiles:
     if not os.path.isfile(path):
@@ -253,7 +330,7 @@ def _check_inputs(out_dir, data_dir, train_flagfiles):
 
 def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir=None,
               num_queries=None, seed=0, train_flagfiles=(), fixed_budget=False,
-              seeds=(0,), seed_methods=None, dsc_source_row=True,
+              seeds=(0,), seed_methods=None, dsc_source_row=True, records_dir=None,
               python=sys.executable, analysis=True, progress=True):
   """Trains and evaluates every row, then writes DIR/report.md and DIR/results.json.
 
@@ -271,6 +348,9 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     seed_methods: the methods trained at every seed (normal setting); None: all. The
       data, the source network and its priors are the same for every seed.
     dsc_source_row: also train BL-Individual with --dsc_upper_init=source (one more row).
+    records_dir: keep a record of every evaluated run and of the source network here
+      (`cmp_tf.experiments.records`), and take a run that has no finished directory here
+      from its record when it matches (commit the directory to continue on another machine).
     python: the interpreter that runs `cmp_tf.train`.
     analysis: also analyse every normal run (modality probe, unit alignment) and compare.
 
@@ -282,6 +362,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
   out_dir = os.path.abspath(os.fspath(out_dir))
   data_dir = os.path.abspath(data_dir) if data_dir else None
   train_flagfiles = [os.path.abspath(f) for f in train_flagfiles]
+  records_dir = os.path.abspath(records_dir) if records_dir else None
   methods = parse_methods(list(methods))
   _check_inputs(out_dir, data_dir, train_flagfiles)
   planned = plan_runs(methods, zero_shot=zero_shot, seeds=seeds, seed_methods=seed_methods,
@@ -306,6 +387,13 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
              "run_dir": run_dir, "command": " ".join(command[1:])}
     entries.append(entry)
     state = finished_state(run_dir)
+    record = None if state is not None else _usable_record(
+        records_dir, plan, command, num_queries=num_queries, seed=seed)
+    if record is not None:
+      _take_record(record, plan, entry, label, normal, zero, diagnostics_rows,
+                   analysed if analysis else None)
+      runs[plan.name] = record["run_json"]
+      continue
     if state is not None:
       entry["train"] = "kept"
     else:
@@ -334,40 +422,41 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     if plan.extra_flags:
       results = report.renamed(results, plan.row)
     (zero if plan.zero_shot else normal).append(results)
+    diagnostic = row = None
     if not plan.zero_shot:
-      diagnostics_rows.append(_diagnose_run(run_dir, label))
+      diagnostic = _diagnose_run(run_dir, label)
+      diagnostics_rows.append(diagnostic)
     if analysis and not plan.zero_shot:
       if progress:
         print(f"== analysing {plan.name}", flush=True)
       row = _analyse_run(run_dir, entry, seed=seed, progress=progress)
       if row is not None:
         analysed.append(row)
+    if records_dir:
+      records.write_run_record(records_dir, plan.name, state, results=results,
+                               diagnostic=diagnostic, analysis=row)
 
-  source_results = None
   source_dirs = sorted({s["source"]["directory"] for s in runs.values() if s.get("source")})
-  if source_dirs:
-    first = next(s for s in runs.values() if s.get("source"))
-    if progress:
-      print(f"== evaluating the source network {source_dirs[0]}", flush=True)
-    source_results, status = _evaluate_source(
-        source_dirs[0], first.get("data_dir"), os.path.join(out_dir, SOURCE_DIR),
-        num_queries=num_queries, seed=seed, progress=progress)
-    info = fileio.read_json(os.path.join(source_dirs[0], "source.json"))
-    entries.append({"run": SOURCE_DIR, "row": "BL-PlacesNet, Subsp. Align. + PlacesNet",
-                    "setting": "both", "train": f"source network ({info.get('origin')})",
-                    "train_s": (info.get("training") or {}).get("wall_time_s"),
-                    "evaluate": status, "evaluate_s": source_results["wall_time_s"]["total"]})
+  source_results = _source_rows(runs, out_dir, entries, records_dir=records_dir,
+                                num_queries=num_queries, seed=seed, progress=progress)
+  if source_results is not None:
     normal.append(source_results)
     if zero_shot:
       zero.append(source_results)
 
+  stop_rows = [r for e in entries if e["run"] in runs
+               for r in stops.stage_rows(
+                   e["run"], e["table_row"] + (" (zero-shot)" if e["setting"] == "zero-shot"
+                                               else ""), e["seed"], runs[e["run"]])]
   return _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures,
                        num_queries=num_queries, seed=seed, started=started,
-                       analysis_rows=analysed, diagnostic_rows=diagnostics_rows)
+                       analysis_rows=analysed, diagnostic_rows=diagnostics_rows,
+                       stop_rows=stop_rows)
 
 
 def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, failures, *,
-                  num_queries, seed, started, analysis_rows=(), diagnostic_rows=()):
+                  num_queries, seed, started, analysis_rows=(), diagnostic_rows=(),
+                  stop_rows=()):
   fingerprint = report.check_same_data(normal + zero)
   rows = report.merge_rows(normal, zero)
   chance = report.merge_chance(normal, zero)
@@ -409,6 +498,8 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
   if analysis_rows:
     markdown += "\n" + report.analysis_markdown(analysis_rows)
   markdown += "\n" + report.protocol_markdown(entries, rows)
+  if stop_rows:
+    markdown += "\n" + stops.stops_markdown(stop_rows)
   markdown += "\n" + report.wall_time_markdown(entries)
   markdown += ("\nA run's training time is that of the invocation that finished it; the first "
                "run to need the source network also trained it (or loaded it from the cache).\n")
@@ -420,7 +511,7 @@ def _write_report(out_dir, entries, normal, zero, source_results, source_dirs, f
       "protocol": any_results["protocol"] if any_results else None, "chance": chance,
       "rows": tables.rows_to_json(rows), "tables": {t.title: t.to_dict() for t in built},
       "ratios": ratio_values, "alignment_diagnostic": list(diagnostic_rows),
-      "analysis": list(analysis_rows), "source_dirs": source_dirs,
+      "analysis": list(analysis_rows), "stops": list(stop_rows), "source_dirs": source_dirs,
       "source_evaluation": os.path.join(out_dir, SOURCE_DIR) if source_results else None,
       "runs": entries, "wall_time_s": total,
       "training_seeds": sorted({e["seed"] for e in entries if "seed" in e}),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -179,7 +180,7 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   out = tmp_path / "out"
   kwargs = dict(methods=["bl_individual", "a_tune"], zero_shot=False, data_dir=tiny_data_dir,
                 train_flagfiles=[str(flagfile)], seeds=[0, 1], seed_methods=["a_tune"],
-                progress=False)
+                records_dir=tmp_path / "records", progress=False)
   first = reproduce.reproduce(out, **kwargs)
   assert first["complete"] and [e["train"] for e in first["runs"]][:4] == ["trained"] * 4
   assert set(first["rows"]["table1"]) == {
@@ -208,6 +209,8 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert training["a_tune"][0]["drift"]["from_source"]["fc7"] == 0.0  # A's upper is frozen
   assert training["bl_individual"][0]["drift"]["from_source"]["fc7"] > 0
   assert "Alignment diagnostic (fc7 mAP, percent)" in markdown
+  assert "The stop step over seeds" in markdown and "| A: Tune | 0 (tune) | 2 | " in markdown
+  assert {(r["run"], r["stage"]) for r in first["stops"]} >= {("a_tune", 0), ("a_tune_seed1", 0)}
   assert "DSC: queries / within" in markdown
   assert {d["row"] for d in first["alignment_diagnostic"]} == {
       "BL-Individual", reproduce.DSC_SOURCE_ROW, "A: Tune (seed 0)", "A: Tune (seed 1)"}
@@ -234,6 +237,65 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert second["rows"] == first["rows"]
   assert json.loads((out / "results.json").read_text())["rows"] == second["rows"]
 
+  # Another machine: no run directories, no source network; only the committed records.
+  shutil.rmtree(out / "runs")
+  shutil.rmtree(tmp_path / "cache" / "source")
+  third = reproduce.reproduce(tmp_path / "elsewhere", **kwargs)
+  statuses = {e["run"]: (e["train"], e["evaluate"]) for e in third["runs"]}
+  trained_on = statuses["a_tune"][0]
+  assert trained_on.startswith("record, trained on ")
+  assert statuses == {name: (trained_on, "record") for name in (
+      "bl_individual", "a_tune", "bl_individual_dsc_source", "a_tune_seed1")} | {
+      "source": ("source network (trained)", "record")}
+  assert third["rows"] == first["rows"]
+  assert third["alignment_diagnostic"] == second["alignment_diagnostic"]
+  assert not (tmp_path / "elsewhere" / "runs").exists()  # nothing was trained
+
+
+def test_a_record_is_taken_only_for_the_configuration_it_was_trained_with(tmp_path):
+  from cmp_tf.experiments import records
+  args = reproduce.train_command("c", False, str(tmp_path / "runs" / "c"), seed=1)[3:]
+  config = records.planned_config(args)
+  assert config["method"] == "c" and config["seed"] == 1 and "run_dir" not in config
+  state = {"status": "complete", "config": {**config, "run_dir": "/elsewhere/runs/c",
+                                            "cache_dir": "/elsewhere/.cache"},
+           "runtime": {"cpu": "Some CPU"}}
+  records.write_run_record(tmp_path / "records", "c", state, results={"rows": {}})
+  found = records.find_run_record(tmp_path / "records", "c", args)
+  assert found["run_json"] == state and records.trained_on(found) == (
+      "record, trained on Some CPU")
+  assert records.find_run_record(tmp_path / "records", "c", [*args, "--seed=2"]) is None
+  assert records.find_run_record(tmp_path / "records", "a_tune", args) is None
+  assert records.find_run_record(None, "c", args) is None
+
+
+def _history(means):
+  return [{"step": 100 * (i + 1), "mean": m} for i, m in enumerate(means)]
+
+
+def test_the_earlier_rule_is_replayed_on_a_recorded_dev_curve():
+  from cmp_tf.experiments import stops
+  # Best 0.50 at step 200; 0.503 is within 0.005 of it; four evaluations without a gain.
+  curve = _history([0.40, 0.50, 0.503, 0.49, 0.50, 0.502, 0.60])
+  assert stops.earlier_rule_stop(curve, 2500) == (600, 200, 0.50)
+  assert stops.earlier_rule_stop(curve[:5], 2500) is None  # the history ends first
+  assert stops.earlier_rule_stop(_history([0.1, 0.2, 0.3]), 300) == (300, 300, 0.3)  # cap
+  state = {"stages": [
+      {"name": "frozen", "steps": 700, "best_step": 700, "stop_reason": "cap",
+       "max_steps": 700, "dev_history": curve},
+      {"name": "gmm", "steps": 300, "best_step": 300, "stop_reason": "cap", "max_steps": 300,
+       "dev_history": _history([0.6, 0.61, 0.62])}]}
+  rows = stops.stage_rows("c", "C", 0, state)
+  assert [(r["steps"], r["earlier_steps"], r["earlier_best_step"]) for r in rows] == [
+      (700, 600, 200), (300, 300, 300)]
+  assert rows[0]["earlier_exact"] and not rows[1]["earlier_exact"]  # other weights carried
+  assert rows[0]["dev_mean"] == 0.60
+  seed1 = stops.stage_rows("c_seed1", "C", 1, {"stages": [dict(state["stages"][0],
+                                                              steps=500, best_step=500)]})
+  markdown = stops.stops_markdown(rows + seed1)
+  assert "| C | 0 (frozen) | 2 | 600 ± 141 (500-700) | 600 ± 0 (600-600) |" in markdown
+  assert "| c | 1 (gmm) | 300 (cap) | 300 | 62.0 | 300 ≈ | 300 ≈ | 62.0 ≈ |" in markdown
+
 
 # === The learning-rate sweep ===
 
@@ -257,7 +319,7 @@ def test_sweep_trains_every_rate_and_writes_its_report(tiny_data_dir, tmp_path):
       "--source_batch_size=4", "--strategy=default"]) + "\n")
   result = lr_sweep.sweep(tmp_path / "sweep", methods=["a_tune"], rates=[0.01, 0.001],
                           data_dir=tiny_data_dir, train_flagfiles=[str(flagfile)],
-                          progress=False)
+                          records_dir=tmp_path / "records", progress=False)
   scores = result["scores"]["a_tune"]
   assert set(scores) == {"0.01", "0.001"} and all(0 <= s <= 1 for s in scores.values())
   assert result["chosen"]["a_tune"] in (0.01, 0.001)
@@ -268,6 +330,12 @@ def test_sweep_trains_every_rate_and_writes_its_report(tiny_data_dir, tmp_path):
                          data_dir=tiny_data_dir, train_flagfiles=[str(flagfile)],
                          progress=False)
   assert [r["status"] for r in again["runs"]] == ["kept", "kept"]
+  shutil.rmtree(tmp_path / "sweep")  # another machine, with the records only
+  elsewhere = lr_sweep.sweep(tmp_path / "elsewhere", methods=["a_tune"], rates=[0.01, 0.001],
+                             data_dir=tiny_data_dir, train_flagfiles=[str(flagfile)],
+                             records_dir=tmp_path / "records", progress=False)
+  assert [r["status"].split(",")[0] for r in elsewhere["runs"]] == ["record", "record"]
+  assert elsewhere["scores"] == result["scores"]
 
 
 def test_a_diverged_sweep_run_is_kept_and_shown_as_such(tmp_path):
