@@ -58,19 +58,25 @@ def write_run_record(records_dir, name, state, **parts):
 
 
 def find_run_record(records_dir, name, train_args):
-  """The record of run `name` when it was trained as `train_args` would train it, else None.
+  """The record of a run trained as `train_args` would train it: `name`'s, else any run's
+  of the same configuration (a sweep's run at a method's chosen rate is its reproduction
+  run); None when there is none.
 
   A record of another configuration (a flagfile changed since) is not used: the run is
   trained again and its record replaced."""
-  if not records_dir:
+  if not records_dir or not os.path.isdir(records_dir):
     return None
-  path = record_path(records_dir, name)
-  if not os.path.isfile(path):
-    return None
-  record = fileio.read_json(path)
-  if record.get("format_version") != RECORD_FORMAT:
-    return None
-  return record if record.get("config") == planned_config(train_args) else None
+  wanted = planned_config(train_args)
+  first = record_path(records_dir, name)
+  others = sorted(os.path.join(records_dir, f) for f in os.listdir(records_dir)
+                  if f.endswith(".json") and not f.startswith(SOURCE_PREFIX))
+  for path in [first] + [p for p in others if p != first]:
+    if not os.path.isfile(path):
+      continue
+    record = fileio.read_json(path)
+    if record.get("format_version") == RECORD_FORMAT and record.get("config") == wanted:
+      return record
+  return None
 
 
 def trained_on(record):

@@ -265,7 +265,9 @@ def test_a_record_is_taken_only_for_the_configuration_it_was_trained_with(tmp_pa
   assert found["run_json"] == state and records.trained_on(found) == (
       "record, trained on Some CPU")
   assert records.find_run_record(tmp_path / "records", "c", [*args, "--seed=2"]) is None
-  assert records.find_run_record(tmp_path / "records", "a_tune", args) is None
+  assert records.find_run_record(tmp_path / "records", "a_tune", [*args, "--seed=2"]) is None
+  # The same configuration under another name (a sweep's run at the rate a method uses).
+  assert records.find_run_record(tmp_path / "records", "c_lr0.001", args)["run"] == "c"
   assert records.find_run_record(None, "c", args) is None
 
 
