@@ -43,6 +43,18 @@ def planned_config(train_args):
   return comparable_config(dataclasses.asdict(config))
 
 
+def same_config(recorded, wanted):
+  """Whether a recorded configuration is the wanted one. A setting added to TrainConfig
+  after the record was written matches when it is at its default (a new setting's default
+  is the behaviour before it existed)."""
+  from cmp_tf.training import config as config_lib
+  defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
+  if set(recorded) - set(wanted):
+    return False
+  return all(recorded[k] == v if k in recorded else v == defaults.get(k, object())
+             for k, v in wanted.items())
+
+
 def record_path(records_dir, name):
   return os.path.join(records_dir, f"{name}.json")
 
@@ -74,7 +86,8 @@ def find_run_record(records_dir, name, train_args):
     if not os.path.isfile(path):
       continue
     record = fileio.read_json(path)
-    if record.get("format_version") == RECORD_FORMAT and record.get("config") == wanted:
+    if record.get("format_version") == RECORD_FORMAT and same_config(
+        record.get("config", {}), wanted):
       return record
   return None
 

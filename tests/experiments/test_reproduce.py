@@ -266,6 +266,11 @@ def test_a_record_is_taken_only_for_the_configuration_it_was_trained_with(tmp_pa
       "record, trained on Some CPU")
   assert records.find_run_record(tmp_path / "records", "c", [*args, "--seed=2"]) is None
   assert records.find_run_record(tmp_path / "records", "a_tune", [*args, "--seed=2"]) is None
+  # A setting added since the record matches at its default, not at another value.
+  older = {k: v for k, v in config.items() if k != "plateau_z"}
+  assert records.same_config(older, config)
+  assert not records.same_config(older, {**config, "plateau_z": 2.0})
+  assert not records.same_config({**config, "removed_setting": 1}, config)
   # The same configuration under another name (a sweep's run at the rate a method uses).
   assert records.find_run_record(tmp_path / "records", "c_lr0.001", args)["run"] == "c"
   assert records.find_run_record(None, "c", args) is None
