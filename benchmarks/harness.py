@@ -68,7 +68,7 @@ def stage_spec(stage, size, *, priors=True, dropout=0.5):
   spec = spec_lib.CrossModalSpec(
       modalities=tuple(stage.modalities), num_classes=size.num_classes,
       image_variant=size.variant, image_size=size.image_size, text_dim=size.text_dim,
-      share_upper=stage.share_upper, dropout=dropout)
+      share_upper=stage.share_upper, dropout=dropout, exposed_layers=stage.aligned_layers)
   if not (priors and stage.priors):
     return spec
   layouts = {}
@@ -136,7 +136,8 @@ def build_stage_step(name, stage, size, strategy, *, batch_size=None, input_iter
   job = stages.stage_job(
       stage, model, index=0, per_replica_batch=size.batch_size, make_dataset=None,
       checkpoint_dir="", prior_weights={u.layer: u.weight for u in with_priors},
-      loop=stages.LoopSettings(checkpoint_every=1, jit_compile=jit_compile, progress=False))
+      loop=stages.LoopSettings(checkpoint_every=1, jit_compile=jit_compile, progress=False),
+      discriminators=stages.build_discriminators(stage, model, strategy, seed))
   variables = job.trainable_variables
   with strategy.scope():
     optimizer = trainer.make_optimizer(stage.learning_rate, stage.momentum)

@@ -1,6 +1,7 @@
 """Training throughput and utilisation of every method, against a large matmul's rate.
 
   python -m benchmarks.training [--size=default|full|tiny] [--methods=c,...]
+  python -m benchmarks.training --methods=a_tune_free,coral,mmd,dann,cdann,supcon  # the terms' cost
       [--jit_compile] [--inter_op_threads=N --intra_op_threads=N] [--profile]
 
 Times the trainer's own step (cmp_tf.training.trainer.build_train_step) of every stage
@@ -27,6 +28,7 @@ import time
 from absl import app, flags
 
 from benchmarks import common, harness, op_profile
+from cmp_tf.training import recipes
 
 FLAGS = flags.FLAGS
 DEFAULT_METHODS = ("source", "bl_individual", "bl_shared_upper", "bl_shared_upper_scratch",
@@ -63,7 +65,8 @@ def define_flags():
 def _stage_key(stage):
   """What a stage computes: two stages with one key run the same step."""
   return (tuple(stage.modalities), stage.share_upper, stage.freeze_upper,
-          tuple((u.kind, u.layer) for u in stage.priors))
+          tuple((u.kind, u.layer) for u in stage.priors),
+          tuple((a.term, a.layer) for a in stage.alignment))
 
 
 def run_benchmark(*, size, methods, steps, rounds, jit_compile=False, strategy_name="mirrored",
@@ -269,10 +272,11 @@ def main(argv):
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
   if FLAGS.deterministic:
     tf.config.experimental.enable_op_determinism()
+  known = ("source", *recipes.METHOD_NAMES)
   for method in FLAGS.methods:
-    if method not in DEFAULT_METHODS:
+    if method not in known:
       raise app.UsageError(f"--methods: unknown method {method!r}; expected some of "
-                           f"{', '.join(DEFAULT_METHODS)}")
+                           f"{', '.join(known)}")
   if FLAGS.steps < 1 or FLAGS.rounds < 1:
     raise app.UsageError("--steps and --rounds must be >= 1")
   size = harness.get_size(FLAGS.size, FLAGS.batch_size)

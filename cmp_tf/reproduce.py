@@ -26,8 +26,8 @@ from cmp_tf.training import recipes
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Reproduction directory.", required=True)
 flags.DEFINE_string("data_dir", "", "Dataset; default: the trainer's default dataset.")
-flags.DEFINE_list("methods", ["all"], "Methods to train and evaluate, or all: "
-                  + ", ".join(recipes.METHOD_NAMES))
+flags.DEFINE_list("methods", ["all"], "Methods to train and evaluate, or the groups all, "
+                  "paper, alignment: " + ", ".join(recipes.METHOD_NAMES))
 flags.DEFINE_boolean("zero_shot", True, "Also train every method zero-shot (Tables 4, 5).")
 flags.DEFINE_integer("num_queries", None, "Random queries per pair (the paper: 1000); "
                      "default: every validation example is a query.")

@@ -21,7 +21,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Sweep directory.", required=True)
 flags.DEFINE_list("learning_rates", [f"{r:g}" for r in lr_sweep.DEFAULT_RATES],
                   "Candidate rates, trained in this order.")
-flags.DEFINE_list("methods", ["all"], "Methods, or all: " + ", ".join(recipes.METHOD_NAMES))
+flags.DEFINE_list("methods", ["all"], "Methods, or the groups all, paper, alignment: "
+                  + ", ".join(recipes.METHOD_NAMES))
 flags.DEFINE_string("data_dir", "", "Dataset; default: the trainer's default dataset.")
 flags.DEFINE_string("records", "", "Directory of run records (JSON, no weights): each "
                     "finished or diverged run is recorded there, and a run with no finished "

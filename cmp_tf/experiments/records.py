@@ -44,15 +44,10 @@ def planned_config(train_args):
 
 
 def same_config(recorded, wanted):
-  """Whether a recorded configuration is the wanted one. A setting added to TrainConfig
-  after the record was written matches when it is at its default (a new setting's default
-  is the behaviour before it existed)."""
+  """Whether a recorded configuration is the wanted one (`TrainConfig` settings added since
+  the record was written match at their defaults)."""
   from cmp_tf.training import config as config_lib
-  defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
-  if set(recorded) - set(wanted):
-    return False
-  return all(recorded[k] == v if k in recorded else v == defaults.get(k, object())
-             for k, v in wanted.items())
+  return not config_lib.settings_diff(recorded, wanted)
 
 
 def record_path(records_dir, name):

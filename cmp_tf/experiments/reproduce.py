@@ -45,16 +45,20 @@ DSC_SOURCE_ROW = "BL-Individual, DSC upper from the source network"
 DSC_SOURCE_FLAGS = ("--dsc_upper_init=source",)
 
 
+METHOD_GROUPS = {"all": recipes.METHOD_NAMES, "paper": recipes.PAPER_METHODS,
+                 "alignment": recipes.ALIGNMENT_METHODS}
+
+
 def parse_methods(names):
-  """Method ids from a list of names; "all" is every method of the paper."""
+  """Method ids from a list of names and groups: "all" is every method, "paper" the
+  paper's eight, "alignment" the five multi-domain alignment methods."""
   names = [n.strip() for n in names if n.strip()]
-  if names == ["all"]:
-    return list(recipes.METHOD_NAMES)
-  unknown = [n for n in names if n not in recipes.METHODS]
+  expanded = [m for n in names for m in METHOD_GROUPS.get(n, (n,))]
+  unknown = [n for n in expanded if n not in recipes.METHODS]
   if unknown or not names:
-    raise ValueError(f"--methods: unknown {unknown or 'empty list'}; expected 'all' or some of "
-                     f"{', '.join(recipes.METHOD_NAMES)}")
-  return list(dict.fromkeys(names))
+    raise ValueError(f"--methods: unknown {unknown or 'empty list'}; expected groups "
+                     f"{', '.join(METHOD_GROUPS)} or some of {', '.join(recipes.METHOD_NAMES)}")
+  return list(dict.fromkeys(expanded))
 
 
 def method_flagfile(method):

@@ -94,9 +94,10 @@ def _forward(spec, get, modality, x, regularise):
 def _forward_together(spec, get, inputs):
   """Every branch of `inputs` ({modality: x}) with dropout and priors, layer by layer, so
   that each prior layer is called once on the list of all branches' activations (one
-  NLL computation per layer and step, not one per branch); returns {modality: logits}."""
+  NLL computation per layer and step, not one per branch); returns ({modality: logits},
+  {modality: {layer: activations}} of the layers before prior and dropout)."""
   priors = spec.priors or {}
-  x = {}
+  x, features = {}, {m: {} for m in inputs}
   for modality, h in inputs.items():
     for name in lower_layer_names(spec, modality):
       h = get(name)(h)
@@ -104,11 +105,18 @@ def _forward_together(spec, get, inputs):
   for layer in FEATURE_LAYERS:
     if layer != POOL5:
       x = {m: get(upper_name(spec, m, layer))(h) for m, h in x.items()}
+    for m, h in x.items():
+      features[m][layer] = h
     if layer in priors:
       x = dict(zip(x, get(f"{layer}_prior")(list(x.values()))))
     if layer != POOL5 and spec.dropout > 0:
       x = {m: get(f"{layer}_dropout")(h) for m, h in x.items()}
-  return {m: get(upper_name(spec, m, CLASSIFIER))(h) for m, h in x.items()}
+  return {m: get(upper_name(spec, m, CLASSIFIER))(h) for m, h in x.items()}, features
+
+
+def exposed_output(modality, layer):
+  """The output key of `modality`'s `layer` activations in a model with exposed layers."""
+  return f"{modality}_{layer}_out"
 
 
 @keras.saving.register_keras_serializable(package="cmp_tf")
@@ -121,13 +129,17 @@ class CrossModalModel(keras.Model):
     made = _make_layers(spec, int(seed))
     # === Functional Model ===
     inputs = {m: branches.branch_input(spec, m) for m in spec.modalities}
-    if spec.priors:
-      logits = _forward_together(spec, made.__getitem__, inputs)
+    if spec.priors or spec.exposed_layers:
+      logits, features = _forward_together(spec, made.__getitem__, inputs)
     else:
       logits = {m: _forward(spec, made.__getitem__, m, inputs[m], regularise=True)["logits"]
                 for m in spec.modalities}
     outputs = {m: keras.layers.Identity(name=f"{m}_logits")(logits[m])
                for m in spec.modalities}
+    for m in spec.modalities:
+      for layer in spec.exposed_layers:
+        name = exposed_output(m, layer)
+        outputs[name] = keras.layers.Identity(name=name)(features[m][layer])
     kwargs.setdefault("name", "cross_modal_scene_network")
     super().__init__(inputs=inputs, outputs=outputs, **kwargs)
     # === Config ===

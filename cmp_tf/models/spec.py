@@ -25,6 +25,9 @@ class CrossModalSpec:
       modality (BL-Individual, method B).
     dropout: rate after fc6 and fc7 (0 = no dropout layers).
     priors: {"pool5"|"fc6"|"fc7": (PriorParams, weight)} or None.
+    exposed_layers: layers whose activations (post-ReLU, before prior and dropout) the
+      model also outputs, as f"{modality}_{layer}_out": what a training stage's alignment
+      terms read. Empty for every saved or evaluated model.
   """
   modalities: tuple
   num_classes: int
@@ -34,6 +37,7 @@ class CrossModalSpec:
   share_upper: bool = True
   dropout: float = 0.5
   priors: dict | None = None
+  exposed_layers: tuple = ()
 
   def __post_init__(self):
     set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -52,6 +56,12 @@ class CrossModalSpec:
     set_("share_upper", bool(self.share_upper))
     variant.pool5_shape(self.image_size)  # fails early on a size the variant cannot take
     set_("priors", self._checked_priors(self.priors))
+    odd = [layer for layer in self.exposed_layers if layer not in params_lib.LAYERS]
+    if odd:
+      raise ValueError(f"CrossModalSpec.exposed_layers: {odd} are not among "
+                       f"{', '.join(params_lib.LAYERS)}")
+    set_("exposed_layers", tuple(layer for layer in params_lib.LAYERS
+                                 if layer in self.exposed_layers))
 
   def _checked_priors(self, priors):
     if not priors:
@@ -117,7 +127,8 @@ class CrossModalSpec:
         "modalities": list(self.modalities), "num_classes": self.num_classes,
         "image_variant": self.image_variant, "image_size": self.image_size,
         "text_dim": self.text_dim, "share_upper": self.share_upper,
-        "dropout": self.dropout, "priors": priors}
+        "dropout": self.dropout, "priors": priors,
+        **({"exposed_layers": list(self.exposed_layers)} if self.exposed_layers else {})}
 
   @classmethod
   def from_config(cls, config):
@@ -135,5 +146,5 @@ class CrossModalSpec:
             entry.get("variance_floor", DEFAULT_VARIANCE_FLOOR))
         layouts[layer] = (params, entry["weight"])
       priors = layouts
-    return cls(priors=priors, **{k: (tuple(v) if k == "modalities" else v)
+    return cls(priors=priors, **{k: (tuple(v) if k in ("modalities", "exposed_layers") else v)
                                  for k, v in config.items()})

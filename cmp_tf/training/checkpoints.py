@@ -26,13 +26,16 @@ def save_weights_atomic(model, path):
 class StageCheckpoint:
   """tf.train.CheckpointManager over a model, its optimizer and the step of one stage."""
 
-  def __init__(self, directory, model, optimizer, *, max_to_keep=2):
+  def __init__(self, directory, model, optimizer, *, max_to_keep=2, extra_variables=()):
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
     self._state = tf.Variable("", dtype=tf.string, trainable=False, name="stage_state")
+    # What trains beside the model (an alignment term's discriminator), only when present:
+    # the checkpoints of every other stage keep their layout.
+    extra = {"extra_variables": list(extra_variables)} if extra_variables else {}
     self._checkpoint = tf.train.Checkpoint(
         model_variables=list(model.variables),
         optimizer_variables=list(optimizer.variables),
-        step=self.step, state=self._state)
+        step=self.step, state=self._state, **extra)
     self._manager = tf.train.CheckpointManager(
         self._checkpoint, os.fspath(directory), max_to_keep=max_to_keep)
 

@@ -12,6 +12,8 @@ import pathlib
 
 from cmp_tf import modalities as mod_lib
 from cmp_tf import paths
+from cmp_tf.domain_alignment.names import ALIGNMENT_TERMS
+from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.models import variants as variants_lib
 from cmp_tf.settings import setting
 from cmp_tf.training import plateau as plateau_lib
@@ -100,6 +102,19 @@ class TrainConfig:
                                      "so that one lambda weighs pool5 (1,024 units in "
                                      "alexnet_small) and fc6/fc7 (512) alike per unit. Off: "
                                      "lambda weighs the NLL summed over units (earlier runs).")
+  # Multi-domain alignment (the alignment methods, cmp_tf.domain_alignment). Defaults: the
+  # weights their source papers and DomainBed use.
+  lambda_coral: float = setting(1.0, "Weight of the CORAL term (method coral).")
+  lambda_mmd: float = setting(1.0, "Weight of the MMD term (method mmd).")
+  lambda_dann: float = setting(1.0, "Weight of the modality discriminator's loss, reversed "
+                               "into the network (method dann).")
+  lambda_cdann: float = setting(1.0, "Weight of the class-conditional discriminator's loss "
+                                "(method cdann).")
+  lambda_supcon: float = setting(0.1, "Weight of the cross-modal supervised contrastive term "
+                                 "(method supcon).")
+  supcon_temperature: float = setting(0.1, "Temperature of the contrastive term.")
+  alignment_layer: str = setting("fc7", "Layer whose features the alignment term reads.",
+                                 FEATURE_LAYERS)
   gmm_components: int = setting(100, "GMM components K (paper: 100).")
   gmm_max_iter: int = setting(100, "EM iterations of the GMM fit.")
   prior_samples: int = setting(4000, "NAT training examples whose source activations "
@@ -174,7 +189,10 @@ class TrainConfig:
         modalities=tuple(self.modalities), frozen_stop=frozen_stop, stop=stop,
         learning_rate=self.learning_rate, scratch_learning_rate=self.scratch_learning_rate,
         momentum=self.momentum, weight_decay=self.weight_decay,
-        prior_weights=self.prior_weights)
+        prior_weights=self.prior_weights,
+        alignment_weights={term: getattr(self, f"lambda_{term}")
+                           for term in ALIGNMENT_TERMS},
+        alignment_layer=self.alignment_layer, supcon_temperature=self.supcon_temperature)
 
   def recipe(self):
     return recipes.build_recipe(self.method, self.recipe_settings(), zero_shot=self.zero_shot)
@@ -211,6 +229,13 @@ class TrainConfig:
                  "cpu_replicas", "image_size"):
       if getattr(self, name) < 0:
         raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+    for term in ALIGNMENT_TERMS:
+      weight = getattr(self, f"lambda_{term}")
+      if weight < 0 or (weight == 0 and self.method == term):
+        raise ConfigError(f"lambda_{term}", f"must be > 0 for --method={term} and >= 0 "
+                          f"otherwise, got {weight}")
+    if not self.supcon_temperature > 0:
+      raise ConfigError("supcon_temperature", f"must be > 0, got {self.supcon_temperature}")
     if not self.plateau_z > 0:
       raise ConfigError("plateau_z", f"must be > 0, got {self.plateau_z}")
     if not 0 <= self.dropout < 1:
@@ -237,6 +262,16 @@ class TrainConfig:
       raise ConfigError(("lambda_pool5", "lambda_fc6", "lambda_fc7"),
                         f"all 0, but --method={self.method}: {e}") from None
     return self
+
+
+def settings_diff(old, new):
+  """The keys in which two TrainConfig dicts differ. A setting absent from `old` (added
+  after it was written) counts as equal when `new` has it at its default: a new setting's
+  default is the behaviour before it existed."""
+  defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+  missing = object()
+  return sorted(k for k in set(old) | set(new)
+                if old.get(k, defaults.get(k, missing)) != new.get(k, missing))
 
 
 def _repo_path(path):

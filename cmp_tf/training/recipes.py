@@ -13,6 +13,17 @@ here (paper, sections 4.2-4.4 and 5.1):
   B: StatReg (GMM)         the same with a K-component diagonal GMM
   C: Tune + StatReg (GMM)  A's frozen stage, then unfrozen with B's GMM regulariser
 
+Multi-domain alignment (not in the paper; the methods DomainBed runs over N domains), each
+built as C is with its alignment term in place of the prior, so that only the regulariser
+differs: A's frozen stage, then the shared upper unfrozen and trained with the term on the
+modalities' features of every step's (global) batch (`cmp_tf.domain_alignment`):
+
+  CORAL    Deep CORAL: means and covariances of every pair of modalities
+  MMD      multi-kernel Gaussian MMD between every pair of modalities
+  DANN     an M-way modality discriminator behind gradient reversal
+  CDANN    the same discriminator conditioned on the category
+  SupCon   supervised contrastive, the positives in other modalities
+
 This module imports no TensorFlow: recipes are resolved and checked before any work.
 """
 
@@ -20,6 +31,7 @@ import dataclasses
 from typing import Callable, Mapping
 
 from cmp_tf import modalities as mod_lib
+from cmp_tf.domain_alignment.names import ALIGNMENT_TERMS, CDANN, CORAL, DANN, MMD, SUPCON
 from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.training import plateau as plateau_lib
 
@@ -51,6 +63,26 @@ class PriorUse:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlignmentUse:
+  """An alignment term on one layer's features (post-ReLU, before dropout) with its loss
+  weight; `temperature` is the contrastive term's."""
+  term: str
+  layer: str
+  weight: float
+  temperature: float = 0.1
+
+  def __post_init__(self):
+    if self.term not in ALIGNMENT_TERMS:
+      raise ValueError(f"alignment term {self.term!r}: expected one of {ALIGNMENT_TERMS}")
+    if self.layer not in FEATURE_LAYERS:
+      raise ValueError(f"alignment layer {self.layer!r}: expected one of {FEATURE_LAYERS}")
+    if not self.weight > 0:
+      raise ValueError(f"{self.term} on {self.layer}: weight must be > 0, got {self.weight}")
+    if not self.temperature > 0:
+      raise ValueError(f"{self.term}: temperature must be > 0, got {self.temperature}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Stage:
   """One training stage: what trains, what is frozen, which priors, how long (`stop`: a
   `plateau.FixedSteps` or `plateau.PlateauRule`) and with which SGD settings."""
@@ -64,6 +96,7 @@ class Stage:
   weight_decay: float
   freeze_upper: bool = False
   priors: tuple = ()
+  alignment: tuple = ()
 
   def __post_init__(self):
     mod_lib.parse_modalities(self.modalities, where=f"stage {self.name}")
@@ -78,6 +111,9 @@ class Stage:
       raise ValueError(f"stage {self.name}: momentum and weight decay must be >= 0")
     if len({p.layer for p in self.priors}) != len(self.priors):
       raise ValueError(f"stage {self.name}: two priors on one layer")
+    if self.alignment and (not self.share_upper or len(self.modalities) < 2):
+      raise ValueError(f"stage {self.name}: alignment terms need a shared upper and at "
+                       "least two modalities")
 
   @property
   def steps(self):
@@ -94,6 +130,8 @@ class Stage:
     return {p.layer: p for p in self.priors}
 
   def to_dict(self):
+    alignment = ({"alignment": [dataclasses.asdict(a) for a in self.alignment]}
+                 if self.alignment else {})
     return {
         "name": self.name,
         "modalities": list(self.modalities),
@@ -106,7 +144,14 @@ class Stage:
         "weight_decay": self.weight_decay,
         "freeze_upper": self.freeze_upper,
         "priors": [dataclasses.asdict(p) for p in self.priors],
+        **alignment,
     }
+
+  @property
+  def aligned_layers(self):
+    """The layers whose features the stage's alignment terms read, in network order."""
+    return tuple(layer for layer in FEATURE_LAYERS
+                 if any(a.layer == layer for a in self.alignment))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +202,9 @@ class RecipeSettings:
   momentum: float
   weight_decay: float
   prior_weights: Mapping[str, float]
+  alignment_weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  alignment_layer: str = "fc7"
+  supcon_temperature: float = 0.1
 
   def sgd(self, learning_rate=None):
     """The SGD settings of a stage: {learning_rate, momentum, weight_decay}."""
@@ -221,6 +269,16 @@ def _c_tune_statreg_gmm(s):
                 stop=s.stop, priors=_priors(GMM, s), **s.sgd()))
 
 
+def _tune_align(term):
+  def build(s):
+    use = AlignmentUse(term, s.alignment_layer, float(s.alignment_weights.get(term, 0.0)),
+                       temperature=s.supcon_temperature)
+    return (_tune_stage(s),
+            Stage(f"free_{term}", s.modalities, share_upper=True, init=INIT_PREVIOUS,
+                  stop=s.stop, alignment=(use,), **s.sgd()))
+  return build
+
+
 @dataclasses.dataclass(frozen=True)
 class _Method:
   display_name: str
@@ -236,7 +294,16 @@ METHODS = {
     "b_gaussian": _Method("B: StatReg (Gaussian)", _b_statreg(GAUSSIAN)),
     "b_gmm": _Method("B: StatReg (GMM)", _b_statreg(GMM)),
     "c": _Method("C: Tune + StatReg (GMM)", _c_tune_statreg_gmm),
+    "coral": _Method("Tune + CORAL", _tune_align(CORAL)),
+    "mmd": _Method("Tune + MMD", _tune_align(MMD)),
+    "dann": _Method("Tune + DANN", _tune_align(DANN)),
+    "cdann": _Method("Tune + CDANN", _tune_align(CDANN)),
+    "supcon": _Method("Tune + cross-modal SupCon", _tune_align(SUPCON)),
 }
+# The rows of the paper's tables; the alignment methods come after them.
+PAPER_METHODS = ("bl_individual", "bl_shared_upper", "bl_shared_upper_scratch", "a_tune",
+                 "a_tune_free", "b_gaussian", "b_gmm", "c")
+ALIGNMENT_METHODS = ("coral", "mmd", "dann", "cdann", "supcon")
 METHOD_NAMES = tuple(METHODS)
 
 

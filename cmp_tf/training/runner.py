@@ -68,7 +68,7 @@ def open_run(run_dir, config, fingerprint, flags_text, chief=True, runtime=None)
   state = fileio.read_json(path)
   if state is not None:
     old, new = _comparable(state.get("config", {})), _comparable(config.to_dict())
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = config_lib.settings_diff(old, new)
     if state.get("manifest_fingerprint") != fingerprint:
       diff.append("(dataset content)")
     if diff:
@@ -170,8 +170,11 @@ def _train_stage(config, index, stage, *, init_from, source, fitted, manifest, d
                 dropout=config.dropout, share_upper=stage.share_upper)
   weights = stages.prior_weights(stage, fitted, per_dimension=config.prior_per_dimension)
   prior_arg = {u.layer: (fitted[(u.kind, u.layer)], weights[u.layer]) for u in stage.priors}
-  model = stages.build_model(stages.model_spec(**common, priors=prior_arg), strategy,
-                             derive_seed(config.seed, "stage", index))
+  model = stages.build_model(
+      stages.model_spec(**common, priors=prior_arg, exposed_layers=stage.aligned_layers),
+      strategy, derive_seed(config.seed, "stage", index))
+  discriminators = stages.build_discriminators(
+      stage, model, strategy, derive_seed(config.seed, "stage", index, "alignment"))
   if stage.init != recipes.INIT_SCRATCH:
     stages.copy_weights(init_from, model, from_source=stage.init == recipes.INIT_SOURCE,
                         modalities=stage.modalities, fresh_upper=config.fresh_upper)
@@ -191,7 +194,8 @@ def _train_stage(config, index, stage, *, init_from, source, fitted, manifest, d
       checkpoint_dir=strategy_lib.worker_path(os.path.join(run_dir, "ckpt", f"stage_{index}")),
       loop=loop_settings(config, progress), prior_weights=weights, global_step_offset=offset,
       summary_writer=writer,
-      evaluate_dev=evaluate_dev if stage.plateau is not None else None)
+      evaluate_dev=evaluate_dev if stage.plateau is not None else None,
+      discriminators=discriminators)
   result = trainer.run_stage(job, strategy)
   if "dev_accuracy" not in result and evaluate_dev is not None:
     result["dev_accuracy"] = {m: scores.accuracy for m, scores in evaluate_dev(model).items()}

@@ -23,18 +23,47 @@ EVAL_BATCH = 128
 
 
 def model_spec(*, manifest, modalities, image_variant, image_size, dropout, share_upper,
-               priors=None):
-  """The CrossModalSpec of a model over `modalities` for the dataset of `manifest`."""
+               priors=None, exposed_layers=()):
+  """The CrossModalSpec of a model over `modalities` for the dataset of `manifest`
+  (`exposed_layers`: what a stage's alignment terms read)."""
   return spec_lib.CrossModalSpec(
       modalities=tuple(modalities), num_classes=len(manifest["categories"]),
       image_variant=image_variant, image_size=int(image_size),
       text_dim=int(manifest["vector_dim"]), share_upper=bool(share_upper),
-      dropout=float(dropout), priors=priors or None)
+      dropout=float(dropout), priors=priors or None, exposed_layers=tuple(exposed_layers))
+
+
+def build_discriminators(stage, model, strategy, seed):
+  """The modality discriminators of the stage's adversarial alignment terms ({} when it
+  has none), built under `strategy`'s scope and seeded from `seed`."""
+  if not stage.alignment:
+    return {}
+  from cmp_tf.domain_alignment import stage_terms
+  spec = model.spec
+  with strategy.scope():
+    return stage_terms.build_discriminators(
+        stage, dims={layer: spec.layer_dim(layer) for layer in stage.aligned_layers},
+        num_classes=spec.num_classes, seed=seed)
+
+
+def alignment_loss(stage, discriminators, num_classes):
+  """(outputs, labels) -> {term: weight * term on the global batch}, or None when the stage
+  has no alignment term."""
+  if not stage.alignment:
+    return None
+  from cmp_tf.domain_alignment import stage_terms
+
+  def loss(outputs, labels):
+    return {use.term: use.weight * stage_terms.alignment_term(
+        use, outputs, labels, stage.modalities, discriminators=discriminators,
+        num_classes=num_classes) for use in stage.alignment}
+
+  return loss
 
 
 def without_priors(spec):
-  """The same spec with no prior layers: what is saved and evaluated."""
-  return dataclasses.replace(spec, priors=None)
+  """The same spec with no prior layers and nothing exposed: what is saved and evaluated."""
+  return dataclasses.replace(spec, priors=None, exposed_layers=())
 
 
 def build_model(spec, strategy, seed):
@@ -94,13 +123,18 @@ class LoopSettings:
 
 def stage_job(stage, model, *, index, per_replica_batch, make_dataset, checkpoint_dir,
               loop, prior_weights=None, global_step_offset=0, summary_writer=None,
-              evaluate_dev=None):
+              evaluate_dev=None, discriminators=None):
   """The trainer's job for `stage` (a recipes.Stage) on `model`: its trainable variables
-  (the shared upper's left out when the stage freezes it) and where the loop saves and
-  reports; `loop` is a LoopSettings. The one place a StageJob is put together."""
+  (the shared upper's left out when the stage freezes it; the `discriminators` of its
+  adversarial terms added), its alignment loss, and where the loop saves and reports;
+  `loop` is a LoopSettings. The one place a StageJob is put together."""
+  discriminators = dict(discriminators or {})
+  extra = [v for d in discriminators.values() for v in d.trainable_weights]
   return trainer.StageJob(
       index=index, stage=stage, model=model,
-      trainable_variables=trainable_variables(model, freeze_upper=stage.freeze_upper),
+      trainable_variables=trainable_variables(model, freeze_upper=stage.freeze_upper) + extra,
+      alignment_loss=alignment_loss(stage, discriminators, model.spec.num_classes),
+      extra_variables=[v for d in discriminators.values() for v in d.variables],
       per_replica_batch=per_replica_batch, make_dataset=make_dataset,
       checkpoint_dir=checkpoint_dir, checkpoint_every=loop.checkpoint_every,
       keep_checkpoints=loop.keep_checkpoints, prior_weights=dict(prior_weights or {}),

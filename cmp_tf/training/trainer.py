@@ -61,6 +61,9 @@ class StageJob:
   progress: bool = True
   # model -> {modality: plateau.DevScores}
   evaluate_dev: Optional[Callable[[keras.Model], dict]] = None
+  # (outputs, labels) -> {term: weighted alignment term on the global batch}
+  alignment_loss: Optional[Callable[[dict, dict], dict]] = None
+  extra_variables: Sequence = ()  # trained beside the model (discriminators): checkpointed
 
   @property
   def name(self):
@@ -124,12 +127,19 @@ def build_train_step(job, strategy, optimizer):
         metrics[f"prior_loss/{name}"] = term
         prior_total += term
       other = (tf.add_n(all_losses) / num_replicas - prior_total) if all_losses else 0.0
+      alignment_total = tf.constant(0.0)
+      if job.alignment_loss is not None:
+        # Each replica computes the term on the gathered global batch (stage_terms).
+        for name, value in job.alignment_loss(outputs, labels).items():
+          term = value / num_replicas
+          metrics[f"alignment_loss/{name}"] = term
+          alignment_total += term
       l2 = tf.constant(0.0)
       if job.stage.weight_decay and decayed:
         l2 = 0.5 * job.stage.weight_decay * tf.add_n(
             [tf.reduce_sum(tf.square(v)) for v in decayed]) / num_replicas
       metrics["loss/weight_decay"] = l2
-      objective = loss + prior_total + other
+      objective = loss + prior_total + other + alignment_total
       metrics["loss/objective"] = objective  # eq. 1 of the paper, without weight decay
       loss = objective + l2
       metrics["loss/total"] = loss
@@ -138,7 +148,17 @@ def build_train_step(job, strategy, optimizer):
     metrics["grad_sq"] = tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads if g is not None])
     return grads, metrics
 
-  compiled = tf.function(forward_backward, jit_compile=job.jit_compile)
+  if job.alignment_loss is not None:
+    # An alignment term gathers the batch across replicas (a merge_call), which a nested
+    # tf.function cannot hold: its forward and backward run inline in the step function.
+    if job.jit_compile and num_replicas > 1:
+      raise ValueError(f"stage {job.name}: its alignment term gathers the global batch "
+                       "across replicas, which cannot be compiled with XLA; use "
+                       "--nojit_compile")
+    compiled = (tf.function(forward_backward, jit_compile=True) if job.jit_compile
+                else forward_backward)
+  else:
+    compiled = tf.function(forward_backward, jit_compile=job.jit_compile)
 
   def replica_step(inputs, labels):
     grads, metrics = compiled(inputs, labels)
@@ -177,6 +197,7 @@ def _summaries(job, metrics, global_batch, num_replicas):
   for m in job.modalities:
     out[f"loss/{m}"] = metrics[f"loss/{m}"]
     out[f"accuracy/{m}"] = metrics[f"correct/{m}"] / global_batch
+  out.update({k: v for k, v in metrics.items() if k.startswith("alignment_loss/")})
   for layer in job.prior_layers:
     term = metrics[f"prior_loss/{layer}"]
     out[f"prior_loss/{layer}"] = term
@@ -215,7 +236,8 @@ def run_stage(job, strategy):
     optimizer = make_optimizer(job.stage.learning_rate, job.stage.momentum)
     optimizer.build(list(job.trainable_variables))
   checkpoint = checkpoints.StageCheckpoint(job.checkpoint_dir, job.model, optimizer,
-                                           max_to_keep=job.keep_checkpoints)
+                                           max_to_keep=job.keep_checkpoints,
+                                           extra_variables=job.extra_variables)
   start = checkpoint.restore_latest()
   rule_state = None
   if job.plateau is not None:

@@ -18,6 +18,9 @@ from cmp_tf.training import recipes
 
 def test_methods_are_checked_before_any_work(tmp_path):
   assert reproduce.parse_methods(["all"]) == list(recipes.METHOD_NAMES)
+  assert reproduce.parse_methods(["paper"]) == list(recipes.PAPER_METHODS)
+  assert reproduce.parse_methods(["c", "alignment"]) == ["c", *recipes.ALIGNMENT_METHODS]
+  assert set(recipes.PAPER_METHODS) | set(recipes.ALIGNMENT_METHODS) == set(recipes.METHODS)
   assert reproduce.parse_methods(["a_tune", " bl_individual", "a_tune"]) == [
       "a_tune", "bl_individual"]
   with pytest.raises(ValueError, match=r"--methods: unknown \['c_tune'\]"):

@@ -1,0 +1,153 @@
+"""The alignment methods (CORAL, MMD, DANN, CDANN, cross-modal SupCon) as recipes: their
+stages, their flags, training with the term on the global batch, resuming, replicas."""
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cmp_tf import modalities as mod_lib
+from cmp_tf.data import manifest as manifest_lib
+from cmp_tf.domain_alignment import names
+from cmp_tf.training import config as config_lib
+from cmp_tf.training import plateau, recipes, stages, trainer
+
+
+def test_each_alignment_method_is_c_with_its_term_in_place_of_the_prior():
+  c = config_lib.TrainConfig(method="c").recipe()
+  for term in names.ALIGNMENT_TERMS:
+    recipe = config_lib.TrainConfig(method=term).recipe()
+    tune, free = recipe.stages
+    assert tune == c.stages[0] and recipe.needs_source
+    assert free.share_upper and free.init == recipes.INIT_PREVIOUS and not free.priors
+    assert free.stop == c.stages[1].stop and free.learning_rate == c.stages[1].learning_rate
+    (use,) = free.alignment
+    assert (use.term, use.layer) == (term, "fc7") and free.aligned_layers == ("fc7",)
+    assert use.weight == getattr(config_lib.TrainConfig(), f"lambda_{term}")
+  supcon = config_lib.TrainConfig(method="supcon", supcon_temperature=0.5,
+                                  alignment_layer="fc6").recipe().stages[1].alignment[0]
+  assert (supcon.temperature, supcon.layer) == (0.5, "fc6")
+  assert "alignment" not in c.stages[1].to_dict()  # earlier recipes are written as before
+
+
+@pytest.mark.parametrize("overrides, flag", [
+    ({"method": "dann", "lambda_dann": 0.0}, "lambda_dann"),
+    ({"method": "c", "lambda_mmd": -1.0}, "lambda_mmd"),
+    ({"method": "supcon", "supcon_temperature": 0.0}, "supcon_temperature"),
+    ({"method": "coral", "alignment_layer": "fc8"}, "alignment_layer"),
+])
+def test_bad_alignment_settings_name_the_flag(overrides, flag):
+  with pytest.raises(config_lib.ConfigError, match=f"--{flag}"):
+    config_lib.TrainConfig(**overrides).validate()
+
+
+def test_an_alignment_stage_needs_a_shared_upper():
+  with pytest.raises(ValueError, match="shared upper"):
+    recipes.Stage("x", ("nat", "clp"), share_upper=False, init=recipes.INIT_SOURCE,
+                  stop=plateau.FixedSteps(1), learning_rate=0.1, momentum=0.9,
+                  weight_decay=0.0,
+                  alignment=(recipes.AlignmentUse(names.CORAL, "fc7", 1.0),))
+
+
+def test_settings_added_later_match_an_earlier_run_at_their_defaults():
+  new = config_lib.TrainConfig(method="c").to_dict()
+  old = {k: v for k, v in new.items() if not k.startswith("lambda_") or k in (
+      "lambda_pool5", "lambda_fc6", "lambda_fc7")}
+  assert config_lib.settings_diff(old, new) == []
+  assert config_lib.settings_diff(old, {**new, "lambda_mmd": 2.0}) == ["lambda_mmd"]
+
+
+def _stage(term, steps):
+  return recipes.Stage(f"free_{term}", mod_lib.ALL_MODALITIES, share_upper=True,
+                       init=recipes.INIT_SCRATCH, stop=plateau.FixedSteps(steps),
+                       learning_rate=0.05, momentum=0.9, weight_decay=5e-4,
+                       alignment=(recipes.AlignmentUse(term, "fc7", 0.5),))
+
+
+def _model_and_job(data_dir, tmp_path, term, steps, checkpoint_every):
+  strategy = tf.distribute.get_strategy()
+  stage = _stage(term, steps)
+  manifest = manifest_lib.read_manifest(data_dir)
+  spec = stages.model_spec(manifest=manifest, modalities=mod_lib.ALL_MODALITIES,
+                           image_variant="alexnet_tiny", image_size=32, dropout=0.5,
+                           share_upper=True, exposed_layers=stage.aligned_layers)
+  model = stages.build_model(spec, strategy, seed=1)
+  job = stages.stage_job(
+      stage, model, index=0, per_replica_batch=4,
+      make_dataset=stages.dataset_factory(
+          strategy, data_dir=data_dir, modalities=mod_lib.ALL_MODALITIES,
+          per_replica_batch=4, image_size=32, exclude_categories=(), seed=0,
+          stage_key="test"),
+      checkpoint_dir=str(tmp_path / "ckpt"),
+      loop=stages.LoopSettings(checkpoint_every=checkpoint_every, progress=False),
+      discriminators=stages.build_discriminators(stage, model, strategy, seed=3))
+  return model, job
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("term", names.ALIGNMENT_TERMS)
+def test_every_term_trains_the_network_and_reports_its_loss(tiny_data_dir, tmp_path, term):
+  model, job = _model_and_job(tiny_data_dir, tmp_path, term, steps=2, checkpoint_every=2)
+  before = model.get_layer("fc7").kernel.numpy().copy()
+  result = trainer.run_stage(job, tf.distribute.get_strategy())
+  assert np.isfinite(result["final"][f"alignment_loss/{term}"])
+  assert not np.array_equal(model.get_layer("fc7").kernel.numpy(), before)
+  assert (term in names.ADVERSARIAL_TERMS) == bool(job.extra_variables)
+
+
+@pytest.mark.slow
+def test_an_adversarial_stage_resumed_in_process_matches_one_run_through(tiny_data_dir,
+                                                                         tmp_path):
+  """The discriminator's weights and momentum are in the checkpoint."""
+  strategy = tf.distribute.get_strategy()
+  whole, job = _model_and_job(tiny_data_dir, tmp_path / "whole", names.CDANN, 5, 5)
+  trainer.run_stage(job, strategy)
+  _, job = _model_and_job(tiny_data_dir, tmp_path / "parts", names.CDANN, 3, 3)
+  trainer.run_stage(job, strategy)
+  resumed, job = _model_and_job(tiny_data_dir, tmp_path / "parts", names.CDANN, 5, 3)
+  result = trainer.run_stage(job, strategy)
+  assert result["resumed_from"] == 3 and result["trained_steps"] == 2
+  for a, b in zip(whole.weights, resumed.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def _weights(path):
+  out = {}
+  with h5py.File(path, "r") as f:
+    f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                 if isinstance(obj, h5py.Dataset) else None)
+  return out
+
+
+def _train(data_dir, run_dir, cache_dir, *extra):
+  command = [sys.executable, "-m", "cmp_tf.train", f"--data_dir={data_dir}",
+             f"--run_dir={run_dir}", f"--cache_dir={cache_dir}",
+             "--image_variant=alexnet_tiny", "--source_steps=6", "--source_batch_size=8",
+             "--checkpoint_every=2", "--stop_rule=fixed", "--frozen_steps=2", "--steps=3",
+             "--dropout=0", "--noevaluate", "--noexport", *extra]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_one_and_two_replicas_train_the_same_weights(tiny_data_dir, tmp_path):
+  """The term is computed on the gathered global batch, so splitting the batch over two
+  replicas changes nothing (CDANN: features, labels and a discriminator; supcon passed the
+  same check when it was written)."""
+  method = "cdann"
+  _train(tiny_data_dir, tmp_path / "first", tmp_path / "cache", "--method=a_tune",
+         "--frozen_steps=1")  # the source network both runs start from
+  source = next((tmp_path / "cache" / "source").glob("*/source.weights.h5"))
+  finals = []
+  for replicas, batch in ((1, 4), (2, 2)):
+    run_dir = tmp_path / f"run{replicas}"
+    _train(tiny_data_dir, run_dir, tmp_path / "cache", f"--method={method}",
+           f"--source_weights={source}", f"--cpu_replicas={replicas}", f"--batch_size={batch}")
+    finals.append(_weights(run_dir / "final.weights.h5"))
+  one, two = finals
+  assert one.keys() == two.keys()
+  for name in one:
+    np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
