@@ -361,3 +361,42 @@ def test_a_diverged_sweep_run_is_kept_and_shown_as_such(tmp_path):
             "runs": [{"method": "a_tune", "rate": 0.01, "status": lr_sweep._failure(
                 str(run_dir)), "training": None}]}
   assert "| A: Tune | 60.0 | diverged (step 23) | 0.001 |" in lr_sweep.sweep_markdown(result)
+
+
+# === The hyperparameter grid ===
+
+
+def test_the_grid_moves_each_method_s_hyperparameter_a_factor_of_ten_around_its_flagfile():
+  from cmp_tf.experiments import hparam_grid
+  assert hparam_grid.grid_values("c") == (1e-4, [1e-5, 1e-4, 1e-3])
+  assert hparam_grid.grid_values("supcon") == (0.1, [0.01, 0.1, 1.0])
+  assert hparam_grid.value_flags("b_gmm", 1e-5) == [
+      "--lambda_pool5=1e-05", "--lambda_fc6=1e-05", "--lambda_fc7=1e-05"]
+  assert hparam_grid.gridded_methods(recipes.METHOD_NAMES) == [
+      "b_gaussian", "b_gmm", "c", *recipes.ALIGNMENT_METHODS]
+  assert hparam_grid.choose({"c": {1e-5: 0.2, 1e-4: 0.3, 1e-3: 0.3},
+                             "mmd": {0.1: None, 1.0: None}}) == {"c": 1e-4, "mmd": None}
+
+
+@pytest.mark.slow
+def test_the_grid_scores_every_value_on_the_dev_split_and_continues_from_records(
+    tiny_data_dir, tmp_path):
+  from cmp_tf.experiments import hparam_grid
+  flagfile = tmp_path / "tiny.flags"
+  flagfile.write_text("\n".join([
+      f"--cache_dir={tmp_path / 'cache'}", "--image_variant=alexnet_tiny",
+      "--max_stage_steps=2", "--dev_every=2", "--source_steps=2", "--batch_size=2",
+      "--source_batch_size=4", "--strategy=default"]) + "\n")
+  kwargs = dict(methods=["coral"], data_dir=tiny_data_dir, train_flagfiles=[str(flagfile)],
+                records_dir=tmp_path / "records", progress=False)
+  result = hparam_grid.grid(tmp_path / "grid", **kwargs)
+  scores = result["scores"]["coral"]
+  assert set(scores) == {"0.1", "1", "10"} and all(0 < s <= 1 for s in scores.values())
+  assert result["chosen"]["coral"] in (0.1, 1.0, 10.0)
+  flags_txt = (tmp_path / "grid" / "runs" / "coral_lambda10" / "flags.txt").read_text()
+  assert "--lambda_coral=10.0" in flags_txt.split()
+  assert "| Tune + CORAL | lambda (--lambda_coral = 1) | 0.1: " in (
+      tmp_path / "grid" / "grid.md").read_text()
+  again = hparam_grid.grid(tmp_path / "elsewhere", **kwargs)  # another machine: records only
+  assert [r["status"].split(",")[0] for r in again["runs"]] == ["record"] * 3
+  assert again["scores"] == result["scores"]

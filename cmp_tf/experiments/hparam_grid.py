@@ -1,0 +1,197 @@
+"""The grid of every method's extra hyperparameter, under one rule for all.
+
+  python -m cmp_tf.grid --out=DIR [--methods=b_gaussian,b_gmm,c,alignment] [--records=DIR]
+
+Each method with an extra hyperparameter — the activation priors' lambda of B and C (the
+three layers' lambdas moved together), lambda of CORAL, MMD, DANN and CDANN, the temperature
+of the contrastive term — is trained at three values a factor of 10 apart around the value
+its flagfile uses, at the method's own learning rate (its flagfile's: the learning-rate
+rule's), under the convergence rule, as `python -m cmp_tf.train --flagfile=configs/<m>.flags
+--<flag>=<value> --run_dir=DIR/runs/<m>_<name><value>`. Score: the **dev** split's
+cross-modal mAP (fc7, all ordered pairs of distinct modalities, every dev example a query),
+never the validation split's. Each method takes the value of its best score (ties: the
+smaller value); a run that diverges or fails scores nothing. DIR/grid.md and DIR/grid.json
+hold every score and the choice. Resumable; with --records (committed), on another machine.
+"""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from cmp_tf import fileio, finished_run
+from cmp_tf.experiments import records, reproduce
+from cmp_tf.layer_names import FC7
+from cmp_tf.training import recipes
+
+GRID_JSON = "grid.json"
+GRID_MD = "grid.md"
+PRIOR_FLAGS = ("lambda_pool5", "lambda_fc6", "lambda_fc7")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameter:
+  """What a method's grid moves: `flags` set together to one value."""
+  name: str
+  flags: tuple
+
+
+HYPERPARAMETERS = {
+    "b_gaussian": Hyperparameter("lambda", PRIOR_FLAGS),
+    "b_gmm": Hyperparameter("lambda", PRIOR_FLAGS),
+    "c": Hyperparameter("lambda", PRIOR_FLAGS),
+    "coral": Hyperparameter("lambda", ("lambda_coral",)),
+    "mmd": Hyperparameter("lambda", ("lambda_mmd",)),
+    "dann": Hyperparameter("lambda", ("lambda_dann",)),
+    "cdann": Hyperparameter("lambda", ("lambda_cdann",)),
+    "supcon": Hyperparameter("temperature", ("supcon_temperature",)),
+}
+
+
+def gridded_methods(methods):
+  """The methods of `methods` that have an extra hyperparameter."""
+  return [m for m in methods if m in HYPERPARAMETERS]
+
+
+def grid_values(method):
+  """The flagfile's value of `method`'s hyperparameter and its three grid values (x0.1,
+  x1, x10); an error when the flags it moves together differ in the flagfile."""
+  config = records.planned_config(reproduce.train_command(method, False, "unused")[3:])
+  values = {config[flag] for flag in HYPERPARAMETERS[method].flags}
+  if len(values) != 1:
+    raise ValueError(f"{method}: the flags {', '.join(HYPERPARAMETERS[method].flags)} have "
+                     f"different values in configs/{method}.flags ({sorted(values)}); the grid "
+                     "moves them together")
+  default = values.pop()
+  return default, [float(f"{default * f:.6g}") for f in (0.1, 1.0, 10.0)]
+
+
+def run_dir_name(method, value):
+  return f"{method}_{HYPERPARAMETERS[method].name}{value:g}"
+
+
+def value_flags(method, value):
+  return [f"--{flag}={value:g}" for flag in HYPERPARAMETERS[method].flags]
+
+
+def dev_cross_modal_map(run_dir, layer=FC7):
+  """Mean mAP over every ordered pair of distinct modalities of `layer` features of the dev
+  split, every dev example a query (exact retrieval)."""
+  from cmp_tf.eval import embeddings, retrieval
+  run = finished_run.load_run(run_dir)
+  features, labels = {}, {}
+  for modality in run.modalities:
+    sets = embeddings.extract(run.model, run.data_dir, modality, split="dev", outputs=(layer,))
+    features[modality], labels[modality] = sets.features[layer], sets.labels
+  scores = retrieval.cross_modal_retrieval(features, labels)
+  return round(float(np.mean([s["map"] for s in scores.values()])), 6)
+
+
+def _run_json(run_dir):
+  path = os.path.join(run_dir, finished_run.RUN_JSON)
+  return (fileio.read_json(path) if os.path.isfile(path) else None) or {}
+
+
+def choose(scores):
+  """{method: value}: each method's best-scoring value (ties: the smaller), None if none."""
+  chosen = {}
+  for method, by_value in scores.items():
+    ran = [(s, -v, v) for v, s in by_value.items() if s is not None]
+    chosen[method] = max(ran)[2] if ran else None
+  return chosen
+
+
+def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=None,
+         progress=True):
+  """Trains and scores every (method, value) not done yet; writes the report."""
+  started = time.perf_counter()
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  records_dir = os.path.abspath(records_dir) if records_dir else None
+  train_flagfiles = [os.path.abspath(f) for f in train_flagfiles]
+  methods = gridded_methods(reproduce.parse_methods(list(methods)))
+  if not methods:
+    raise ValueError("--methods: none of them has an extra hyperparameter; expected some of "
+                     + ", ".join(HYPERPARAMETERS))
+  planned = [(m, v) for m in methods for v in grid_values(m)[1]]
+  names = [run_dir_name(m, v) for m, v in planned]
+  scores = {m: {} for m in methods}
+  runs, trained_s = [], []
+  for number, (method, value) in enumerate(planned, 1):
+    name = run_dir_name(method, value)
+    run_dir = os.path.join(out_dir, reproduce.RUNS_DIR, name)
+    command = reproduce.train_command(method, False, run_dir, data_dir=data_dir,
+                                      train_flagfiles=train_flagfiles) + value_flags(method,
+                                                                                     value)
+    state, status, score = reproduce.finished_state(run_dir), "kept", None
+    record = None if state is not None else records.find_run_record(
+        records_dir, name, command[3:])
+    if record is not None and "dev_map" in record:
+      state, score = record["run_json"], record["dev_map"]
+      status = records.trained_on(record) if state.get("status") == "complete" else "failed"
+    elif state is None:
+      if progress:
+        left = reproduce.runs_left(out_dir, names[number - 1:])
+        print(reproduce.training_line(name, number, len(planned), left, trained_s),
+              flush=True)
+      run_started = time.perf_counter()
+      rc = reproduce.train_logged(
+          command, os.path.join(out_dir, reproduce.LOGS_DIR, f"{name}.log"), progress)
+      trained_s.append(time.perf_counter() - run_started)
+      state = reproduce.finished_state(run_dir)
+      status = "trained" if state is not None else f"failed (exit status {rc})"
+    if record is None and records_dir:
+      if state is not None and state.get("status") == "complete":
+        score = dev_cross_modal_map(run_dir)
+        records.write_run_record(records_dir, name, state, dev_map=score)
+      elif _run_json(run_dir).get("status") == "diverged":  # a result: not trained again
+        records.write_run_record(records_dir, name, _run_json(run_dir), dev_map=None)
+    elif state is not None and state.get("status") == "complete" and score is None:
+      score = dev_cross_modal_map(run_dir)
+    scores[method][value] = score
+    runs.append({"method": method, "value": value, "run_dir": run_dir, "status": status,
+                 "score": score, "command": " ".join(command[1:]),
+                 "training": finished_run.training_summary(state) if state else None})
+    _write(out_dir, methods, scores, runs, started)
+  return _write(out_dir, methods, scores, runs, started)
+
+
+def _write(out_dir, methods, scores, runs, started):
+  result = {"format_version": 1, "methods": methods,
+            "hyperparameters": {m: dataclasses.asdict(HYPERPARAMETERS[m]) for m in methods},
+            "defaults": {m: grid_values(m)[0] for m in methods},
+            "scores": {m: {f"{v:g}": s for v, s in by.items()} for m, by in scores.items()},
+            "chosen": choose(scores), "runs": runs,
+            "wall_time_s": round(time.perf_counter() - started, 1)}
+  os.makedirs(out_dir, exist_ok=True)
+  fileio.write_json_atomic(os.path.join(out_dir, GRID_JSON), result)
+  fileio.write_text_atomic(os.path.join(out_dir, GRID_MD), grid_markdown(result))
+  return result
+
+
+def grid_markdown(result):
+  """Dev cross-modal mAP (percent) per method and value, the steps of every stage, the
+  choice."""
+  lines = ["# Hyperparameter grid (dev cross-modal mAP of fc7, percent)", "",
+           "| Method | hyperparameter (flagfile's value) | x0.1 | x1 | x10 | chosen |",
+           "|---|---|---:|---:|---:|---:|"]
+  by_run = {(r["method"], r["value"]): r for r in result["runs"]}
+  for method in result["methods"]:
+    spec = result["hyperparameters"][method]
+    default = result["defaults"][method]
+    cells = []
+    for key, score in result["scores"][method].items():
+      run = by_run.get((method, float(key))) or {}
+      steps = " + ".join(str(st["steps"]) for st in run.get("training") or [])
+      cells.append(f"{key}: " + ("-" if score is None else f"{100 * score:.1f}")
+                   + (f" ({steps} steps)" if steps else ""))
+    chosen = result["chosen"].get(method)
+    lines.append(f"| {recipes.METHODS[method].display_name} | {spec['name']} "
+                 f"(--{', --'.join(spec['flags'])} = {default:g}) | " + " | ".join(cells)
+                 + f" | {'-' if chosen is None else f'{chosen:g}'} |")
+  lines += ["", "Score: mean mAP over every ordered pair of distinct modalities of fc7 "
+            "features of the dev split (every dev example a query), after training under the "
+            "convergence rule of configs/base.flags at the method's own learning rate; each "
+            "method takes the value of its best score (ties: the smaller). A failed or "
+            "diverged run scores nothing."]
+  return "\n".join(lines) + "\n"
