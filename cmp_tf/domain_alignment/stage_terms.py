@@ -51,8 +51,10 @@ def build_discriminators(stage, *, dims, num_classes, seed):
   return made
 
 
-def alignment_term(use, outputs, labels, modalities, *, discriminators, num_classes):
-  """The unweighted value of alignment term `use` on the global batch (float32 scalar)."""
+def alignment_term(use, outputs, labels, modalities, *, discriminators, num_classes,
+                   proxies=None):
+  """The unweighted value of alignment term `use` on the global batch (float32 scalar);
+  `proxies`: the shared classifier's kernel [D, C] (the class-proxy term)."""
   features, ids = global_batch(outputs, labels, modalities, use.layer)
   if use.term == names.CORAL:
     return terms.coral(features)
@@ -62,6 +64,8 @@ def alignment_term(use, outputs, labels, modalities, *, discriminators, num_clas
   if use.term == names.SUPCON:
     return terms.cross_modal_supcon(stacked, stacked_labels, modality_ids,
                                     temperature=use.temperature)
+  if use.term == names.PROXY:
+    return terms.class_proxy(stacked, stacked_labels, proxies, temperature=use.temperature)
   discriminator = discriminators[use.term]
   if use.term == names.DANN:
     return adversarial.dann_loss(discriminator(stacked), modality_ids)

@@ -14,6 +14,12 @@ for a batch holding several modalities:
                  example's positives are the examples of its category in *other*
                  modalities; the denominator is every other example of the batch.
 
+  class_proxy    ours: each example's normalised features scored against the normalised
+                 columns of the shared classifier (one proxy per category) at a temperature,
+                 cross-entropy with its category (a normalised softmax, as proxy losses
+                 are): every modality is pulled to the same direction per category, which is
+                 what cosine retrieval across modalities reads.
+
 The adversarial terms (DANN, CDANN) are in `adversarial.py`. Every function takes the
 features of one (global) batch as a list with one [n_m, D] tensor per modality, or as
 [N, D] with per-example modality ids, and returns a scalar; float32 in, float32 out.
@@ -113,3 +119,15 @@ def cross_modal_supcon(features, labels, modality_ids, temperature=SUPCON_TEMPER
   has_positive = tf.cast(count > 0, logits.dtype)
   return tf.math.divide_no_nan(tf.reduce_sum(per_anchor * has_positive),
                                tf.reduce_sum(has_positive))
+
+
+def class_proxy(features, labels, proxies, temperature=SUPCON_TEMPERATURE):
+  """Mean cross-entropy of softmax(cos(features_i, proxies[:, c]) / t) with each example's
+  category (features [N, D], labels [N], proxies [D, C]: the shared classifier's kernel)."""
+  if not temperature > 0:
+    raise ValueError(f"class_proxy: temperature must be > 0, got {temperature}")
+  z = tf.math.l2_normalize(features, axis=1)
+  p = tf.math.l2_normalize(tf.cast(proxies, features.dtype), axis=0)
+  logits = tf.matmul(z, p) / temperature
+  return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=tf.reshape(labels, [-1]), logits=logits))

@@ -46,6 +46,7 @@ HYPERPARAMETERS = {
     "dann": Hyperparameter("lambda", ("lambda_dann",)),
     "cdann": Hyperparameter("lambda", ("lambda_cdann",)),
     "supcon": Hyperparameter("temperature", ("supcon_temperature",)),
+    "c_proxy": Hyperparameter("lambda", ("lambda_proxy",)),
 }
 
 

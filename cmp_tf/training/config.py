@@ -113,6 +113,8 @@ class TrainConfig:
   lambda_supcon: float = setting(0.1, "Weight of the cross-modal supervised contrastive term "
                                  "(method supcon).")
   supcon_temperature: float = setting(0.1, "Temperature of the contrastive term.")
+  lambda_proxy: float = setting(1.0, "Weight of the class-proxy term (method c_proxy, ours).")
+  proxy_temperature: float = setting(0.1, "Temperature of the class-proxy term.")
   alignment_layer: str = setting("fc7", "Layer whose features the alignment term reads.",
                                  FEATURE_LAYERS)
   gmm_components: int = setting(100, "GMM components K (paper: 100).")
@@ -192,7 +194,8 @@ class TrainConfig:
         prior_weights=self.prior_weights,
         alignment_weights={term: getattr(self, f"lambda_{term}")
                            for term in ALIGNMENT_TERMS},
-        alignment_layer=self.alignment_layer, supcon_temperature=self.supcon_temperature)
+        alignment_layer=self.alignment_layer,
+        temperatures={"supcon": self.supcon_temperature, "proxy": self.proxy_temperature})
 
   def recipe(self):
     return recipes.build_recipe(self.method, self.recipe_settings(), zero_shot=self.zero_shot)
@@ -229,13 +232,15 @@ class TrainConfig:
                  "cpu_replicas", "image_size"):
       if getattr(self, name) < 0:
         raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+    used = recipes.METHOD_TERMS.get(self.method, ())
     for term in ALIGNMENT_TERMS:
       weight = getattr(self, f"lambda_{term}")
-      if weight < 0 or (weight == 0 and self.method == term):
-        raise ConfigError(f"lambda_{term}", f"must be > 0 for --method={term} and >= 0 "
+      if weight < 0 or (weight == 0 and term in used):
+        raise ConfigError(f"lambda_{term}", f"must be > 0 for --method={self.method} and >= 0 "
                           f"otherwise, got {weight}")
-    if not self.supcon_temperature > 0:
-      raise ConfigError("supcon_temperature", f"must be > 0, got {self.supcon_temperature}")
+    for name in ("supcon_temperature", "proxy_temperature"):
+      if not getattr(self, name) > 0:
+        raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
     if not self.plateau_z > 0:
       raise ConfigError("plateau_z", f"must be > 0, got {self.plateau_z}")
     if not 0 <= self.dropout < 1:

@@ -24,6 +24,11 @@ modalities' features of every step's (global) batch (`cmp_tf.domain_alignment`):
   CDANN    the same discriminator conditioned on the category
   SupCon   supervised contrastive, the positives in other modalities
 
+and ours, C + class proxies: C's recipe with, beside the GMM prior of its unfrozen stage, every
+modality's fc7 pulled to the shared classifier's direction of its category (a normalised
+softmax over the classifier's columns), so that the modalities agree in direction, which is
+what cosine retrieval reads.
+
 This module imports no TensorFlow: recipes are resolved and checked before any work.
 """
 
@@ -31,7 +36,7 @@ import dataclasses
 from typing import Callable, Mapping
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.domain_alignment.names import ALIGNMENT_TERMS, CDANN, CORAL, DANN, MMD, SUPCON
+from cmp_tf.domain_alignment.names import ALIGNMENT_TERMS, CDANN, CORAL, DANN, MMD, PROXY, SUPCON
 from cmp_tf.layer_names import FEATURE_LAYERS
 from cmp_tf.training import plateau as plateau_lib
 
@@ -204,7 +209,12 @@ class RecipeSettings:
   prior_weights: Mapping[str, float]
   alignment_weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
   alignment_layer: str = "fc7"
-  supcon_temperature: float = 0.1
+  temperatures: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+  def alignment(self, term):
+    """The AlignmentUse of `term` with these settings."""
+    return AlignmentUse(term, self.alignment_layer, float(self.alignment_weights.get(term, 0.0)),
+                        temperature=float(self.temperatures.get(term, 0.1)))
 
   def sgd(self, learning_rate=None):
     """The SGD settings of a stage: {learning_rate, momentum, weight_decay}."""
@@ -271,12 +281,19 @@ def _c_tune_statreg_gmm(s):
 
 def _tune_align(term):
   def build(s):
-    use = AlignmentUse(term, s.alignment_layer, float(s.alignment_weights.get(term, 0.0)),
-                       temperature=s.supcon_temperature)
     return (_tune_stage(s),
             Stage(f"free_{term}", s.modalities, share_upper=True, init=INIT_PREVIOUS,
-                  stop=s.stop, alignment=(use,), **s.sgd()))
+                  stop=s.stop, alignment=(s.alignment(term),), **s.sgd()))
   return build
+
+
+def _c_proxy(s):
+  """Ours: C, and in its unfrozen stage every modality's fc7 pulled to the shared
+  classifier's class directions (the class-proxy term) beside the GMM prior."""
+  return (_tune_stage(s),
+          Stage("free_statreg_proxy", s.modalities, share_upper=True, init=INIT_PREVIOUS,
+                stop=s.stop, priors=_priors(GMM, s), alignment=(s.alignment(PROXY),),
+                **s.sgd()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,11 +316,15 @@ METHODS = {
     "dann": _Method("Tune + DANN", _tune_align(DANN)),
     "cdann": _Method("Tune + CDANN", _tune_align(CDANN)),
     "supcon": _Method("Tune + cross-modal SupCon", _tune_align(SUPCON)),
+    "c_proxy": _Method("Ours: C + class proxies", _c_proxy),
 }
 # The rows of the paper's tables; the alignment methods come after them.
 PAPER_METHODS = ("bl_individual", "bl_shared_upper", "bl_shared_upper_scratch", "a_tune",
                  "a_tune_free", "b_gaussian", "b_gmm", "c")
-ALIGNMENT_METHODS = ("coral", "mmd", "dann", "cdann", "supcon")
+ALIGNMENT_METHODS = ("coral", "mmd", "dann", "cdann", "supcon", "c_proxy")
+# The alignment terms each method trains with (their --lambda_<term> must be > 0).
+METHOD_TERMS = {"coral": (CORAL,), "mmd": (MMD,), "dann": (DANN,), "cdann": (CDANN,),
+                "supcon": (SUPCON,), "c_proxy": (PROXY,)}
 METHOD_NAMES = tuple(METHODS)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import input_pipeline
 from cmp_tf.data import manifest as manifest_lib
-from cmp_tf.layer_names import UPPER_LAYERS
+from cmp_tf.layer_names import CLASSIFIER, UPPER_LAYERS
 from cmp_tf.models import cross_modal, transfer
 from cmp_tf.models import spec as spec_lib
 from cmp_tf.seeds import derive_seed
@@ -46,17 +46,19 @@ def build_discriminators(stage, model, strategy, seed):
         num_classes=spec.num_classes, seed=seed)
 
 
-def alignment_loss(stage, discriminators, num_classes):
+def alignment_loss(stage, model, discriminators):
   """(outputs, labels) -> {term: weight * term on the global batch}, or None when the stage
-  has no alignment term."""
+  has no alignment term. The class-proxy term reads the shared classifier's kernel."""
   if not stage.alignment:
     return None
   from cmp_tf.domain_alignment import stage_terms
+  classifier = model.get_layer(CLASSIFIER)
 
   def loss(outputs, labels):
     return {use.term: use.weight * stage_terms.alignment_term(
         use, outputs, labels, stage.modalities, discriminators=discriminators,
-        num_classes=num_classes) for use in stage.alignment}
+        num_classes=model.spec.num_classes, proxies=classifier.kernel)
+        for use in stage.alignment}
 
   return loss
 
@@ -133,7 +135,7 @@ def stage_job(stage, model, *, index, per_replica_batch, make_dataset, checkpoin
   return trainer.StageJob(
       index=index, stage=stage, model=model,
       trainable_variables=trainable_variables(model, freeze_upper=stage.freeze_upper) + extra,
-      alignment_loss=alignment_loss(stage, discriminators, model.spec.num_classes),
+      alignment_loss=alignment_loss(stage, model, discriminators),
       extra_variables=[v for d in discriminators.values() for v in d.variables],
       per_replica_batch=per_replica_batch, make_dataset=make_dataset,
       checkpoint_dir=checkpoint_dir, checkpoint_every=loop.checkpoint_every,

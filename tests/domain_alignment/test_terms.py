@@ -140,3 +140,24 @@ def test_training_the_discriminator_through_reversal_pushes_features_together():
   gradient = tape.gradient(loss, features)
   moved = adversarial.dann_loss(disc(features - 0.05 * gradient), modality_ids)
   assert float(moved) > float(loss)
+
+
+def test_the_class_proxy_term_equals_its_definition_and_rewards_agreeing_directions():
+  rng = np.random.default_rng(3)
+  features = rng.normal(size=(12, 6)).astype(np.float32)
+  labels = rng.integers(0, 4, size=12)
+  proxies = rng.normal(size=(6, 4)).astype(np.float32)
+  z = features / np.linalg.norm(features, axis=1, keepdims=True)
+  p = proxies / np.linalg.norm(proxies, axis=0, keepdims=True)
+  logits = z @ p / 0.5
+  log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+  expected = -np.mean(log_softmax[np.arange(12), labels])
+  got = terms.class_proxy(tf.constant(features), tf.constant(labels), tf.constant(proxies), 0.5)
+  np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+  # Features on their category's proxy score far lower than features off it.
+  on = tf.constant(3.0 * p.T[labels])
+  off = tf.constant(3.0 * p.T[(labels + 1) % 4])
+  assert float(terms.class_proxy(on, labels, proxies, 0.1)) < float(
+      terms.class_proxy(off, labels, proxies, 0.1)) - 1.0
+  with pytest.raises(ValueError, match="temperature"):
+    terms.class_proxy(tf.constant(features), labels, proxies, 0.0)

@@ -18,7 +18,7 @@ from cmp_tf.training import plateau, recipes, stages, trainer
 
 def test_each_alignment_method_is_c_with_its_term_in_place_of_the_prior():
   c = config_lib.TrainConfig(method="c").recipe()
-  for term in names.ALIGNMENT_TERMS:
+  for term in (names.CORAL, names.MMD, names.DANN, names.CDANN, names.SUPCON):
     recipe = config_lib.TrainConfig(method=term).recipe()
     tune, free = recipe.stages
     assert tune == c.stages[0] and recipe.needs_source
@@ -31,12 +31,18 @@ def test_each_alignment_method_is_c_with_its_term_in_place_of_the_prior():
                                   alignment_layer="fc6").recipe().stages[1].alignment[0]
   assert (supcon.temperature, supcon.layer) == (0.5, "fc6")
   assert "alignment" not in c.stages[1].to_dict()  # earlier recipes are written as before
+  ours = config_lib.TrainConfig(method="c_proxy", lambda_proxy=2.0).recipe()
+  assert ours.stages[0] == c.stages[0] and ours.stages[1].priors == c.stages[1].priors
+  (proxy,) = ours.stages[1].alignment
+  assert (proxy.term, proxy.layer, proxy.weight, proxy.temperature) == ("proxy", "fc7", 2.0, 0.1)
 
 
 @pytest.mark.parametrize("overrides, flag", [
     ({"method": "dann", "lambda_dann": 0.0}, "lambda_dann"),
     ({"method": "c", "lambda_mmd": -1.0}, "lambda_mmd"),
     ({"method": "supcon", "supcon_temperature": 0.0}, "supcon_temperature"),
+    ({"method": "c_proxy", "lambda_proxy": 0.0}, "lambda_proxy"),
+    ({"method": "c_proxy", "proxy_temperature": -1.0}, "proxy_temperature"),
     ({"method": "coral", "alignment_layer": "fc8"}, "alignment_layer"),
 ])
 def test_bad_alignment_settings_name_the_flag(overrides, flag):
