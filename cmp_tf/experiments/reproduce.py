@@ -277,6 +277,7 @@ def _take_record(record, plan, entry, label, normal, zero, diagnostics_rows, ana
   results = record["results"]
   if plan.extra_flags:
     results = report.renamed(results, plan.row)
+  entry["table1_mean"] = report.run_table1_mean(results, plan.row)
   (zero if plan.zero_shot else normal).append(results)
   if not plan.zero_shot and record.get("diagnostic"):
     diagnostics_rows.append(_relabelled(record["diagnostic"], label))
@@ -425,6 +426,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     entry["evaluate_s"] = results["wall_time_s"]["total"]
     if plan.extra_flags:
       results = report.renamed(results, plan.row)
+    entry["table1_mean"] = report.run_table1_mean(results, plan.row)
     (zero if plan.zero_shot else normal).append(results)
     diagnostic = row = None
     if not plan.zero_shot:

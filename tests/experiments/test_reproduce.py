@@ -218,6 +218,10 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert {d["row"] for d in first["alignment_diagnostic"]} == {
       "BL-Individual", reproduce.DSC_SOURCE_ROW, "A: Tune (seed 0)", "A: Tune (seed 1)"}
   assert "| A: Tune (2 seeds) | " in markdown
+  own = {e["run"]: e["table1_mean"] for e in first["runs"] if e.get("table1_mean")}
+  merged = experiment_report.run_table1_mean(first, "A: Tune")
+  assert own["a_tune"] != own["a_tune_seed1"]  # each seed's line shows its own mean
+  assert abs((own["a_tune"] + own["a_tune_seed1"]) / 2 - merged) < 1e-9
   page_html = (out / "report.html").read_text()
   for png in ("report_table1.png", "report_table3.png", "report_figure5_bl_individual.png"):
     assert f'src="{png}"' in page_html and (out / png).stat().st_size > 0
