@@ -174,8 +174,8 @@ def grid_markdown(result):
   """Dev cross-modal mAP (percent) per method and value, the steps of every stage, the
   choice."""
   lines = ["# Hyperparameter grid (dev cross-modal mAP of fc7, percent)", "",
-           "| Method | hyperparameter (flagfile's value) | x0.1 | x1 | x10 | chosen |",
-           "|---|---|---:|---:|---:|---:|"]
+           "| Method | hyperparameter (flagfile's value) | value: score (steps per stage) | "
+           "chosen |", "|---|---|---|---:|"]
   by_run = {(r["method"], r["value"]): r for r in result["runs"]}
   for method in result["methods"]:
     spec = result["hyperparameters"][method]
@@ -188,7 +188,7 @@ def grid_markdown(result):
                    + (f" ({steps} steps)" if steps else ""))
     chosen = result["chosen"].get(method)
     lines.append(f"| {recipes.METHODS[method].display_name} | {spec['name']} "
-                 f"(--{', --'.join(spec['flags'])} = {default:g}) | " + " | ".join(cells)
+                 f"(--{', --'.join(spec['flags'])} = {default:g}) | " + "; ".join(cells)
                  + f" | {'-' if chosen is None else f'{chosen:g}'} |")
   lines += ["", "Score: mean mAP over every ordered pair of distinct modalities of fc7 "
             "features of the dev split (every dev example a query), after training under the "
