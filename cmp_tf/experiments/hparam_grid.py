@@ -89,11 +89,6 @@ def dev_cross_modal_map(run_dir, layer=FC7):
   return round(float(np.mean([s["map"] for s in scores.values()])), 6)
 
 
-def _run_json(run_dir):
-  path = os.path.join(run_dir, finished_run.RUN_JSON)
-  return (fileio.read_json(path) if os.path.isfile(path) else None) or {}
-
-
 def choose(scores):
   """{method: value}: each method's best-scoring value (ties: the smaller), None if none."""
   chosen = {}
@@ -118,7 +113,7 @@ def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=Non
   names = [run_dir_name(m, v) for m, v in planned]
   scores = {m: {} for m in methods}
   runs, trained_s = [], []
-  for number, (method, value) in enumerate(planned, 1):
+  for method, value in planned:
     name = run_dir_name(method, value)
     run_dir = os.path.join(out_dir, reproduce.RUNS_DIR, name)
     command = reproduce.train_command(method, False, run_dir, data_dir=data_dir,
@@ -131,22 +126,14 @@ def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=Non
       state, score = record["run_json"], record["dev_map"]
       status = records.trained_on(record) if state.get("status") == "complete" else "failed"
     elif state is None:
-      if progress:
-        left = reproduce.runs_left(out_dir, names[number - 1:])
-        print(reproduce.training_line(name, number, len(planned), left, trained_s),
-              flush=True)
-      run_started = time.perf_counter()
-      rc = reproduce.train_logged(
-          command, os.path.join(out_dir, reproduce.LOGS_DIR, f"{name}.log"), progress)
-      trained_s.append(time.perf_counter() - run_started)
-      state = reproduce.finished_state(run_dir)
+      state, rc = reproduce.train_in_turn(command, out_dir, name, names, trained_s, progress)
       status = "trained" if state is not None else f"failed (exit status {rc})"
     if record is None and records_dir:
       if state is not None and state.get("status") == "complete":
         score = dev_cross_modal_map(run_dir)
         records.write_run_record(records_dir, name, state, dev_map=score)
-      elif _run_json(run_dir).get("status") == "diverged":  # a result: not trained again
-        records.write_run_record(records_dir, name, _run_json(run_dir), dev_map=None)
+      elif reproduce.run_json(run_dir).get("status") == "diverged":  # a result: not trained again
+        records.write_run_record(records_dir, name, reproduce.run_json(run_dir), dev_map=None)
     elif state is not None and state.get("status") == "complete" and score is None:
       score = dev_cross_modal_map(run_dir)
     scores[method][value] = score

@@ -84,31 +84,18 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
       elif state is None and _failure(run_dir).startswith("diverged"):
         status = _failure(run_dir)  # a diverged run is a result: not trained again
       elif state is None:
-        if progress:
-          number = planned.index(name) + 1
-          left = reproduce.runs_left(out_dir, planned[number - 1:])
-          print(reproduce.training_line(name, number, len(planned), left, trained_s),
-                flush=True)
-        run_started = time.perf_counter()
-        rc = reproduce.train_logged(
-            command, os.path.join(out_dir, reproduce.LOGS_DIR, f"{name}.log"), progress)
-        trained_s.append(time.perf_counter() - run_started)
-        state = reproduce.finished_state(run_dir)
+        state, rc = reproduce.train_in_turn(command, out_dir, name, planned, trained_s,
+                                            progress)
         status = "trained" if state is not None else _failure(run_dir, rc)
       scores[method][rate] = score(state) if state is not None else None
       if records_dir and record is None and (state or status.startswith("diverged")):
-        records.write_run_record(records_dir, name, state or _run_json(run_dir))
+        records.write_run_record(records_dir, name, state or reproduce.run_json(run_dir))
       runs.append({"method": method, "rate": rate, "run_dir": run_dir, "status": status,
                    "score": scores[method][rate],
                    "training": finished_run.training_summary(state) if state else None,
                    "train_s": state.get("train_wall_time_s") if state else None})
       _write(out_dir, methods, rates, scores, runs, started)
   return _write(out_dir, methods, rates, scores, runs, started)
-
-
-def _run_json(run_dir):
-  path = os.path.join(run_dir, finished_run.RUN_JSON)
-  return fileio.read_json(path) if os.path.isfile(path) else None
 
 
 def _failure_of(state, rc=None):
@@ -119,7 +106,7 @@ def _failure_of(state, rc=None):
 
 
 def _failure(run_dir, rc=None):
-  return _failure_of(_run_json(run_dir), rc)
+  return _failure_of(reproduce.run_json(run_dir), rc)
 
 
 def _write(out_dir, methods, rates, scores, runs, started):

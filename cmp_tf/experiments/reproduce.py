@@ -155,6 +155,28 @@ def training_line(name, number, total, left, trained_s):
   return f"== training {name} (run {number} of {total}{estimate})"
 
 
+def run_json(run_dir):
+  """run.json of a run directory, finished or not; {} when there is none."""
+  path = os.path.join(run_dir, finished_run.RUN_JSON)
+  return (fileio.read_json(path) if os.path.isfile(path) else None) or {}
+
+
+def train_in_turn(command, out_dir, name, names, trained_s, progress):
+  """Trains run `name` of the ordered `names` (under out_dir/runs) with `command`, its
+  output to out_dir/logs/<name>.log, after the line saying which run of how many it is and
+  the time left; appends its training time to `trained_s`. Returns (run.json of the
+  finished run or None, exit status)."""
+  if progress:
+    number = names.index(name) + 1
+    left = runs_left(out_dir, names[number - 1:])
+    print(f"{training_line(name, number, len(names), left, trained_s)}: {' '.join(command)}",
+          flush=True)
+  run_started = time.perf_counter()
+  rc = train_logged(command, os.path.join(out_dir, LOGS_DIR, f"{name}.log"), progress)
+  trained_s.append(time.perf_counter() - run_started)
+  return finished_state(os.path.join(out_dir, RUNS_DIR, name)), rc
+
+
 def train_logged(command, log_path, progress):
   """Runs one training process, its output to `log_path` (and the console); returns rc."""
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -379,7 +401,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
 
   entries, normal, zero, failures, analysed, diagnostics_rows = [], [], [], [], [], []
   runs, trained_s = {}, []
-  for number, plan in enumerate(planned, 1):
+  for plan in planned:
     run_dir = os.path.join(out_dir, RUNS_DIR, plan.name)
     command = train_command(plan.method, plan.zero_shot, run_dir, data_dir=data_dir,
                             train_flagfiles=train_flagfiles, fixed_budget=fixed_budget,
@@ -402,14 +424,8 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     if state is not None:
       entry["train"] = "kept"
     else:
-      if progress:
-        left = runs_left(out_dir, [p.name for p in planned[number - 1:]])
-        print(f"{training_line(plan.name, number, len(planned), left, trained_s)}: "
-              f"{' '.join(command)}", flush=True)
-      run_started = time.perf_counter()
-      rc = train_logged(command, os.path.join(out_dir, LOGS_DIR, f"{plan.name}.log"), progress)
-      trained_s.append(time.perf_counter() - run_started)
-      state = finished_state(run_dir)
+      state, rc = train_in_turn(command, out_dir, plan.name, [p.name for p in planned],
+                                trained_s, progress)
       if rc != 0 or state is None:
         entry["train"] = f"failed (exit status {rc}; see logs/{plan.name}.log)"
         failures.append(plan.name)

@@ -4,7 +4,6 @@ stages, their flags, training with the term on the global batch, resuming, repli
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,6 +13,7 @@ from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.domain_alignment import names
 from cmp_tf.training import config as config_lib
 from cmp_tf.training import plateau, recipes, stages, trainer
+from tests.training.test_training_loop import _weights
 
 
 def test_each_alignment_method_is_c_with_its_term_in_place_of_the_prior():
@@ -112,14 +112,6 @@ def test_every_term_trains_and_resumes_to_one_run_through(tiny_data_dir, tmp_pat
   assert result["resumed_from"] == 2 and result["trained_steps"] == 2
   for a, b in zip(whole.weights, resumed.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-
-
-def _weights(path):
-  out = {}
-  with h5py.File(path, "r") as f:
-    f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                 if isinstance(obj, h5py.Dataset) else None)
-  return out
 
 
 def _train(data_dir, run_dir, cache_dir, *extra):
