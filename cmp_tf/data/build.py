@@ -11,24 +11,23 @@ seed gives byte-identical TFRecords, whatever the number of workers.
 """
 
 import dataclasses
-import itertools
-import multiprocessing
 import os
 import shutil
 import time
 
-import numpy as np
-
 from cmp_tf import fileio
 from cmp_tf import modalities as mod_lib
+from cmp_tf import pipelines
+from cmp_tf.data import build_pipeline
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data import plan as plan_lib
+from cmp_tf.data.build_config import BuildConfig
 from cmp_tf.errors import DataError
 
 _STAGING_PREFIX = ".staging-"
-_ENCODE_CHUNK = 256  # descriptions embedded per call (fixed: part of the determinism)
-_SIZE_PROBE = 16  # records serialised up front to choose the shard count
-_RENDER_CHUNK = 8
+# How a dataset is written, not what it holds: a cached dataset built with other values
+# of these is still the same dataset.
+_HOW_BUILT = ("overwrite", "workers", "beam_options")
 
 
 def ensure_dataset(data_dir, config, *, origin, progress=True):
@@ -38,7 +37,7 @@ def ensure_dataset(data_dir, config, *, origin, progress=True):
   config = config.validated()
   if os.path.isfile(manifest_lib.manifest_path(data_dir)):
     manifest = manifest_lib.read_manifest(data_dir)
-    if manifest.get("build", {}).get("config") == _config_json(config):
+    if _same_build(manifest.get("build", {}).get("config"), _config_json(config)):
       return manifest
     print(f"The dataset in {data_dir} was built with other settings than {origin}; "
           "rebuilding it.", flush=True)
@@ -65,19 +64,13 @@ def build_dataset(data_dir, config, *, progress=True, argv=None):
 
   staging = os.path.join(data_dir, f"{_STAGING_PREFIX}{os.getpid()}")
   _remove_dead_staging(data_dir)
-  pool = None
+  runner = pipelines.describe_runner(config.workers, config.beam_options)
   try:
     os.makedirs(staging)
-    if config.source == "synthcmp" and config.workers > 1:
-      pool = _start_pool(plan.grammar, min(config.workers, os.cpu_count() or 1))
-    splits, skipped, seconds = _write_all(plan, staging, pool, progress)
+    splits, skipped = _write_all(plan, staging, config, say)
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  finally:
-    if pool is not None:
-      pool.terminate()
-      pool.join()
   _commit(data_dir, staging, config.modalities)
 
   encoder_name = plan.encoder.name if plan.encoder is not None else config.sentence_encoder
@@ -97,10 +90,10 @@ def build_dataset(data_dir, config, *, progress=True, argv=None):
       "skipped": skipped,
       "build": {"wall_time_s": round(wall, 2),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "split_seconds": seconds,
+                "runner": runner,
                 "argv": list(argv) if argv is not None else [],
                 "config": _config_json(config),
-                **({"cmplaces": _cmplaces_json(plan)} if config.source == "cmplaces" else {})},
+                **_source_json(plan)},
   }
   manifest_lib.write_manifest(data_dir, manifest)
   say(f"Built {data_dir} in {wall:.1f} s (train+dev+val): " + ", ".join(
@@ -126,16 +119,30 @@ def _config_json(config):
   return out
 
 
-def _cmplaces_json(plan):
-  """Where a CMPlaces build read from: the roots and every label file used."""
+def _same_build(built, wanted):
+  """Whether a dataset built with config JSON `built` holds what `wanted` asks for: the
+  settings of _HOW_BUILT aside, and settings added since taken at their defaults."""
+  if not isinstance(built, dict):
+    return False
+  defaults = _config_json(BuildConfig())
+  keys = (set(built) | set(wanted)) - set(_HOW_BUILT)
+  return all(built.get(k, defaults.get(k)) == wanted.get(k, defaults.get(k)) for k in keys)
+
+
+def _source_json(plan):
+  """Where a CMPlaces or folders build read from."""
   config = plan.config
-  return {"root": os.path.abspath(config.cmplaces_root),
+  if config.source == "folders":
+    return {"folders": {"root": os.path.abspath(config.folders_root)}}
+  if config.source != "cmplaces":
+    return {}
+  return {"cmplaces": {"root": os.path.abspath(config.cmplaces_root),
           "files_root": os.path.abspath(config.cmplaces_files_root)
                         if config.cmplaces_files_root else None,
           "places205_root": os.path.abspath(config.places205_root)
                             if config.places205_root else None,
           "label_files": {f"{m}/{split}": scan.label_file
-                          for (m, split), scan in sorted(plan.scans.items())}}
+                          for (m, split), scan in sorted(plan.scans.items())}}}
 
 
 
@@ -154,120 +161,51 @@ def _check_data_dir(data_dir, overwrite):
 
 # --- Rendering and writing ---------------------------------------------------------------
 
-_WORKER_GRAMMAR = None
-
-
-def _init_worker(grammar):
-  global _WORKER_GRAMMAR
-  _WORKER_GRAMMAR = grammar
-
-
-def _render_task(task):
-  from cmp_tf.data import synthcmp
-  return synthcmp.render_record(_WORKER_GRAMMAR, *task)
-
-
-def _start_pool(grammar, workers):
-  """Render workers, forked before TensorFlow starts its threads here (fork where available)."""
-  methods = multiprocessing.get_all_start_methods()
-  context = multiprocessing.get_context("fork" if "fork" in methods else None)
-  return context.Pool(workers, initializer=_init_worker, initargs=(grammar,))
-
-
-
-def _records(plan, modality, split, items, pool, skipped):
-  """ExampleRecords of `items` (dev items are training examples: rendered or read as such)."""
-  if plan.config.source == "synthcmp":
-    if pool is None:
-      _init_worker(plan.grammar)
-      return map(_render_task, items)
-    return pool.imap(_render_task, items, chunksize=_RENDER_CHUNK)
-  from cmp_tf.data import cmplaces
-  source_split = "val" if split == "val" else "train"
-  scan = plan.scans[modality, source_split]
-  # The scan's skipped lines are counted once, with train.
-  scan = dataclasses.replace(scan, entries=list(items),
-                             skipped=scan.skipped if split != "dev" else {})
-  new_label = {plan.all_categories.index(c): i for i, c in enumerate(plan.categories)}
-  records = cmplaces.iter_records(plan.config.cmplaces_root, modality, source_split,
-                                  plan.all_categories, plan.config.image_size,
-                                  skip_bad=plan.config.skip_bad, skipped=skipped,
-                                  scan_result=scan)
-
-  def relabelled():
-    for record in records:
-      record.label = new_label[record.label]
-      yield record
-
-  return relabelled()
-
-
-def _with_vectors(records, encoder):
-  """Embeds DSC descriptions in fixed chunks (the chunking is part of the determinism)."""
-  from cmp_tf.text import encoders
-  while True:
-    chunk = list(itertools.islice(records, _ENCODE_CHUNK))
-    if not chunk:
-      return
-    vectors = encoders.encode_descriptions(encoder, [r.text for r in chunk],
-                                               where=[r.example_id for r in chunk])
-    for record, vector in zip(chunk, vectors):
-      record.vector = vector
-      yield record
-
-
-def _write_all(plan, staging, pool, progress):
-  """Writes every modality and split under `staging`: (manifest splits, skipped, seconds)."""
-  from tqdm import tqdm
-
-  from cmp_tf.data import tfrecord_io
-  config = plan.config
-  splits, skipped, seconds = {}, {}, {}
+def _write_all(plan, staging, config, say):
+  """Writes every modality and split under `staging` in one pipeline: (manifest splits,
+  skipped entries by split)."""
+  source = _source(plan)
+  renderer = build_pipeline.Renderer(source)
+  splits = []
   for modality in config.modalities:
-    splits[modality] = {}
     for split, items in plan_lib.split_items(plan, modality).items():
-      split_skipped = {}
-      start = time.time()
-      total = len(items)
-      records = _records(plan, modality, split, items, pool, split_skipped)
-      if modality == mod_lib.DSC:
-        records = _with_vectors(records, plan.encoder)
-      records = tqdm(records, total=total, desc=f"{modality}/{split}", unit="ex",
-                     disable=not progress, leave=False, mininterval=1.0)
-      label_counts, example_ids = [0] * len(plan.categories), [] if split == "dev" else None
-      counted = _counting(records, label_counts, example_ids)
-      probe = list(itertools.islice(counted, _SIZE_PROBE))
-      if probe:
-        size = np.mean([len(tfrecord_io.serialize(r, plan.vector_dim)) for r in probe])
-      else:
-        size = 1
-      num_shards = tfrecord_io.choose_num_shards(total, size)
-      names, count = tfrecord_io.write_sharded(
-          itertools.chain(probe, counted), os.path.join(staging, modality), split, num_shards,
-          plan.vector_dim)
-      if count == 0:
-        raise DataError(f"no {modality}/{split} examples left to write (all skipped: "
-                        f"{split_skipped})")
-      splits[modality][split] = {
-          "count": count, "shards": [f"{modality}/{n}" for n in names],
-          "shard_bytes": [os.path.getsize(os.path.join(staging, modality, n)) for n in names],
-          "shard_digests": [fileio.file_digest(os.path.join(staging, modality, n))
-                            for n in names],
-          "label_counts": label_counts}
-      if split == "dev":
-        splits[modality][split]["example_ids"] = example_ids
-      if config.source == "cmplaces":
-        skipped[f"{modality}/{split}"] = split_skipped
-      seconds[f"{modality}/{split}"] = round(time.time() - start, 2)
-  return splits, skipped, seconds
+      if not items:
+        raise DataError(f"no {modality}/{split} examples to write")
+      num_shards = build_pipeline.probe_num_shards(renderer, modality, split, items)
+      splits.append(build_pipeline.Split(modality, split, tuple(items), num_shards))
+  runner = pipelines.describe_runner(config.workers, config.beam_options)
+  say(f"Rendering {sum(len(s.items) for s in splits)} examples in "
+      f"{sum(s.num_shards for s in splits)} shards ({pipelines.runner_text(runner)}).",
+      flush=True)
+  options = pipelines.pipeline_options(config.workers, config.beam_options)
+  build_pipeline.run(splits, source, staging, len(plan.categories), options)
+  out, skipped = {}, {}
+  for split in splits:
+    out.setdefault(split.modality, {})
+    written, split_skipped = build_pipeline.merge_summaries(staging, split)
+    if written["count"] == 0:
+      raise DataError(f"no {split.modality}/{split.split} examples left to write (all "
+                      f"skipped: {split_skipped})")
+    out[split.modality][split.split] = written
+    if config.source != "synthcmp":
+      scanned = plan.scans.get((split.modality, split.split), None)
+      for reason, n in (scanned.skipped.items() if scanned is not None else ()):
+        split_skipped[reason] = split_skipped.get(reason, 0) + n
+      skipped[f"{split.modality}/{split.split}"] = split_skipped
+  return out, skipped
 
 
-def _counting(records, label_counts, example_ids):
-  for record in records:
-    label_counts[record.label] += 1
-    if example_ids is not None:
-      example_ids.append(record.example_id)
-    yield record
+def _source(plan):
+  """What a worker needs of the plan to make records (no grammar, no encoder: each
+  worker loads those once)."""
+  config = plan.config
+  if config.source == "synthcmp":
+    return build_pipeline.Source(config, tuple(plan.categories), (), (), plan.vector_dim)
+  relabel = tuple((plan.all_categories.index(c), i) for i, c in enumerate(plan.categories))
+  label_files = () if config.source == "folders" else tuple(
+      ((m, split), scan.label_file) for (m, split), scan in sorted(plan.scans.items()))
+  return build_pipeline.Source(config, tuple(plan.all_categories), relabel, label_files,
+                               plan.vector_dim)
 
 
 def _commit(data_dir, staging, modalities):

@@ -11,7 +11,7 @@ from cmp_tf.settings import setting
 
 DEFAULT_FLAGFILE = paths.CONFIGS_DIR / "data_default.flags"
 TINY_FLAGFILE = paths.CONFIGS_DIR / "data_tiny.flags"
-SOURCES = ("synthcmp", "cmplaces")
+SOURCES = ("synthcmp", "cmplaces", "folders")
 # default: the 30 hand-written categories; places205: all 205 (175 made procedurally).
 SYNTHCMP_CATEGORY_SETS = ("default", "places205")
 SYNTHCMP_NAT_TRAIN = 300  # NAT training examples per category when the flag is 0
@@ -20,8 +20,9 @@ SYNTHCMP_NAT_TRAIN = 300  # NAT training examples per category when the flag is 
 @dataclasses.dataclass
 class BuildConfig:
   """What to build; field names are the build's flag names."""
-  source: str = setting("synthcmp", "synthcmp (embedded generator) or cmplaces (the real "
-                        "dataset under --cmplaces_root).")
+  source: str = setting("synthcmp", "synthcmp (embedded generator), cmplaces (the real "
+                        "dataset under --cmplaces_root) or folders (your own data under "
+                        "--folders_root).")
   seed: int = setting(0, "Seed of the generator and of the zero-shot split.")
   synthcmp_categories: str = setting(
       "default", "SynthCMP's category set: default (the 30 written by hand) or places205 "
@@ -38,7 +39,7 @@ class BuildConfig:
   train_per_category: int = setting(60, "CLP/SPT/LDR/DSC training examples per category "
                                     "(synthcmp).")
   val_per_category: int = setting(10, "Validation examples per category in every modality "
-                                  "(synthcmp).")
+                                  "(synthcmp; folders: drawn from each category's files).")
   dev_per_category: int = setting(5, "Examples per category and modality carved (seeded) "
                                   "out of the training set into the dev split that model "
                                   "selection reads; 0: no dev split.")
@@ -59,8 +60,16 @@ class BuildConfig:
   places205_val_csv: str = setting("", "Places205's val_places205.csv.")
   places205_root: str = setting("", "The folder the Places205 CSVs' paths are relative to "
                                 "(images256/).")
-  skip_bad: bool = setting(False, "Skip and count bad CMPlaces entries instead of failing.")
-  workers: int = setting(2, "Processes rendering SynthCMP records.")
+  folders_root: str = setting("", "Your own data: ROOT/<modality>/<category>/<file> "
+                              "(--source=folders; cmp_tf.data.folders).")
+  skip_bad: bool = setting(False, "Skip and count bad CMPlaces entries or folder files "
+                           "instead of failing.")
+  workers: int = setting(0, "Worker processes of the build's Beam pipeline on this machine "
+                         "(0: one per core; 1: in this process); ignored when --beam_options "
+                         "names another runner.")
+  beam_options: str = setting("", "Apache Beam pipeline options passed through, e.g. "
+                              "'--runner=FlinkRunner --flink_master=HOST:8081' to build on a "
+                              "cluster (BUILD.md).")
   report: bool = setting(True, "Print the difficulty report after the build and write "
                          "DIR/difficulty.json.")
   overwrite: bool = setting(False, "Replace an existing dataset in --data_dir.")
@@ -80,7 +89,9 @@ class BuildConfig:
       _check_int(name, getattr(self, name), 1)
     _check_int("dev_per_category", self.dev_per_category, 0)
     _check_int("image_size", self.image_size, 8, 1024)
-    _check_int("workers", self.workers, 1)
+    _check_int("workers", self.workers, 0)
+    from cmp_tf import pipelines
+    pipelines.beam_options_list(self.beam_options)
     _check_int("num_categories", self.num_categories, 0)
     _check_int("seed", self.seed, 0)
     categories = tuple(c.strip() for c in self.categories if c.strip())
@@ -93,7 +104,7 @@ class BuildConfig:
     cmplaces_only = ("cmplaces_root", "cmplaces_files_root", "cmplaces_label_files",
                      "places205_train_csv", "places205_val_csv", "places205_root")
     for name in cmplaces_only:
-      if self.source == "synthcmp" and getattr(self, name):
+      if self.source != "cmplaces" and getattr(self, name):
         raise ValueError(f"--{name}: only used with --source=cmplaces")
     csvs = (self.places205_train_csv, self.places205_val_csv)
     if any(csvs) and not all(csvs):
@@ -104,7 +115,12 @@ class BuildConfig:
     if self.places205_root and not any(csvs):
       raise ValueError("--places205_root: only used with --places205_train_csv/_val_csv")
     if self.source == "synthcmp" and self.skip_bad:
-      raise ValueError("--skip_bad: only used with --source=cmplaces")
+      raise ValueError("--skip_bad: only used with --source=cmplaces or folders")
+    if self.source == "folders" and not self.folders_root:
+      raise ValueError("--folders_root: required with --source=folders (the directory "
+                       "holding one folder per modality)")
+    if self.source != "folders" and self.folders_root:
+      raise ValueError("--folders_root: only used with --source=folders")
     return dataclasses.replace(self, modalities=modalities, categories=categories,
                                sentence_encoder=(self.sentence_encoder or "usem3").strip())
 

@@ -245,7 +245,7 @@ def read_description(path):
     return f.read().decode("utf-8").lstrip("\ufeff").strip()
 
 
-def _check_file(modality, path, check_images):
+def check_file(modality, path, check_images):
   """(reason, message) when the file is unusable, else None."""
   if not os.path.isfile(path):
     return MISSING_FILE, f"listed file {path} does not exist"
@@ -355,7 +355,7 @@ def _check_entry(text, number, modality, num_categories, roots, first_line, chec
   if path in first_line:
     return None, (DUPLICATE_ENTRY, f"{relpath} is listed again (first on line {first_line[path]})")
   first_line[path] = number
-  problem = _check_file(modality, path, check_images)
+  problem = check_file(modality, path, check_images)
   if problem is not None:
     return None, problem
   return Entry(path=path, relpath=relpath, label=label, line=number), None
@@ -421,29 +421,39 @@ def iter_records(root, modality, split, categories, image_size, *, skip_bad=Fals
 
 
 def _generate(scan_result, categories, image_size, skip_bad, skipped):
-  modality, split = scan_result.modality, scan_result.split
   for entry in scan_result.entries:
-    record = ExampleRecord(
-        modality=modality,
-        label=entry.label,
-        category=categories[entry.label],
-        example_id=f"{modality}/{split}/{entry.relpath.lstrip('/')}")
-    if mod_lib.is_image(modality):
-      try:
-        record.image_png = image_to_png(entry.path, image_size)
-      except _IMAGE_ERRORS as e:
-        if not skip_bad:
-          raise DataError(f"cannot decode image {entry.path}: {e}",
-                          path=scan_result.label_file, line=entry.line) from e
-        _count(skipped, MISSING_FILE if isinstance(e, FileNotFoundError) else UNDECODABLE_IMAGE)
-        continue
-    else:
-      try:
-        record.text = read_description(entry.path)
-      except (OSError, UnicodeDecodeError) as e:
-        if not skip_bad:
-          raise DataError(f"cannot read description {entry.path}: {e}",
-                          path=scan_result.label_file, line=entry.line) from e
-        _count(skipped, MISSING_FILE if isinstance(e, FileNotFoundError) else BAD_TEXT)
-        continue
+    record, reason = read_entry(entry, scan_result.modality, scan_result.split, categories,
+                                image_size, label_file=scan_result.label_file,
+                                skip_bad=skip_bad)
+    if record is None:
+      _count(skipped, reason)
+      continue
     yield record
+
+
+def read_entry(entry, modality, split, categories, image_size, *, label_file, skip_bad):
+  """(ExampleRecord, None) of one label-file entry, or (None, the reason it was skipped)
+  with `skip_bad`; without it, a file that cannot be read raises DataError naming
+  `label_file` and the entry's line."""
+  record = ExampleRecord(
+      modality=modality,
+      label=entry.label,
+      category=categories[entry.label],
+      example_id=f"{modality}/{split}/{entry.relpath.lstrip('/')}")
+  if mod_lib.is_image(modality):
+    try:
+      record.image_png = image_to_png(entry.path, image_size)
+    except _IMAGE_ERRORS as e:
+      if not skip_bad:
+        raise DataError(f"cannot decode image {entry.path}: {e}", path=label_file,
+                        line=entry.line) from e
+      return None, MISSING_FILE if isinstance(e, FileNotFoundError) else UNDECODABLE_IMAGE
+  else:
+    try:
+      record.text = read_description(entry.path)
+    except (OSError, UnicodeDecodeError) as e:
+      if not skip_bad:
+        raise DataError(f"cannot read description {entry.path}: {e}", path=label_file,
+                        line=entry.line) from e
+      return None, MISSING_FILE if isinstance(e, FileNotFoundError) else BAD_TEXT
+  return record, None

@@ -2,7 +2,7 @@
 
 A dataset directory without a manifest is an incomplete build. The format:
 
-  {"format_version": 1, "source": "synthcmp" | "cmplaces",
+  {"format_version": 1, "source": "synthcmp" | "cmplaces" | "folders",
    "categories": [names in label order], "heldout_categories": [subset],
    "seed": int, "image_size": int, "sentence_encoder": {"name": str, "dim": int},
    "vector_dim": int,
@@ -31,7 +31,7 @@ from cmp_tf.errors import DataError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-SOURCES = ("synthcmp", "cmplaces")
+SOURCES = ("synthcmp", "cmplaces", "folders")
 BUILD_COMMAND = ("python -m cmp_tf.build_data --flagfile=configs/data_default.flags "
                  "--data_dir={data_dir}")
 

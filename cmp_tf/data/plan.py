@@ -34,7 +34,8 @@ class Plan:
 
 def make_plan(config):
   """Checks categories, sources and the encoder; cheap compared with the build itself."""
-  plan = _plan_synthcmp(config) if config.source == "synthcmp" else _plan_cmplaces(config)
+  plan = {"synthcmp": _plan_synthcmp, "cmplaces": _plan_cmplaces,
+          "folders": _plan_folders}[config.source](config)
   if mod_lib.DSC in config.modalities:
     from cmp_tf.text import encoders
     try:
@@ -156,6 +157,25 @@ def _plan_cmplaces(config):
                vector_dim=_default_dim(config), encoder=None, scans=scans,
                all_categories=all_categories)
 
+
+
+def _plan_folders(config):
+  from cmp_tf.data import folders
+  root = folders.check_root(config.folders_root, config.modalities)
+  all_categories = folders.read_categories(root, config.modalities)
+  categories = _choose(all_categories, config, all_categories, "--folders_root")
+  heldout, rule = heldout_for(categories, [], config.seed, "no shipped list")
+  scans = {}
+  for modality in config.modalities:
+    for split, scan in folders.scan_modality(
+        root, modality, all_categories, val_per_category=config.val_per_category,
+        seed=config.seed, skip_bad=config.skip_bad).items():
+      scans[modality, split] = scan
+    print(f"{modality}: {scans[modality, 'train'].count} training and "
+          f"{scans[modality, 'val'].count} validation files", flush=True)
+  return Plan(config=config, categories=categories, heldout=heldout, heldout_rule=rule,
+              vector_dim=_default_dim(config), encoder=None, scans=scans,
+              all_categories=all_categories)
 
 
 def examples_per_category(config, modality, split):

@@ -6,7 +6,6 @@ restores the original order. Shards are written under temporary names and
 renamed only when the whole split succeeded; a failure removes them all.
 """
 
-import contextlib
 import math
 import os
 
@@ -39,6 +38,14 @@ def serialize(record, vector_dim):
   return features.to_tf_example(record, vector_dim).SerializeToString(deterministic=True)
 
 
+def write_shard(path, serialized):
+  """Writes the serialized records `serialized`, in order, as the shard `path`: under a
+  temporary name, renamed when complete."""
+  with fileio.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+    for record in serialized:
+      writer.write(record)
+
+
 def write_sharded(records, out_dir, split, num_shards, vector_dim):
   """Writes `records` (ExampleRecords) round-robin into `num_shards` shards in `out_dir`.
 
@@ -49,18 +56,20 @@ def write_sharded(records, out_dir, split, num_shards, vector_dim):
   num_shards = int(num_shards)
   if num_shards < 1:
     raise ValueError(f"write_sharded: num_shards must be >= 1, got {num_shards}")
+  serialized = [serialize(record, vector_dim) for record in records]  # all checked first
   os.makedirs(out_dir, exist_ok=True)
   names = [shard_name(split, i, num_shards) for i in range(num_shards)]
-  count = 0
-  with contextlib.ExitStack() as stack:  # every shard renamed only when all are written
-    tmp_paths = [stack.enter_context(fileio.atomic_path(os.path.join(out_dir, n)))
-                 for n in names]
-    writers = [stack.enter_context(tf.io.TFRecordWriter(path)) for path in tmp_paths]
-    for record in records:
-      writers[count % num_shards].write(serialize(record, vector_dim))
-      count += 1
+  written = []
+  try:
+    for i, name in enumerate(names):
+      write_shard(os.path.join(out_dir, name), serialized[i::num_shards])
+      written.append(name)
+  except BaseException:
+    for name in written:
+      os.remove(os.path.join(out_dir, name))
+    raise
   _remove_stale_shards(out_dir, split, keep=set(names))
-  return names, count
+  return names, len(serialized)
 
 
 def _remove_stale_shards(out_dir, split, keep):

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from cmp_tf import modalities as mod_lib
-from cmp_tf.data import build, features, plan, tfrecord_io
+from cmp_tf.data import build, build_pipeline, features, plan, tfrecord_io
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data.build_config import DEFAULT_FLAGFILE, TINY_FLAGFILE, BuildConfig
 from cmp_tf.errors import DataError
@@ -122,15 +122,15 @@ def test_failed_build_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monkeyp
   build.build_dataset(data_dir, _small_config(), progress=False)
   before = {f: (data_dir / f).read_bytes() for f in _files(data_dir)}
   calls = {"n": 0}
-  render = build._render_task
+  render = build_pipeline.Renderer.record
 
-  def flaky(task):
+  def flaky(self, modality, split, item):
     calls["n"] += 1
-    if calls["n"] == 11:  # the second modality, midway
+    if calls["n"] == 40:  # in the pipeline, after the shard-size probes
       raise RuntimeError("renderer crashed")
-    return render(task)
+    return render(self, modality, split, item)
 
-  monkeypatch.setattr(build, "_render_task", flaky)
+  monkeypatch.setattr(build_pipeline.Renderer, "record", flaky)
   with pytest.raises(RuntimeError, match="renderer crashed"):
     build.build_dataset(data_dir, _small_config(seed=5, overwrite=True), progress=False)
   assert {f: (data_dir / f).read_bytes() for f in _files(data_dir)} == before
@@ -173,7 +173,8 @@ def test_overwrite_replaces_and_drops_modalities_not_rebuilt(tmp_path):
     ("--train_per_category=-3", "--train_per_category: must be >= 1"),
     ("--val_per_category=0", "--val_per_category: must be >= 1"),
     ("--image_size=4", "--image_size: must be in"),
-    ("--workers=0", "--workers: must be >= 1"),
+    ("--workers=-1", "--workers: must be >= 0"),
+    ("--beam_options=runner=FlinkRunner", "--beam_options: expected Beam pipeline options"),
     ("--source=places", "--source: unknown source"),
     ("--source=cmplaces", "--cmplaces_root: required"),
     ("--categories=kitchen,no_such_place", "--categories: unknown SynthCMP categories: "
