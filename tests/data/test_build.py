@@ -334,3 +334,94 @@ def test_ensure_dataset_reads_an_existing_build(tmp_path, monkeypatch):
     patched.setattr(build, "build_dataset", lambda *a, **k: "rebuilt")
     assert build.ensure_dataset(str(tmp_path / "d"), without_dev,
                                 origin=TINY_FLAGFILE) == "rebuilt"
+
+
+def test_how_a_dataset_was_written_does_not_rebuild_it(tmp_path, monkeypatch):
+  build.build_dataset(tmp_path / "d", _small_config(**_SMALL), progress=False)
+  monkeypatch.setattr(build, "build_dataset", lambda *a, **k: pytest.fail("rebuilt"))
+  for how in (dict(workers=2), dict(workers=0, beam_options="--direct_num_workers=1")):
+    build.ensure_dataset(str(tmp_path / "d"), flagfile_config(TINY_FLAGFILE, **{**_SMALL, **how}),
+                         origin=TINY_FLAGFILE)
+
+
+def test_the_manifest_says_what_ran_the_build(tiny_data_dir):
+  runner = manifest_lib.read_manifest(tiny_data_dir)["build"]["runner"]
+  assert runner == {"runner": "DirectRunner", "workers": 1}
+
+
+@pytest.mark.parametrize("modality,total,shards", [("ldr", 11, 3), ("dsc", 600, 4),
+                                                    ("nat", 5, 5)])
+def test_work_units_cover_every_position_once(modality, total, shards):
+  split = build_pipeline.Split(modality, "train", tuple(range(100, 100 + total)), shards)
+  units = build_pipeline.work_units(split)
+  positions = sorted(p for unit in units for p in unit.positions)
+  assert positions == list(range(total))
+  for unit in units:
+    assert [100 + p for p in unit.positions] == list(unit.items)
+    if modality == "dsc":  # consecutive chunks, grouped by shard later
+      assert unit.shard == -1 and len(unit.positions) <= build_pipeline.ENCODE_CHUNK
+    else:  # one unit per shard: positions s, s+n, ...
+      assert all(p % shards == unit.shard for p in unit.positions)
+
+
+def _undecodable_ldr(tree):
+  """Appends a listed LDR file that is not an image; returns its label line's number."""
+  bad = tree.root / "ldr" / "kitchen" / "broken.png"
+  bad.write_bytes(b"this is not a png")
+  return tree.append_line("ldr", "train", "ldr/kitchen/broken.png 0")
+
+
+def _cli_build_with_a_bad_image(tree, out, workers):
+  # The header check of the scan catches a file that is no image at all; a truncated one
+  # is found only when a worker decodes it.
+  good = tree.root / "ldr" / "kitchen" / "train_000.png"
+  data = good.read_bytes()
+  (tree.root / "ldr" / "kitchen" / "cut.png").write_bytes(data[:len(data) // 2])
+  line = tree.append_line("ldr", "train", "ldr/kitchen/cut.png 0")
+  result = run_command("cmp_tf.build_data", "--source=cmplaces",
+                       f"--cmplaces_root={tree.root}", "--modalities=nat,ldr",
+                       "--image_size=16", "--report=false", f"--workers={workers}",
+                       f"--data_dir={out}")
+  return result, line
+
+
+def _assert_named_bad_image(result, line, out):
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "ldr_train.txt" in result.stderr and f"line {line}" in result.stderr
+  assert "cut.png" in result.stderr and "Traceback" not in result.stderr
+  assert not out.exists() or _files(out) == []
+
+
+def test_an_image_that_cannot_be_decoded_fails_the_build_naming_file_and_line(
+    cmplaces_tree, tmp_path):
+  result, line = _cli_build_with_a_bad_image(cmplaces_tree, tmp_path / "out", workers=1)
+  _assert_named_bad_image(result, line, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_worker_process_names_the_bad_image_too(cmplaces_tree, tmp_path):
+  result, line = _cli_build_with_a_bad_image(cmplaces_tree, tmp_path / "out", workers=2)
+  _assert_named_bad_image(result, line, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_killed_build_leaves_no_dataset_and_a_rerun_completes_it(tiny_data_dir, tmp_path):
+  import signal
+  import time
+  out = tmp_path / "killed"
+  command = [sys.executable, "-m", "cmp_tf.build_data", f"--flagfile={TINY_FLAGFILE}",
+             f"--data_dir={out}", "--workers=2"]
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  deadline = time.time() + 300
+  while time.time() < deadline and not any("staging" in f for f in _files(out)
+                                           if out.exists()):
+    time.sleep(0.2)
+  os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
+  assert not (out / "manifest.json").exists()
+  result = run_command("cmp_tf.build_data", f"--flagfile={TINY_FLAGFILE}", f"--data_dir={out}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert _shard_bytes(out) == _shard_bytes(tiny_data_dir)
+  assert not [f for f in _files(out) if "staging" in f or "tmp" in f]
