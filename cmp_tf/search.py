@@ -1,6 +1,7 @@
 """Photo search in the shared space: index photos once, query by sketch, clip art, layout or text.
 
   python -m cmp_tf.search build --run_dir=DIR [--images=DIR_OR_TFRECORDS] [--index=flat|ivf]
+      [--workers=N] [--beam_options='--runner=FlinkRunner ...']
   python -m cmp_tf.search query --run_dir=DIR (--sketch=PNG | --clipart=PNG |
       --spatial_text="sky@0.5,0.1 tree@0.2,0.6 car@0.7,0.8" | --text="..." | --photo=IMG)
       [--k=10] [--out=PNG]
@@ -34,6 +35,11 @@ flags.DEFINE_string("index", index_lib.FLAT, "build: flat (exact inner product) 
                     "(approximate, for large collections).")
 flags.DEFINE_integer("nlist", None, "build: IVF cells (default ~4 sqrt(N)).")
 flags.DEFINE_integer("thumb_size", search.DEFAULT_THUMB_SIZE, "build: thumbnail side in pixels.")
+flags.DEFINE_integer("workers", 1, "build: processes embedding photos on this machine (0: one "
+                     "per core; each loads the model), through Beam's DirectRunner.")
+flags.DEFINE_string("beam_options", "", "build: Apache Beam pipeline options passed through, "
+                    "e.g. '--runner=FlinkRunner --flink_master=HOST:8081' (--workers is "
+                    "then ignored).")
 # query
 for _kind, _modality in queries.KINDS.items():
   _what = "description text" if _kind == "text" else (
@@ -74,7 +80,8 @@ def main(argv):
   if argv[1] == "build":
     search.build_search_index(FLAGS.run_dir, images=FLAGS.images or None, split=FLAGS.split,
                               kind=FLAGS.index, nlist=FLAGS.nlist,
-                              thumb_size=FLAGS.thumb_size, **common)
+                              thumb_size=FLAGS.thumb_size, workers=FLAGS.workers,
+                              beam_options=FLAGS.beam_options, **common)
   else:
     if FLAGS.k < 1:
       raise ValueError(f"--k must be >= 1, got {FLAGS.k}")

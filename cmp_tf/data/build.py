@@ -15,9 +15,8 @@ import os
 import shutil
 import time
 
-from cmp_tf import fileio
+from cmp_tf import fileio, pipelines
 from cmp_tf import modalities as mod_lib
-from cmp_tf import pipelines
 from cmp_tf.data import build_pipeline
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.data import plan as plan_lib

@@ -17,9 +17,8 @@ import os
 
 import numpy as np
 
-from cmp_tf import fileio
+from cmp_tf import fileio, pipelines
 from cmp_tf import modalities as mod_lib
-from cmp_tf import pipelines
 from cmp_tf.data import tfrecord_io
 from cmp_tf.errors import DataError
 

@@ -2,7 +2,9 @@
 
 Every source yields Photo(id, category, encoded bytes, where); `where` names the
 file (and record) for error messages. A photo's category is known for records and
-for folders laid out as <root>/<category>/<file>; otherwise it is "".
+for folders laid out as <root>/<category>/<file>; otherwise it is "". A source is cut
+into units (a TFRecord file, or up to `FILES_PER_UNIT` image files) that workers embed
+independently (`cmp_tf.serving.photo_pipeline`); the units' order is the index's order.
 """
 
 import dataclasses
@@ -19,6 +21,24 @@ from cmp_tf.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords")
+FILES_PER_UNIT = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """Photos one worker call embeds: one TFRecord file, or image files under a root."""
+  tfrecord: str = ""
+  modality: str = ""  # tfrecord: keep only records of this modality ("": all)
+  files: tuple = ()  # image files
+  root: str = ""  # files: ids are relative to it, its top folders name categories
+  categories: tuple = ()
+
+
+def unit_photos(unit):
+  """The photos of `unit`, in order."""
+  if unit.tfrecord:
+    return tfrecord_photos([unit.tfrecord], modality=unit.modality or None)
+  return file_photos(unit.files, unit.root, unit.categories)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,23 +83,18 @@ def tfrecord_photos(paths, modality=None):
                   encoded=encoded, where=f"{path}, record {index}")
 
 
-def dataset_photos(data_dir, split="val", modality=mod_lib.NAT):
-  """The photos of one split of a built dataset, in written order."""
+def _dataset_units(data_dir, split, modality=mod_lib.NAT):
+  """One unit per shard of one split of a built dataset, in written order."""
   manifest = manifest_lib.read_manifest(data_dir)
-  return tfrecord_photos(manifest_lib.shard_paths(manifest, data_dir, modality, split),
-                         modality=modality)
+  return [Unit(tfrecord=path, modality=modality)
+          for path in manifest_lib.shard_paths(manifest, data_dir, modality, split)]
 
 
-def directory_photos(root, categories=()):
-  """Image files under `root` (recursively, sorted); <root>/<category>/... gives a category."""
+def file_photos(paths, root, categories=()):
+  """Photos of the image files `paths`: ids relative to `root`, whose top folder names a
+  category when it is one of `categories`."""
   known = set(categories)
-  found = []
-  for directory, subdirs, names in os.walk(root):
-    subdirs.sort()
-    for name in sorted(names):
-      if name.lower().endswith(IMAGE_EXTENSIONS):
-        found.append(os.path.join(directory, name))
-  for path in found:
+  for path in paths:
     relative = os.path.relpath(path, root)
     top = relative.split(os.sep)[0] if os.sep in relative else ""
     with open(path, "rb") as f:
@@ -87,32 +102,44 @@ def directory_photos(root, categories=()):
     yield Photo(id=relative, category=top if top in known else "", encoded=encoded, where=path)
 
 
-def open_source(images, *, data_dir, split, categories):
-  """(description, iterator of Photo) for the --images flag (None: the run's dataset split)."""
+def _directory_units(root, categories):
+  """Image files under `root` (recursively, sorted) in units of FILES_PER_UNIT."""
+  found = []
+  for directory, subdirs, names in os.walk(root):
+    subdirs.sort()
+    for name in sorted(names):
+      if name.lower().endswith(IMAGE_EXTENSIONS):
+        found.append(os.path.join(directory, name))
+  return [Unit(files=tuple(found[i:i + FILES_PER_UNIT]), root=root,
+               categories=tuple(categories)) for i in range(0, len(found), FILES_PER_UNIT)]
+
+
+def source_units(images, *, data_dir, split, categories):
+  """(description, [Unit]) for the --images flag (None: the run's dataset split)."""
   if not images:
-    return (f"NAT {split} split of {data_dir}", dataset_photos(data_dir, split))
+    return (f"NAT {split} split of {data_dir}", _dataset_units(data_dir, split))
   path = os.path.abspath(os.path.expanduser(images))
   if os.path.isfile(os.path.join(path, manifest_lib.MANIFEST_NAME)):
-    return f"NAT {split} split of {path}", dataset_photos(path, split)
+    return f"NAT {split} split of {path}", _dataset_units(path, split)
   if glob.has_magic(images):
     matches = sorted(glob.glob(os.path.expanduser(images)))
     if not matches:
       raise ValueError(f"--images: no file matches {images}")
-    return f"{len(matches)} TFRecord file(s) {images}", tfrecord_photos(matches)
+    return (f"{len(matches)} TFRecord file(s) {images}",
+            [Unit(tfrecord=m) for m in matches])
   if os.path.isfile(path):
     if path.lower().endswith(TFRECORD_EXTENSIONS):
-      return f"TFRecord file {path}", tfrecord_photos([path])
+      return f"TFRecord file {path}", [Unit(tfrecord=path)]
     if path.lower().endswith(IMAGE_EXTENSIONS):
-      with open(path, "rb") as f:
-        encoded = f.read()
-      return f"image {path}", iter([Photo(os.path.basename(path), "", encoded, path)])
+      return f"image {path}", [Unit(files=(path,), root=os.path.dirname(path))]
     raise ValueError(f"--images: {path} is neither a TFRecord nor an image "
                      f"({', '.join(IMAGE_EXTENSIONS + TFRECORD_EXTENSIONS)})")
   if os.path.isdir(path):
     shards = sorted(glob.glob(os.path.join(path, "**", "*.tfrecord*"), recursive=True))
     if shards:
-      return f"{len(shards)} TFRecord file(s) under {path}", tfrecord_photos(shards)
-    return f"image files under {path}", directory_photos(path, categories)
+      return (f"{len(shards)} TFRecord file(s) under {path}",
+              [Unit(tfrecord=s) for s in shards])
+    return f"image files under {path}", _directory_units(path, categories)
   raise ValueError(f"--images: {path} does not exist")
 
 

@@ -15,14 +15,13 @@ run's weights (what a TF Serving deployment computes), else from the Keras model
 import os
 import time
 
-from cmp_tf import fileio, finished_run
+from cmp_tf import fileio, finished_run, pipelines
 from cmp_tf import modalities as mod_lib
-from cmp_tf.serving import embedders, grid, photos
+from cmp_tf.serving import embedders, grid, photo_pipeline, photos
 from cmp_tf.serving import index as index_lib
 
 SEARCH_DIR = "search"
 DEFAULT_THUMB_SIZE = 64
-_CHUNK = 256
 
 
 def default_index_dir(run_dir):
@@ -31,8 +30,11 @@ def default_index_dir(run_dir):
 
 def build_search_index(run_dir, *, images=None, split="val", kind=index_lib.FLAT, nlist=None,
                        nprobe=None, backend=embedders.AUTO, thumb_size=DEFAULT_THUMB_SIZE,
-                       index_dir=None, data_dir=None, progress=True):
-  """Embeds and indexes the photos of `images` (None: the run's NAT `split`); returns index.json."""
+                       index_dir=None, data_dir=None, workers=1, beam_options="",
+                       progress=True):
+  """Embeds and indexes the photos of `images` (None: the run's NAT `split`) through a Beam
+  pipeline of `workers` local processes (0: one per core) or the runner `beam_options`
+  names; returns index.json."""
   if kind not in index_lib.KINDS:
     raise ValueError(f"--index: unknown index kind {kind!r}; expected one of "
                      f"{', '.join(index_lib.KINDS)}")
@@ -40,46 +42,34 @@ def build_search_index(run_dir, *, images=None, split="val", kind=index_lib.FLAT
     raise ValueError(f"--split: unknown split {split!r}; expected one of {mod_lib.SPLITS}")
   if thumb_size < 8:
     raise ValueError(f"--thumb_size must be >= 8, got {thumb_size}")
+  if workers < 0:
+    raise ValueError(f"--workers must be >= 0, got {workers}")
   info = finished_run.load_run(run_dir, data_dir=data_dir)
   if mod_lib.NAT not in info.modalities:
     raise ValueError(f"the run in {info.run_dir} has no NAT branch to embed photos with")
-  description, source = photos.open_source(images, data_dir=info.data_dir, split=split,
+  runner = pipelines.describe_runner(workers, beam_options)  # checks the options
+  description, units = photos.source_units(images, data_dir=info.data_dir, split=split,
                                            categories=info.categories)
-  embedder, backend_note = embedders.make_embedder(info, [mod_lib.NAT], backend)
+  _, backend_note = embedders.make_embedder(info, [mod_lib.NAT], backend)
   if progress:
-    print(f"indexing {description}\n  embedded with {backend_note}", flush=True)
+    print(f"indexing {description} ({len(units)} unit(s), {pipelines.runner_text(runner)})"
+          f"\n  embedded with {backend_note}", flush=True)
   started = time.perf_counter()
-  label_of = {name: i for i, name in enumerate(info.categories)}
-  ids, labels, categories, thumbs, parts = [], [], [], [], []
-  chunk = []
-
-  def flush():
-    parts.append(embedder.images(mod_lib.NAT, [p.encoded for p in chunk])["embedding"])
-    chunk.clear()
-
-  for photo in source:
-    thumbs.append(photos.thumbnail_png(photo, thumb_size))  # checks the image first
-    ids.append(photo.id)
-    categories.append(photo.category)
-    labels.append(label_of.get(photo.category, -1))
-    chunk.append(photo)
-    if len(chunk) == _CHUNK:
-      flush()
-      if progress:
-        print(f"  {len(ids)} photos embedded", flush=True)
-  if chunk:
-    flush()
+  directory = index_dir or default_index_dir(info.run_dir)
+  embeddings, ids, categories, thumbs = photo_pipeline.embed_photos(
+      units, run_dir=info.run_dir, data_dir=info.data_dir, backend=backend,
+      thumb_size=thumb_size, index_dir=directory, workers=workers,
+      beam_options=beam_options)
   if not ids:
     raise ValueError(f"--images: {description} holds no photo")
-  import numpy as np
-
+  label_of = {name: i for i, name in enumerate(info.categories)}
+  labels = [label_of.get(c, -1) for c in categories]
   meta = {"source": description, "backend": backend_note, "run_dir": info.run_dir,
           "fingerprint": info.weights_digest, "modality": mod_lib.NAT,
-          "embedding": "L2-normalised fc7", "thumb_size": thumb_size}
-  built = index_lib.PhotoIndex.build(np.concatenate(parts), ids, labels, categories, thumbs,
+          "embedding": "L2-normalised fc7", "thumb_size": thumb_size, "runner": runner}
+  built = index_lib.PhotoIndex.build(embeddings, ids, labels, categories, thumbs,
                                      kind=kind, nlist=nlist, nprobe=nprobe, meta=meta)
   built.meta["wall_time_s"] = round(time.perf_counter() - started, 2)
-  directory = index_dir or default_index_dir(info.run_dir)
   built.save(directory)
   if progress:
     print(f"indexed {len(built)} photos ({built.meta['kind']}, {built.meta['dim']}-d) in "

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cmp_tf import finished_run
 from cmp_tf import modalities as mod_lib
 from cmp_tf.serving import embedders, queries, search
 from cmp_tf.serving import index as index_lib
@@ -37,6 +38,29 @@ def test_build_indexes_the_nat_validation_split(built, val_records):
   assert loaded.labels.tolist() == [r.label for r in val_records[mod_lib.NAT]]
   with Image.open(io.BytesIO(loaded.thumbnails[0])) as thumb:
     assert max(thumb.size) <= search.DEFAULT_THUMB_SIZE
+
+
+def test_two_workers_build_the_index_one_builds(built, val_records, tmp_path):
+  run_dir, meta = built
+  assert meta["runner"] == {"runner": "DirectRunner", "workers": 1}
+  one = index_lib.PhotoIndex.load(os.path.join(run_dir, "search"))
+  two_meta = search.build_search_index(run_dir, index_dir=str(tmp_path / "two"), workers=2,
+                                       progress=False)
+  assert two_meta["runner"] == {"runner": "DirectRunner", "workers": 2}
+  two = index_lib.PhotoIndex.load(str(tmp_path / "two"))
+  assert two.ids == one.ids and two.thumbnails == one.thumbnails
+  assert two.labels.tolist() == one.labels.tolist()
+  # The same scores in the same order; and the scores of the model itself.
+  info_embedder, _ = embedders.make_embedder(finished_run.load_run(run_dir), [mod_lib.NAT],
+                                             embedders.AUTO)
+  photos = [r.image_png for r in val_records[mod_lib.NAT]]
+  direct = info_embedder.images(mod_lib.NAT, photos)["embedding"]
+  scores_one, order_one = one.search(direct[:5], k=len(one))
+  scores_two, order_two = two.search(direct[:5], k=len(two))
+  np.testing.assert_array_equal(order_one, order_two)
+  np.testing.assert_array_equal(scores_one, scores_two)
+  np.testing.assert_allclose(scores_one[:, 0], 1.0, atol=1e-4)
+  assert not [p for p in os.listdir(tmp_path) if "embedding" in p]
 
 
 def test_a_photo_finds_itself_first(built, val_records, write_png):
