@@ -150,10 +150,13 @@ def test_end_to_end_script_on_a_tiny_run(tiny_data_dir, tmp_path):
   assert "load average during the run" in stdout
 
 
-def test_cmplaces_build_benchmark_tiny(tmp_path):
-  from benchmarks import cmplaces_build
-  results = cmplaces_build.run_benchmark(images=10, image_sizes=["16"], workdir=str(tmp_path),
-                                         log=lambda *a, **k: None)
-  (size,) = results["sizes"]
-  assert size["images"] == 15 and size["seconds_per_10000"] > 0
+def test_data_build_benchmark_tiny(tmp_path):
+  from benchmarks import data_build
+  results = data_build.run_benchmark(workers=["1"], synthcmp=["tiny"], images=10,
+                                     image_size=16, run_dir="", workdir=str(tmp_path),
+                                     log=lambda *a, **k: None)
+  (built,) = results["synthcmp"]
+  assert built["examples"] > 0 and built["wall_s"] > 0
+  (ingest,) = results["cmplaces"]
+  assert ingest["images"] == 15 and ingest["seconds_per_10000"] > 0
 
