@@ -17,7 +17,6 @@ import os
 from cmp_tf import modalities as mod_lib
 from cmp_tf.data import cmplaces
 from cmp_tf.errors import DataError
-from cmp_tf.seeds import derive_seed
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TEXT_SUFFIXES = (".txt",)
@@ -59,9 +58,9 @@ def read_categories(root, modalities):
   return sorted(names)
 
 
-def scan_modality(root, modality, categories, *, val_per_category, seed, skip_bad):
-  """{"train": ScanResult, "val": ScanResult} of one modality: every file checked, the
-  validation files chosen per category with a seed of their own."""
+def scan_modality(root, modality, categories, *, skip_bad):
+  """(entries, skipped) of one modality: every file checked, in category then name order;
+  `skipped` counts the files left out by reason (with `skip_bad`)."""
   suffixes = IMAGE_SUFFIXES if mod_lib.is_image(modality) else TEXT_SUFFIXES
   folder = os.path.join(root, modality)
   entries, skipped = [], {}
@@ -87,12 +86,4 @@ def scan_modality(root, modality, categories, *, val_per_category, seed, skip_ba
         raise DataError(problem[1] + " (--skip_bad leaves such files out)", path=path)
   if not entries:
     raise DataError(f"no usable {modality} files in any category folder", path=folder)
-  from cmp_tf.data import plan as plan_lib  # plan imports this module
-  val = set(plan_lib.choose_per_category([e.label for e in entries], val_per_category,
-                                         derive_seed(seed, "val", modality), leave=1))
-  split = {"train": [e for i, e in enumerate(entries) if i not in val],
-           "val": [e for i, e in enumerate(entries) if i in val]}
-  return {name: cmplaces.ScanResult(modality=modality, split=name, label_file=folder,
-                                    entries=chosen, skipped=skipped if name == "train" else {})
-          for name, chosen in split.items()}
-
+  return entries, skipped

@@ -160,17 +160,24 @@ def _plan_cmplaces(config):
 
 
 def _plan_folders(config):
-  from cmp_tf.data import folders
+  from cmp_tf.data import cmplaces, folders
   root = folders.check_root(config.folders_root, config.modalities)
   all_categories = folders.read_categories(root, config.modalities)
   categories = _choose(all_categories, config, all_categories, "--folders_root")
   heldout, rule = heldout_for(categories, [], config.seed, "no shipped list")
   scans = {}
   for modality in config.modalities:
-    for split, scan in folders.scan_modality(
-        root, modality, all_categories, val_per_category=config.val_per_category,
-        seed=config.seed, skip_bad=config.skip_bad).items():
-      scans[modality, split] = scan
+    entries, skipped = folders.scan_modality(root, modality, all_categories,
+                                             skip_bad=config.skip_bad)
+    # The validation files: a seeded choice per category, one file at least left to train.
+    val = set(choose_per_category([e.label for e in entries], config.val_per_category,
+                                  derive_seed(config.seed, "val", modality), leave=1))
+    for split, chosen, split_skipped in (
+        ("train", [e for i, e in enumerate(entries) if i not in val], skipped),
+        ("val", [e for i, e in enumerate(entries) if i in val], {})):
+      scans[modality, split] = cmplaces.ScanResult(
+          modality=modality, split=split, label_file=os.path.join(root, modality),
+          entries=chosen, skipped=split_skipped)
     print(f"{modality}: {scans[modality, 'train'].count} training and "
           f"{scans[modality, 'val'].count} validation files", flush=True)
   return Plan(config=config, categories=categories, heldout=heldout, heldout_rule=rule,
