@@ -3,6 +3,8 @@
   python -m cmp_tf.build_data --flagfile=configs/data_default.flags --data_dir=DIR [--seed=S]
   python -m cmp_tf.build_data --flagfile=configs/data_tiny.flags --data_dir=DIR
   python -m cmp_tf.build_data --source=cmplaces --cmplaces_root=ROOT --data_dir=DIR [--skip_bad]
+  python -m cmp_tf.build_data --source=folders --folders_root=ROOT --data_dir=DIR
+      [--workers=N | --beam_options='--runner=FlinkRunner --flink_master=HOST:8081']
 
 Everything is checked first (flags, paths, category names, every CMPlaces label
 file and the files it lists); only then are records rendered or decoded. A failed

@@ -3,11 +3,13 @@
   python -m cmp_tf.build_data --flagfile=configs/data_default.flags --data_dir=DIR [--seed=S]
 
 `build_dataset` checks everything first (`BuildConfig.validated`, then the plan: paths,
-category names, every CMPlaces label file and the files it lists); only then are records
-rendered or decoded. The shards are written into a staging directory inside DIR and moved
+category names, every CMPlaces label file or folder and the files it lists); only then are
+records rendered or decoded, by the Beam pipeline of `cmp_tf.data.build_pipeline` (local
+worker processes, or the runner --beam_options names). The shards are written into a
+staging directory inside DIR and moved
 into place when every modality succeeded; manifest.json is written last, so a directory
 without one is an incomplete build, and a failed build leaves nothing behind. The same
-seed gives byte-identical TFRecords, whatever the number of workers.
+seed gives byte-identical TFRecords, whatever the runner and the number of workers.
 """
 
 import dataclasses
