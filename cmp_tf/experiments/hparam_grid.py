@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from cmp_tf import fileio, finished_run
-from cmp_tf.experiments import records, reproduce
+from cmp_tf.experiments import lr_sweep, records, reproduce
 from cmp_tf.layer_names import FC7
 from cmp_tf.training import recipes
 
@@ -91,11 +91,7 @@ def dev_cross_modal_map(run_dir, layer=FC7):
 
 def choose(scores):
   """{method: value}: each method's best-scoring value (ties: the smaller), None if none."""
-  chosen = {}
-  for method, by_value in scores.items():
-    ran = [(s, -v, v) for v, s in by_value.items() if s is not None]
-    chosen[method] = max(ran)[2] if ran else None
-  return chosen
+  return lr_sweep.choose(scores, tie_within=0.0)
 
 
 def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=None,

@@ -319,8 +319,11 @@ def test_sweep_gives_each_method_its_best_dev_rate_and_skips_scratch_recipes():
   assert "bl_shared_upper_scratch" not in lr_sweep.swept_methods(recipes.METHOD_NAMES)
   assert "c" in lr_sweep.swept_methods(recipes.METHOD_NAMES)
   chosen = lr_sweep.choose({"a": {0.001: 0.5, 0.01: 0.6}, "b": {0.001: 0.7, 0.01: 0.7},
-                            "c": {0.001: None, 0.01: 0.2}, "d": {0.001: None}})
-  assert chosen == {"a": 0.01, "b": 0.001, "c": 0.01, "d": None}
+                            "c": {0.001: None, 0.01: 0.2}, "d": {0.001: None},
+                            "e": {0.001: 0.55, 0.003: 0.60, 0.01: 0.61}})
+  # e: 1e-2 wins by less than the dev split's noise over 3e-3, which is taken.
+  assert chosen == {"a": 0.01, "b": 0.001, "c": 0.01, "d": None, "e": 0.003}
+  assert lr_sweep.choose({"e": {0.003: 0.60, 0.01: 0.61}}, tie_within=0.0) == {"e": 0.01}
 
 
 @pytest.mark.slow
