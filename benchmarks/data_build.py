@@ -92,6 +92,9 @@ def _count(data_dir):
 
 
 def run_benchmark(*, workers, synthcmp, images, image_size, run_dir, workdir, log=print):
+  if run_dir:
+    from cmp_tf import finished_run
+    finished_run.check_finished(os.path.abspath(run_dir))  # before an hour of building
   results = {"synthcmp": [], "cmplaces": [], "index": []}
   for name in synthcmp:
     for n in workers:
