@@ -28,6 +28,7 @@ SPEC_JSON = "spec.json"
 FINAL_WEIGHTS = "final.weights.h5"
 EXPORT_DIR = "export"
 MODEL_INFO = os.path.join("assets.extra", "cmp_tf.json")
+REUSED_FROM = "reused_from"  # run.json: a stage taken from the run that trained it
 
 
 class RunError(ValueError):
@@ -63,6 +64,16 @@ def check_finished(run_dir):
 SUMMARY_KINDS = ("fc6", "fc7", "classifier")
 
 
+def train_seconds(state):
+  """(seconds of training, of which taken from other runs) of a run.json: a stage another
+  run trained (`cmp_tf.training.stage_reuse`, marked REUSED_FROM) counts its time there, so
+  that a row's time is what training it whole costs."""
+  reused = sum(s.get("wall_time_s") or 0.0 for s in state.get("stages", [])
+               if s.get(REUSED_FROM))
+  own = state.get("train_wall_time_s")
+  return (None if own is None else round(own + reused, 1)), round(reused, 1)
+
+
 def training_summary(state):
   """Per stage of a run.json: how long it trained, why it stopped, its best dev accuracy and
   how far its upper layers moved (mean over modality copies) from the stage's start and
@@ -78,7 +89,7 @@ def training_summary(state):
         "dev_mean": round(sum(dev.values()) / len(dev), 4) if dev else None,
         "drift": {origin: {k: by_kind[k] for k in SUMMARY_KINDS if k in by_kind}
                   for origin, by_kind in kinds.items()},
-        "wall_time_s": stage.get("wall_time_s")})
+        "wall_time_s": stage.get("wall_time_s"), REUSED_FROM: stage.get(REUSED_FROM)})
   return out
 
 

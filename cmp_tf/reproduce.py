@@ -46,6 +46,10 @@ flags.DEFINE_boolean("dsc_source_row", True, "Also train BL-Individual with DSC'
 flags.DEFINE_string("records", "", "Directory of run records (JSON, no weights): each "
                     "evaluated run is recorded there, and a run with no finished directory "
                     "here is taken from its record when its configuration matches.")
+flags.DEFINE_list("stage_donors", [], "Run directories, or directories of them (another "
+                  "experiment's runs/), whose first stages a run takes where they were "
+                  "trained exactly as it would train them (cmp_tf.training.stage_reuse; "
+                  "the weights are the same); this experiment's own runs always are.")
 flags.DEFINE_boolean("analysis", True, "Also analyse every normal run (modality probe, "
                      "unit alignment) and compare the methods in the report.")
 
@@ -68,6 +72,7 @@ def main(argv):
       train_flagfiles=FLAGS.train_flagfiles, fixed_budget=FLAGS.fixed_budget,
       seeds=_seeds(FLAGS.seeds), seed_methods=seed_methods,
       dsc_source_row=FLAGS.dsc_source_row, records_dir=FLAGS.records or None,
+      donors=FLAGS.stage_donors,
       analysis=FLAGS.analysis)
   print(f"report written to {os.path.join(results['out_dir'], reproduce.REPORT_MD)}; its "
         f"page: {os.path.join(results['out_dir'], page.PAGE_NAME)}", flush=True)

@@ -24,6 +24,10 @@ flags.DEFINE_list("learning_rates", [f"{r:g}" for r in lr_sweep.DEFAULT_RATES],
 flags.DEFINE_list("methods", ["all"], "Methods, or the groups all, paper, alignment: "
                   + ", ".join(recipes.METHOD_NAMES))
 flags.DEFINE_string("data_dir", "", "Dataset; default: the trainer's default dataset.")
+flags.DEFINE_list("stage_donors", [], "Run directories, or directories of them (another "
+                  "experiment's runs/), whose first stages a run takes where they were "
+                  "trained exactly as it would train them (cmp_tf.training.stage_reuse; "
+                  "the weights are the same); this experiment's own runs always are.")
 flags.DEFINE_string("records", "", "Directory of run records (JSON, no weights): each "
                     "finished or diverged run is recorded there, and a run with no finished "
                     "directory here is taken from its record when its configuration matches.")
@@ -37,7 +41,8 @@ def main(argv):
   except ValueError:
     raise ValueError(f"--learning_rates: not numbers: {FLAGS.learning_rates}") from None
   result = lr_sweep.sweep(FLAGS.out, methods=FLAGS.methods, rates=rates,
-                          data_dir=FLAGS.data_dir or None, records_dir=FLAGS.records or None)
+                          data_dir=FLAGS.data_dir or None, records_dir=FLAGS.records or None,
+                          donors=FLAGS.stage_donors)
   print(f"sweep written to {os.path.join(FLAGS.out, lr_sweep.SWEEP_MD)}; chosen: "
         + ", ".join(f"{m} {r:g}" if r else f"{m} -" for m, r in result["chosen"].items()),
         flush=True)

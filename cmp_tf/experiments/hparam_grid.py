@@ -95,8 +95,10 @@ def choose(scores):
 
 
 def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=None,
-         progress=True):
-  """Trains and scores every (method, value) not done yet; writes the report."""
+         donors=(), progress=True):
+  """Trains and scores every (method, value) not done yet; writes the report. A run takes
+  the stages that one of the grid's runs or of `donors` (a sweep's runs, say) trained as it
+  would (`reproduce.stage_donors`)."""
   started = time.perf_counter()
   out_dir = os.path.abspath(os.fspath(out_dir))
   records_dir = os.path.abspath(records_dir) if records_dir else None
@@ -112,9 +114,9 @@ def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=Non
   for method, value in planned:
     name = run_dir_name(method, value)
     run_dir = os.path.join(out_dir, reproduce.RUNS_DIR, name)
-    command = reproduce.train_command(method, False, run_dir, data_dir=data_dir,
-                                      train_flagfiles=train_flagfiles) + value_flags(method,
-                                                                                     value)
+    command = reproduce.train_command(
+        method, False, run_dir, data_dir=data_dir, train_flagfiles=train_flagfiles,
+        donors=reproduce.stage_donors(out_dir, donors)) + value_flags(method, value)
     state, status, score = reproduce.finished_state(run_dir), "kept", None
     record = None if state is not None else records.find_run_record(
         records_dir, name, command[3:])

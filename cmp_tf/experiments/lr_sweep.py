@@ -61,11 +61,12 @@ def choose(scores, tie_within=TIE_WITHIN):
 
 
 def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfiles=(),
-          records_dir=None, progress=True):
+          records_dir=None, donors=(), progress=True):
   """Trains every (method, rate) not finished yet, rate by rate; writes the report.
   `train_flagfiles` are read by every run after its method's flagfile; `records_dir` keeps
   a record of every finished or diverged run and supplies the runs recorded there with the
-  same configuration (`cmp_tf.experiments.records`)."""
+  same configuration (`cmp_tf.experiments.records`); a run takes the stages that one of its
+  own runs or of `donors` trained as it would (`reproduce.stage_donors`)."""
   started = time.perf_counter()
   out_dir = os.path.abspath(os.fspath(out_dir))
   records_dir = os.path.abspath(records_dir) if records_dir else None
@@ -81,7 +82,8 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
       name = run_dir_name(method, rate)
       run_dir = os.path.join(out_dir, reproduce.RUNS_DIR, name)
       command = reproduce.train_command(method, False, run_dir, data_dir=data_dir,
-                                             train_flagfiles=train_flagfiles)
+                                        train_flagfiles=train_flagfiles,
+                                        donors=reproduce.stage_donors(out_dir, donors))
       command.append(f"--learning_rate={rate}")
       state = reproduce.finished_state(run_dir)
       status = "kept"
@@ -102,7 +104,7 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
       runs.append({"method": method, "rate": rate, "run_dir": run_dir, "status": status,
                    "score": scores[method][rate],
                    "training": finished_run.training_summary(state) if state else None,
-                   "train_s": state.get("train_wall_time_s") if state else None})
+                   "train_s": finished_run.train_seconds(state)[0] if state else None})
       _write(out_dir, methods, rates, scores, runs, started)
   return _write(out_dir, methods, rates, scores, runs, started)
 

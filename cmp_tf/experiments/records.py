@@ -21,7 +21,7 @@ from cmp_tf import cli, fileio, paths
 RECORD_FORMAT = 1
 # Where a run was written and what its command did after training: not part of the experiment.
 # The dataset is compared by its manifest fingerprint instead of its path.
-PATH_FIELDS = ("run_dir", "cache_dir", "data_dir", "evaluate", "export")
+PATH_FIELDS = ("run_dir", "cache_dir", "data_dir", "evaluate", "export", "stage_donors")
 SOURCE_PREFIX = "source_"
 
 

@@ -268,14 +268,20 @@ def protocol_markdown(entries, rows):
 
 
 def wall_time_markdown(entries):
-  """`entries`: [{"row", "setting", "train_s", "evaluate_s", "train", "evaluate"}]."""
+  """`entries`: [{"row", "setting", "train_s", "reused_s", "evaluate_s", "train",
+  "evaluate"}]."""
   lines = ["**Wall time of every row (seconds)**", "",
            "| Row | Setting | Training | Evaluation | Training status | Evaluation status |",
            "|---|---|---:|---:|---|---|"]
   for e in entries:
-    lines.append(f"| {e['row']} | {e['setting']} | {_fmt(e.get('train_s'), 0)} | "
+    train = _fmt(e.get("train_s"), 0)
+    if e.get("reused_s"):
+      train += f" ({_fmt(e['reused_s'], 0)} in stages taken from another run)"
+    lines.append(f"| {e['row']} | {e['setting']} | {train} | "
                  f"{_fmt(e.get('evaluate_s'), 1)} | {e.get('train', '-')} | "
                  f"{e.get('evaluate', '-')} |")
+  lines += ["", "Training: what training the row whole costs; a stage another run had trained "
+            "exactly as this one would was taken from it (its time there counted)."]
   return "\n".join(lines) + "\n"
 
 

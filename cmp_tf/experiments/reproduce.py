@@ -74,11 +74,19 @@ def run_name(method, zero_shot, seed=0):
   return method + (f"_seed{seed}" if seed else "") + ("_zeroshot" if zero_shot else "")
 
 
+def stage_donors(out_dir, extra=()):
+  """Where an experiment's runs look for stages already trained as they would train them
+  (`cmp_tf.training.stage_reuse`): the experiment's own runs, then `extra` directories."""
+  return [os.path.join(out_dir, RUNS_DIR)] + [os.path.abspath(d) for d in extra]
+
+
 def train_command(method, zero_shot, run_dir, *, data_dir=None, train_flagfiles=(),
-                  fixed_budget=False, seed=None, extra_flags=(), python=sys.executable):
+                  fixed_budget=False, seed=None, extra_flags=(), donors=(),
+                  python=sys.executable):
   """The `python -m cmp_tf.train` command line of one run (evaluation is done here).
   `fixed_budget`: every stage runs its flagfile's step counts instead of the base
-  flagfile's convergence rule; `seed`: the training seed (None: the flagfiles')."""
+  flagfile's convergence rule; `seed`: the training seed (None: the flagfiles');
+  `donors`: its --stage_donors."""
   command = [python, "-m", "cmp_tf.train", f"--flagfile={method_flagfile(method)}"]
   command += [f"--flagfile={f}" for f in train_flagfiles]
   if fixed_budget:
@@ -88,6 +96,8 @@ def train_command(method, zero_shot, run_dir, *, data_dir=None, train_flagfiles=
   command += list(extra_flags)
   command += [f"--method={method}", "--zero_shot" if zero_shot else "--nozero_shot",
               f"--run_dir={run_dir}", "--noevaluate", "--noexport"]
+  if donors:
+    command.append(f"--stage_donors={','.join(donors)}")
   if data_dir:
     command.append(f"--data_dir={data_dir}")
   return command
@@ -292,8 +302,8 @@ def _take_record(record, plan, entry, label, normal, zero, diagnostics_rows, ana
   """Fills a planned run's entry and report rows from its record (`analysed`: None when the
   reproduction analyses nothing)."""
   state = record["run_json"]
+  entry["train_s"], entry["reused_s"] = finished_run.train_seconds(state)
   entry.update(train=records.trained_on(record), evaluate="record",
-               train_s=state.get("train_wall_time_s"),
                training=finished_run.training_summary(state),
                evaluate_s=record["results"]["wall_time_s"]["total"])
   results = record["results"]
@@ -358,7 +368,7 @@ def _check_inputs(out_dir, data_dir, train_flagfiles):
 def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir=None,
               num_queries=None, seed=0, train_flagfiles=(), fixed_budget=False,
               seeds=(0,), seed_methods=None, dsc_source_row=True, records_dir=None,
-              python=sys.executable, analysis=True, progress=True):
+              donors=(), python=sys.executable, analysis=True, progress=True):
   """Trains and evaluates every row, then writes DIR/report.md and DIR/results.json.
 
   Args:
@@ -378,6 +388,9 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     records_dir: keep a record of every evaluated run and of the source network here
       (`cmp_tf.experiments.records`), and take a run that has no finished directory here
       from its record when it matches (commit the directory to continue on another machine).
+    donors: run directories (or directories of them) beside this reproduction's own runs
+      whose first stages a run takes when they were trained exactly as it would train them
+      (`cmp_tf.training.stage_reuse`; the weights are the same).
     python: the interpreter that runs `cmp_tf.train`.
     analysis: also analyse every normal run (modality probe, unit alignment) and compare.
 
@@ -405,7 +418,8 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
     run_dir = os.path.join(out_dir, RUNS_DIR, plan.name)
     command = train_command(plan.method, plan.zero_shot, run_dir, data_dir=data_dir,
                             train_flagfiles=train_flagfiles, fixed_budget=fixed_budget,
-                            seed=plan.seed, extra_flags=plan.extra_flags, python=python)
+                            seed=plan.seed, extra_flags=plan.extra_flags,
+                            donors=stage_donors(out_dir, donors), python=python)
     label = plan.row + (f" (seed {plan.seed})" if (plan.row, plan.zero_shot) in several
                         else "")
     entry = {"run": plan.name, "method": plan.method, "row": label, "table_row": plan.row,
@@ -431,7 +445,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
         failures.append(plan.name)
         continue
       entry["train"] = "trained"
-    entry["train_s"] = state.get("train_wall_time_s")
+    entry["train_s"], entry["reused_s"] = finished_run.train_seconds(state)
     entry["training"] = finished_run.training_summary(state)
     runs[plan.name] = state
     if progress:

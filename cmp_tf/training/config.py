@@ -138,6 +138,11 @@ class TrainConfig:
                              "this measured ~4x slower for the conv branches; XLA has no "
                              "deterministic MaxPool gradient, so it needs --nodeterministic.")
   deterministic: bool = setting(True, "tf.config.experimental.enable_op_determinism().")
+  stage_donors: list = setting([], "Finished runs (run directories, or directories of "
+                               "them) whose first stages this run takes instead of training "
+                               "them again where they were trained exactly as this run would "
+                               "train them: same settings, dataset and kernels "
+                               "(cmp_tf.training.stage_reuse). The weights are the same.")
   evaluate: bool = setting(True, "Evaluate the run at the end (cmp_tf.eval.evaluation.evaluate_run).")
   export: bool = setting(True, "Export the run at the end (cmp_tf.serving.export.export_run).")
 

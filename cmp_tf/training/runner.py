@@ -24,7 +24,7 @@ from cmp_tf import modalities as mod_lib
 from cmp_tf.data import manifest as manifest_lib
 from cmp_tf.finished_run import FINAL_WEIGHTS, FLAGS_TXT, RUN_JSON, SPEC_JSON
 from cmp_tf.seeds import derive_seed
-from cmp_tf.training import checkpoints, drift, recipes, stages, trainer
+from cmp_tf.training import checkpoints, drift, recipes, stage_reuse, stages, trainer
 from cmp_tf.training import config as config_lib
 from cmp_tf.training import source as source_lib
 from cmp_tf.training import strategy as strategy_lib
@@ -32,7 +32,7 @@ from cmp_tf.training import strategy as strategy_lib
 LOCK_NAME = ".lock"
 # Settings that do not change the trained weights; they may differ when resuming.
 _BOOKKEEPING = ("evaluate", "export", "log_every", "keep_checkpoints", "checkpoint_every",
-                "run_dir", "data_dir", "data_config", "cache_dir")
+                "run_dir", "data_dir", "data_config", "cache_dir", "stage_donors")
 
 
 class RunMismatchError(ValueError):
@@ -271,8 +271,10 @@ def _run_training(config, run_dir, *, data_build, flags_text, progress):
         "stop_rule", f"plateau needs a dev split, and the dataset in {data_dir} has none "
         "for some of the modalities; rebuild it with --dev_per_category > 0 "
         "(python -m cmp_tf.build_data), or use --stop_rule=fixed")
-  state = open_run(run_dir, config, manifest_lib.fingerprint(manifest), flags_text,
-                   chief=chief, runtime=cpu.describe())
+  fingerprint, runtime = manifest_lib.fingerprint(manifest), cpu.describe()
+  state = open_run(run_dir, config, fingerprint, flags_text, chief=chief, runtime=runtime)
+  if config.stage_donors and chief and config.strategy != "multiworker" and not state["stages"]:
+    _reuse_stages(config, run_dir, state, recipe, fingerprint=fingerprint, runtime=runtime)
   try:
     return _train_stages(config, run_dir, state, recipe, strategy=strategy, data_dir=data_dir,
                          manifest=manifest, chief=chief, started=started, progress=progress)
@@ -283,6 +285,19 @@ def _run_training(config, run_dir, *, data_build, flags_text, progress):
                    error=f"{type(e).__name__}: {e}")
       fileio.write_json_atomic(os.path.join(run_dir, RUN_JSON), state)
     raise
+
+
+def _reuse_stages(config, run_dir, state, recipe, *, fingerprint, runtime):
+  """Takes the first stages from the --stage_donors run that trained them as this one would."""
+  donor, shared = stage_reuse.find_donor(
+      config.stage_donors, run_dir, config=config, recipe=recipe, fingerprint=fingerprint,
+      runtime=runtime, ignored=_BOOKKEEPING)
+  if donor is None:
+    return
+  for index, result in enumerate(stage_reuse.adopt(state, run_dir, donor, shared)):
+    print(f"stage {index} ({result['name']}) taken from {donor}, which trained it as this "
+          f"run would ({result.get('steps')} steps, {result.get('wall_time_s')} s there)",
+          flush=True)
 
 
 def _train_stages(config, run_dir, state, recipe, *, strategy, data_dir, manifest, chief,

@@ -1,6 +1,8 @@
 """The trainer on the tiny dataset: frozen layers, NaN handling, replicas, kill and resume."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -211,6 +213,34 @@ def test_kill_and_resume_reaches_the_same_weights(reference_run, tiny_data_dir, 
   assert resumed.keys() == reference.keys()
   for name in reference:
     np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_a_run_taking_a_finished_stage_ends_with_the_weights_of_one_trained_whole(
+    reference_run, tiny_data_dir, tmp_path):
+  """C's first stage taken from a run that stopped after it (the reference C run cut back to
+  its first stage, as an A: Tune run is): only the second stage trains, and the final weights
+  are the reference's, bit for bit."""
+  donor = tmp_path / "donors" / "c_first_stage"
+  donor.mkdir(parents=True)
+  state = json.loads((reference_run / "run" / "run.json").read_text())
+  state["stages"] = state["stages"][:1]
+  state["recipe"]["stages"] = state["recipe"]["stages"][:1]
+  (donor / "run.json").write_text(json.dumps(state))
+  shutil.copyfile(reference_run / "run" / "stage_0.weights.h5", donor / "stage_0.weights.h5")
+  run_dir = tmp_path / "run"
+  result = _run(_command(tiny_data_dir, run_dir, reference_run / "cache", *C_FLAGS,
+                         f"--stage_donors={donor.parent}"))
+  assert f"stage 0 (tune) taken from {donor}" in result.stdout
+  assert "stage 1 (free_statreg) done" in result.stdout
+  state = json.loads((run_dir / "run.json").read_text())
+  assert state["stages"][0][finished_run.REUSED_FROM] == str(donor)
+  assert finished_run.REUSED_FROM not in state["stages"][1]
+  reference = _weights(reference_run / "run" / "final.weights.h5")
+  taken = _weights(run_dir / "final.weights.h5")
+  assert taken.keys() == reference.keys()
+  for name in reference:
+    np.testing.assert_array_equal(taken[name], reference[name], err_msg=name)
 
 
 @pytest.mark.slow
