@@ -56,6 +56,12 @@ def vector_flags():
   return [name for flag, name in _VECTOR_FLAGS.items() if flag in have]
 
 
+def arithmetic_changes(first, now):
+  """The keys of describe() in which `now` differs from `first`, the allocator (speed only)
+  left out: what makes a run's float arithmetic differ from another's."""
+  return sorted(k for k in now if k != "allocator" and first.get(k) != now[k])
+
+
 def describe():
   """What sets this process's arithmetic and speed: CPU, kernels, threads, allocator (for
   run.json and benchmark results; imports TensorFlow)."""

@@ -102,7 +102,7 @@ def _note_other_runtime(state, runtime):
   first = state.get("runtime")
   if not runtime or not first:
     return
-  changed = sorted(k for k in runtime if k != "allocator" and first.get(k) != runtime[k])
+  changed = cpu.arithmetic_changes(first, runtime)
   if changed:
     print("note: resumed with other " + ", ".join(
         f"{k} ({first.get(k)} -> {runtime[k]})" for k in changed) + "; the rest of the "

@@ -14,7 +14,7 @@ keeps the donor's wall time for it; the stage's TensorBoard curves stay in the d
 import os
 import shutil
 
-from cmp_tf import fileio
+from cmp_tf import cpu, fileio
 from cmp_tf.finished_run import REUSED_FROM, RUN_JSON
 from cmp_tf.training import config as config_lib
 
@@ -46,7 +46,7 @@ def _same_runtime(donor, runtime):
   first = donor.get("runtime")
   if not first or not runtime or donor.get("resumed_with_other_runtime"):
     return False
-  return all(first.get(k) == v for k, v in runtime.items() if k != "allocator")
+  return not cpu.arithmetic_changes(first, runtime)
 
 
 def shared_stages(donor, *, config, recipe, fingerprint, runtime, ignored=()):
