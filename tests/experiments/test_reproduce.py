@@ -381,8 +381,20 @@ def test_the_grid_moves_each_method_s_hyperparameter_a_factor_of_ten_around_its_
       "--lambda_pool5=1e-05", "--lambda_fc6=1e-05", "--lambda_fc7=1e-05"]
   assert hparam_grid.gridded_methods(recipes.METHOD_NAMES) == [
       "b_gaussian", "b_gmm", "c", *recipes.ALIGNMENT_METHODS]
-  assert hparam_grid.choose({"c": {1e-5: 0.2, 1e-4: 0.3, 1e-3: 0.3},
-                             "mmd": {0.1: None, 1.0: None}}) == {"c": 1e-4, "mmd": None}
+
+
+def test_the_grid_keeps_the_flagfile_s_value_unless_another_wins_by_more_than_the_noise():
+  from cmp_tf.experiments import hparam_grid
+  defaults = {"c": 1e-4, "mmd": 1.0, "dann": 1.0, "cdann": 1.0, "coral": 1.0}
+  chosen = hparam_grid.choose({
+      "c": {1e-5: 0.2, 1e-4: 0.3, 1e-3: 0.3},         # exact tie with the flagfile's
+      "mmd": {0.1: None, 1.0: None},                  # nothing scored
+      "dann": {0.1: 0.405, 1.0: 0.40, 10.0: 0.39},    # within the tie margin (0.01)
+      "cdann": {0.1: 0.42, 1.0: 0.40, 10.0: 0.425},   # beaten by more: the best
+      "coral": {0.1: 0.42, 1.0: None, 10.0: 0.42}},   # the flagfile's failed: the best, the smaller
+      defaults)
+  assert hparam_grid.TIE_WITHIN == 0.01
+  assert chosen == {"c": 1e-4, "mmd": None, "dann": 1.0, "cdann": 10.0, "coral": 0.1}
 
 
 @pytest.mark.slow
