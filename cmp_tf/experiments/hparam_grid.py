@@ -33,7 +33,9 @@ PRIOR_FLAGS = ("lambda_pool5", "lambda_fc6", "lambda_fc7")
 # fc7): one run's score has a standard error of 0.9-1.0 points over its queries; the paired
 # difference of two runs' scores 0.5-0.6 (same queries), and C's score moves by 0.45 (standard
 # deviation) between training seeds, so two values' scores differ by about 0.8 from noise
-# alone. A value that wins by less has not been shown better: the flagfile's stays.
+# alone (`python -m cmp_tf.grid --noise_of=<C's three seeds>,<A: Tune>,<A: Tune (Free)>`, AMD
+# EPYC, data db86736bc11943a1). A value that wins by less has not been shown better: the
+# flagfile's stays.
 TIE_WITHIN = 0.01
 
 
@@ -83,17 +85,51 @@ def value_flags(method, value):
   return [f"--{flag}={value:g}" for flag in HYPERPARAMETERS[method].flags]
 
 
-def dev_cross_modal_map(run_dir, layer=FC7):
-  """Mean mAP over every ordered pair of distinct modalities of `layer` features of the dev
-  split, every dev example a query (exact retrieval)."""
-  from cmp_tf.eval import embeddings, retrieval
+def _dev_features(run_dir, layer):
+  """({modality: [N, D]}, {modality: [N]}): `layer` features and labels of the dev split."""
+  from cmp_tf.eval import embeddings
   run = finished_run.load_run(run_dir)
   features, labels = {}, {}
   for modality in run.modalities:
     sets = embeddings.extract(run.model, run.data_dir, modality, split="dev", outputs=(layer,))
     features[modality], labels[modality] = sets.features[layer], sets.labels
-  scores = retrieval.cross_modal_retrieval(features, labels)
+  return features, labels
+
+
+def dev_cross_modal_map(run_dir, layer=FC7):
+  """Mean mAP over every ordered pair of distinct modalities of `layer` features of the dev
+  split, every dev example a query (exact retrieval)."""
+  from cmp_tf.eval import retrieval
+  scores = retrieval.cross_modal_retrieval(*_dev_features(run_dir, layer))
   return round(float(np.mean([s["map"] for s in scores.values()])), 6)
+
+
+def dev_query_scores(run_dir, layer=FC7):
+  """[Q]: each dev query's AP averaged over the other modalities, modality by modality; their
+  mean is `dev_cross_modal_map` when every modality has as many dev examples."""
+  from cmp_tf.eval import retrieval
+  features, labels = _dev_features(run_dir, layer)
+  return np.concatenate([
+      np.mean([retrieval.average_precision(
+          retrieval.cosine_similarity(features[q], features[t]), labels[q], labels[t])
+               for t in features if t != q], axis=0)
+      for q in features])
+
+
+def score_noise(query_scores):
+  """How much of a difference between grid scores is noise, from finished runs' per-query
+  scores {name: [Q]} (the same dev queries): each score's standard error over its queries,
+  and for every two runs their difference with its paired standard error."""
+  def se(x):
+    return float(np.std(x, ddof=1) / np.sqrt(len(x)))
+  names = list(query_scores)
+  return {
+      "runs": {n: {"score": float(np.mean(query_scores[n])), "se": se(query_scores[n])}
+               for n in names},
+      "differences": [{"runs": [a, b],
+                       "difference": float(np.mean(query_scores[a] - query_scores[b])),
+                       "paired_se": se(query_scores[a] - query_scores[b])}
+                      for i, a in enumerate(names) for b in names[i + 1:]]}
 
 
 def choose(scores, defaults, tie_within=TIE_WITHIN):

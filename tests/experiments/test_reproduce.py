@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from cmp_tf import paths
@@ -421,3 +422,18 @@ def test_the_grid_scores_every_value_on_the_dev_split_and_continues_from_records
   again = hparam_grid.grid(tmp_path / "elsewhere", **kwargs)  # another machine: records only
   assert [r["status"].split(",")[0] for r in again["runs"]] == ["record"] * 2
   assert again["scores"] == result["scores"]
+  # Per-query scores average to the score (every tiny dev modality has as many examples).
+  queries = hparam_grid.dev_query_scores(tmp_path / "grid" / "runs" / "coral_lambda10")
+  np.testing.assert_allclose(np.mean(queries), scores["10"], atol=2e-6)
+
+
+def test_the_grid_s_noise_is_the_standard_error_over_queries_and_of_paired_differences():
+  from cmp_tf.experiments import hparam_grid
+  a, b = np.array([0.2, 0.4, 0.6, 0.8]), np.array([0.1, 0.4, 0.4, 0.9])
+  noise = hparam_grid.score_noise({"a": a, "b": b})
+  assert noise["runs"]["a"]["score"] == pytest.approx(0.5)
+  assert noise["runs"]["a"]["se"] == pytest.approx(np.sqrt(((a - 0.5) ** 2).sum() / 3) / 2)
+  (pair,) = noise["differences"]
+  d = a - b  # 0.1, 0, 0.2, -0.1: mean 0.05
+  assert pair["runs"] == ["a", "b"] and pair["difference"] == pytest.approx(0.05)
+  assert pair["paired_se"] == pytest.approx(np.sqrt(((d - 0.05) ** 2).sum() / 3) / 2)
