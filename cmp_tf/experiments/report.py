@@ -351,6 +351,21 @@ def diagnostic_row(name, diagnostic):
   return {"row": name, "modalities": diagnostic}
 
 
+# A modality whose within-modality mAP is at most this many times a random ranking's has
+# features that separate no categories: its network collapsed (a "dead branch"), and every
+# pair it takes part in sits at chance whatever the alignment.
+DEAD_BRANCH_FACTOR = 2.0
+
+
+def dead_branches(rows):
+  """[(row, modality, within, its chance)] of every modality whose within-modality mAP is at
+  most `DEAD_BRANCH_FACTOR` times its chance."""
+  return [(r["row"], m, d["within"], d["within_chance"])
+          for r in rows for m, d in r["modalities"].items()
+          if d.get("within") is not None and d.get("within_chance")
+          and d["within"] <= DEAD_BRANCH_FACTOR * d["within_chance"]]
+
+
 def diagnostic_markdown(rows, layer="fc7"):
   """Per method and modality: within-modality mAP and how much of it the other modalities
   reach when they retrieve it (percent)."""
@@ -391,6 +406,13 @@ def diagnostic_markdown(rows, layer="fc7"):
   if chances:
     lines[-1] += (" Chance within: " + " to ".join(f"{c:.2f}" for c in chances[::max(
         1, len(chances) - 1)]) + " (the expected leave-one-out AP of a random ranking).")
+  dead = dead_branches(rows)
+  if dead:
+    lines += ["", f"**Dead branches** (within-modality mAP at most {DEAD_BRANCH_FACTOR:g}x "
+              "its chance: the modality's features separate no categories, and every pair it "
+              "takes part in sits at chance, which pulls its row's means down): " + "; ".join(
+                  f"{row}, {m.upper()} (within {100 * w:.1f}, chance {100 * c:.2f})"
+                  for row, m, w, c in dead) + "."]
   return "\n".join(lines) + "\n"
 
 

@@ -437,3 +437,20 @@ def test_the_grid_s_noise_is_the_standard_error_over_queries_and_of_paired_diffe
   d = a - b  # 0.1, 0, 0.2, -0.1: mean 0.05
   assert pair["runs"] == ["a", "b"] and pair["difference"] == pytest.approx(0.05)
   assert pair["paired_se"] == pytest.approx(np.sqrt(((d - 0.05) ** 2).sum() / 3) / 2)
+
+
+def test_a_modality_whose_features_retrieve_at_chance_is_reported_as_a_dead_branch():
+  def modality(within, chance=0.0473):
+    return {"within": within, "within_chance": chance, "as_query": 0.3, "as_target": 0.3,
+            "premise": 1.0, "premise_above_chance": 1.0}
+  rows = [experiment_report.diagnostic_row("BL-Individual (seed 2)", {
+              "nat": modality(0.66), "spt": modality(0.017), "ldr": modality(0.09)}),
+          experiment_report.diagnostic_row("C: Tune + StatReg (GMM)", {
+              "nat": modality(0.65), "spt": modality(0.1), "dsc": modality(None)})]
+  assert experiment_report.dead_branches(rows) == [
+      ("BL-Individual (seed 2)", "spt", 0.017, 0.0473),
+      ("BL-Individual (seed 2)", "ldr", 0.09, 0.0473)]  # under 2x chance is dead; above it is not
+  markdown = experiment_report.diagnostic_markdown(rows)
+  assert ("**Dead branches** (within-modality mAP at most 2x its chance" in markdown
+          and "BL-Individual (seed 2), SPT (within 1.7, chance 4.73)" in markdown)
+  assert "Dead branches" not in experiment_report.diagnostic_markdown(rows[1:])
