@@ -172,7 +172,9 @@ def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=Non
     state, status, score = reproduce.finished_state(run_dir), "kept", None
     record = None if state is not None else records.find_run_record(
         records_dir, name, command[3:])
-    if record is not None and "dev_map" in record:
+    if record is not None and "dev_map" not in record:
+      record = None  # another experiment's record of this run (the flagfile's value): no score
+    if record is not None:
       state, score = record["run_json"], record["dev_map"]
       status = records.trained_on(record) if state.get("status") == "complete" else "failed"
     elif state is None:
