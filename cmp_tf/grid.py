@@ -5,9 +5,9 @@ CORAL, MMD, DANN and CDANN, the contrastive temperature), scored on the dev spli
       [--data_dir=DATA]
   python -m cmp_tf.grid --noise_of=RUN_DIR,RUN_DIR,...   # how noisy the score is
 
-Each method is trained at three values a factor of 10 apart around its flagfile's, at its own
-learning rate, and scored by the dev split's cross-modal mAP; DIR/grid.md gives every score
-and each method's value (`cmp_tf.experiments.hparam_grid`). Resumable: rerun the same
+Each method is trained at three values a factor of 10 apart around its reference (its source
+paper's) value, at its own learning rate, and scored by the dev split's cross-modal mAP;
+DIR/grid.md gives every score and each method's value to put in its flagfile (`cmp_tf.experiments.hparam_grid`). Resumable: rerun the same
 command; with --records=DIR (committed), on another machine too. --noise_of prints, for
 finished runs, each dev score's standard error over its queries and the paired standard error
 of every difference: the noise that `hparam_grid.TIE_WITHIN` is set from.

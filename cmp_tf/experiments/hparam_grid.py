@@ -4,15 +4,18 @@
 
 Each method with an extra hyperparameter — the activation priors' lambda of B and C (the
 three layers' lambdas moved together), lambda of CORAL, MMD, DANN and CDANN, the temperature
-of the contrastive term — is trained at three values a factor of 10 apart around the value
-its flagfile uses, at the method's own learning rate (its flagfile's: the learning-rate
-rule's), under the convergence rule, as `python -m cmp_tf.train --flagfile=configs/<m>.flags
+of the contrastive term — is trained at three values a factor of 10 apart around its
+reference value (the setting's default in `TrainConfig`: the value its source paper uses, or
+for the priors the value chosen before the grid), at the method's own learning rate (its
+flagfile's: the learning-rate rule's), under the convergence rule, as `python -m cmp_tf.train --flagfile=configs/<m>.flags
 --<flag>=<value> --run_dir=DIR/runs/<m>_<name><value>`. Score: the **dev** split's
 cross-modal mAP (fc7, all ordered pairs of distinct modalities, every dev example a query),
-never the validation split's. Each method keeps its flagfile's value (the source paper's)
-unless another value scores more than `TIE_WITHIN` above it, and then takes its best; a run
-that diverges or fails scores nothing. DIR/grid.md and DIR/grid.json
-hold every score and the choice. Resumable; with --records (committed), on another machine.
+never the validation split's. Each method keeps its reference value unless another value
+scores more than `TIE_WITHIN` above it, and then takes its best; a run that diverges or
+fails scores nothing. DIR/grid.md and DIR/grid.json hold every score and the choice (of
+this invocation's methods and of those an earlier one left there); the choice goes into the
+method's flagfile (`flagfile_value`), which leaves the grid where it is. Resumable; with
+--records (committed), on another machine.
 """
 
 import dataclasses
@@ -35,7 +38,7 @@ PRIOR_FLAGS = ("lambda_pool5", "lambda_fc6", "lambda_fc7")
 # deviation) between training seeds, so two values' scores differ by about 0.8 from noise
 # alone (`python -m cmp_tf.grid --noise_of=<C's three seeds>,<A: Tune>,<A: Tune (Free)>`, AMD
 # EPYC, data db86736bc11943a1). A value that wins by less has not been shown better: the
-# flagfile's stays.
+# reference value stays.
 TIE_WITHIN = 0.01
 
 
@@ -64,17 +67,34 @@ def gridded_methods(methods):
   return [m for m in methods if m in HYPERPARAMETERS]
 
 
+def reference_value(method):
+  """The value `method`'s grid centres on: the `TrainConfig` default of the flags it moves
+  (the source paper's value), not the flagfile's — the flagfile carries the grid's choice."""
+  from cmp_tf.training import config as config_lib
+  defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
+  values = {defaults[flag] for flag in HYPERPARAMETERS[method].flags}
+  if len(values) != 1:
+    raise ValueError(f"{method}: the flags {', '.join(HYPERPARAMETERS[method].flags)} have "
+                     f"different defaults ({sorted(values)}); the grid moves them together")
+  return values.pop()
+
+
 def grid_values(method):
-  """The flagfile's value of `method`'s hyperparameter and its three grid values (x0.1,
-  x1, x10); an error when the flags it moves together differ in the flagfile."""
+  """`method`'s reference value and its three grid values (x0.1, x1, x10)."""
+  reference = reference_value(method)
+  return reference, [float(f"{reference * f:.6g}") for f in (0.1, 1.0, 10.0)]
+
+
+def flagfile_value(method):
+  """The value configs/<method>.flags trains with; an error when the flags the grid moves
+  together differ there."""
   config = records.planned_config(reproduce.train_command(method, False, "unused")[3:])
   values = {config[flag] for flag in HYPERPARAMETERS[method].flags}
   if len(values) != 1:
     raise ValueError(f"{method}: the flags {', '.join(HYPERPARAMETERS[method].flags)} have "
                      f"different values in configs/{method}.flags ({sorted(values)}); the grid "
                      "moves them together")
-  default = values.pop()
-  return default, [float(f"{default * f:.6g}") for f in (0.1, 1.0, 10.0)]
+  return values.pop()
 
 
 def run_dir_name(method, value):
@@ -133,7 +153,7 @@ def score_noise(query_scores):
 
 
 def choose(scores, defaults, tie_within=TIE_WITHIN):
-  """{method: value}: the flagfile's value `defaults[method]` unless another value scores
+  """{method: value}: the reference value `defaults[method]` unless another value scores
   more than `tie_within` above it, else the best-scoring value (exact ties: the smaller);
   None if none scored."""
   best = lr_sweep.choose(scores, tie_within=0.0)
@@ -161,8 +181,10 @@ def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=Non
                      + ", ".join(HYPERPARAMETERS))
   planned = [(m, v) for m in methods for v in grid_values(m)[1]]
   names = [run_dir_name(m, v) for m, v in planned]
-  scores = {m: {} for m in methods}
-  runs, trained_s = [], []
+  scores, runs = _earlier(out_dir, methods)
+  scores.update({m: {} for m in methods})
+  methods = [m for m in HYPERPARAMETERS if m in scores]
+  trained_s = []
   for method, value in planned:
     name = run_dir_name(method, value)
     run_dir = os.path.join(out_dir, reproduce.RUNS_DIR, name)
@@ -196,6 +218,18 @@ def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=Non
   return _write(out_dir, methods, scores, runs, started)
 
 
+def _earlier(out_dir, methods):
+  """({method: {value: score}}, runs) that an earlier invocation wrote to out_dir for
+  methods other than `methods`, so that grid.md holds every method gridded there."""
+  path = os.path.join(out_dir, GRID_JSON)
+  if not os.path.isfile(path):
+    return {}, []
+  earlier = fileio.read_json(path)
+  kept = [m for m in earlier.get("methods", []) if m in HYPERPARAMETERS and m not in methods]
+  scores = {m: {float(v): s for v, s in earlier["scores"][m].items()} for m in kept}
+  return scores, [r for r in earlier.get("runs", []) if r["method"] in kept]
+
+
 def _write(out_dir, methods, scores, runs, started):
   defaults = {m: grid_values(m)[0] for m in methods}
   result = {"format_version": 1, "methods": methods,
@@ -214,7 +248,7 @@ def grid_markdown(result):
   """Dev cross-modal mAP (percent) per method and value, the steps of every stage, the
   choice."""
   lines = ["# Hyperparameter grid (dev cross-modal mAP of fc7, percent)", "",
-           "| Method | hyperparameter (flagfile's value) | value: score (steps per stage) | "
+           "| Method | hyperparameter (reference value) | value: score (steps per stage) | "
            "chosen |", "|---|---|---|---:|"]
   by_run = {(r["method"], r["value"]): r for r in result["runs"]}
   for method in result["methods"]:
@@ -233,7 +267,7 @@ def grid_markdown(result):
   lines += ["", "Score: mean mAP over every ordered pair of distinct modalities of fc7 "
             "features of the dev split (every dev example a query), after training under the "
             "convergence rule of configs/base.flags at the method's own learning rate; each "
-            f"method keeps its flagfile's value unless another scores more than "
+            f"method keeps its reference value (its source paper's) unless another scores more than "
             f"{100 * result['tie_within']:g} points above it (then its best; about the noise "
             "of a difference between two values' scores). A failed or diverged run scores "
             "nothing."]

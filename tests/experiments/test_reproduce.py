@@ -374,17 +374,18 @@ def test_a_diverged_sweep_run_is_kept_and_shown_as_such(tmp_path):
 # === The hyperparameter grid ===
 
 
-def test_the_grid_moves_each_method_s_hyperparameter_a_factor_of_ten_around_its_flagfile():
+def test_the_grid_moves_each_method_s_hyperparameter_a_factor_of_ten_around_its_reference():
   from cmp_tf.experiments import hparam_grid
   assert hparam_grid.grid_values("c") == (1e-4, [1e-5, 1e-4, 1e-3])
   assert hparam_grid.grid_values("supcon") == (0.1, [0.01, 0.1, 1.0])
+  assert hparam_grid.grid_values("dann") == (1.0, [0.1, 1.0, 10.0])  # whatever dann.flags says
   assert hparam_grid.value_flags("b_gmm", 1e-5) == [
       "--lambda_pool5=1e-05", "--lambda_fc6=1e-05", "--lambda_fc7=1e-05"]
   assert hparam_grid.gridded_methods(recipes.METHOD_NAMES) == [
       "b_gaussian", "b_gmm", "c", *recipes.ALIGNMENT_METHODS]
 
 
-def test_the_grid_keeps_the_flagfile_s_value_unless_another_wins_by_more_than_the_noise():
+def test_the_grid_keeps_the_reference_value_unless_another_wins_by_more_than_the_noise():
   from cmp_tf.experiments import hparam_grid
   defaults = {"c": 1e-4, "mmd": 1.0, "dann": 1.0, "cdann": 1.0, "coral": 1.0}
   chosen = hparam_grid.choose({
@@ -422,6 +423,11 @@ def test_the_grid_scores_every_value_on_the_dev_split_and_continues_from_records
   again = hparam_grid.grid(tmp_path / "elsewhere", **kwargs)  # another machine: records only
   assert [r["status"].split(",")[0] for r in again["runs"]] == ["record"] * 2
   assert again["scores"] == result["scores"]
+  # A later invocation for another method keeps this one's scores; for it, its own.
+  earlier_scores, earlier_runs = hparam_grid._earlier(tmp_path / "grid", ["mmd"])
+  assert earlier_scores == {"coral": {1.0: scores["1"], 10.0: scores["10"]}}
+  assert [r["value"] for r in earlier_runs] == [1.0, 10.0]
+  assert hparam_grid._earlier(tmp_path / "grid", ["coral"]) == ({}, [])
   # Per-query scores average to the score (every tiny dev modality has as many examples).
   queries = hparam_grid.dev_query_scores(tmp_path / "grid" / "runs" / "coral_lambda10")
   np.testing.assert_allclose(np.mean(queries), scores["10"], atol=2e-6)
