@@ -267,8 +267,9 @@ def grid_markdown(result):
   lines += ["", "Score: mean mAP over every ordered pair of distinct modalities of fc7 "
             "features of the dev split (every dev example a query), after training under the "
             "convergence rule of configs/base.flags at the method's own learning rate; each "
-            f"method keeps its reference value (its source paper's) unless another scores more than "
-            f"{100 * result['tie_within']:g} points above it (then its best; about the noise "
+            "method keeps its reference value (the setting's default: the source paper's, or "
+            "for the priors the value chosen before the grid) unless another scores more than "
+            f"{100 * result['tie_within']:g} point(s) above it (then its best; about the noise "
             "of a difference between two values' scores). A failed or diverged run scores "
-            "nothing."]
+            "nothing. The chosen value is the one the method's flagfile trains with."]
   return "\n".join(lines) + "\n"

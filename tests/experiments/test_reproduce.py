@@ -385,6 +385,15 @@ def test_the_grid_moves_each_method_s_hyperparameter_a_factor_of_ten_around_its_
       "b_gaussian", "b_gmm", "c", *recipes.ALIGNMENT_METHODS]
 
 
+def test_every_flagfile_trains_with_the_value_its_committed_grid_chose():
+  from cmp_tf.experiments import hparam_grid
+  committed = json.loads((paths.REPO_ROOT / "docs" / "reproduction" / "grid.json").read_text())
+  assert set(committed["methods"]) == set(hparam_grid.HYPERPARAMETERS)
+  for method in hparam_grid.HYPERPARAMETERS:
+    assert committed["defaults"][method] == hparam_grid.grid_values(method)[0], method
+    assert hparam_grid.flagfile_value(method) == committed["chosen"][method], method
+
+
 def test_the_grid_keeps_the_reference_value_unless_another_wins_by_more_than_the_noise():
   from cmp_tf.experiments import hparam_grid
   defaults = {"c": 1e-4, "mmd": 1.0, "dann": 1.0, "cdann": 1.0, "coral": 1.0}
