@@ -68,7 +68,7 @@ def build_dataset(data_dir, config, *, progress=True, argv=None):
   runner = pipelines.describe_runner(config.workers, config.beam_options)
   try:
     os.makedirs(staging)
-    splits, skipped = _write_all(plan, staging, config, say)
+    splits, skipped = _write_all(plan, staging, config, runner, say)
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
@@ -162,9 +162,9 @@ def _check_data_dir(data_dir, overwrite):
 
 # --- Rendering and writing ---------------------------------------------------------------
 
-def _write_all(plan, staging, config, say):
-  """Writes every modality and split under `staging` in one pipeline: (manifest splits,
-  skipped entries by split)."""
+def _write_all(plan, staging, config, runner, say):
+  """Writes every modality and split under `staging` in one pipeline run by `runner`
+  (`pipelines.describe_runner`): (manifest splits, skipped entries by split)."""
   source = _source(plan)
   renderer = build_pipeline.Renderer(source)
   splits = []
@@ -174,7 +174,6 @@ def _write_all(plan, staging, config, say):
         raise DataError(f"no {modality}/{split} examples to write")
       num_shards = build_pipeline.probe_num_shards(renderer, modality, split, items)
       splits.append(build_pipeline.Split(modality, split, tuple(items), num_shards))
-  runner = pipelines.describe_runner(config.workers, config.beam_options)
   say(f"Rendering {sum(len(s.items) for s in splits)} examples in "
       f"{sum(s.num_shards for s in splits)} shards ({pipelines.runner_text(runner)}).",
       flush=True)
