@@ -59,6 +59,7 @@ HYPERPARAMETERS = {
     "cdann": Hyperparameter("lambda", ("lambda_cdann",)),
     "supcon": Hyperparameter("temperature", ("supcon_temperature",)),
     "c_proxy": Hyperparameter("lambda", ("lambda_proxy",)),
+    "c_cdann": Hyperparameter("lambda", ("lambda_cdann",)),
 }
 
 

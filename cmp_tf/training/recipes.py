@@ -296,6 +296,16 @@ def _c_proxy(s):
                 **s.sgd()))
 
 
+def _c_cdann(s):
+  """Ours: C, and in its unfrozen stage the class-conditional modality discriminator (CDANN)
+  beside the GMM prior: the prior matches each modality's marginal activation statistics to
+  NAT's, the discriminator each category's across all five modalities."""
+  return (_tune_stage(s),
+          Stage("free_statreg_cdann", s.modalities, share_upper=True, init=INIT_PREVIOUS,
+                stop=s.stop, priors=_priors(GMM, s), alignment=(s.alignment(CDANN),),
+                **s.sgd()))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Method:
   display_name: str
@@ -317,14 +327,15 @@ METHODS = {
     "cdann": _Method("Tune + CDANN", _tune_align(CDANN)),
     "supcon": _Method("Tune + cross-modal SupCon", _tune_align(SUPCON)),
     "c_proxy": _Method("Ours: C + class proxies", _c_proxy),
+    "c_cdann": _Method("Ours: C + CDANN", _c_cdann),
 }
 # The rows of the paper's tables; the alignment methods come after them.
 PAPER_METHODS = ("bl_individual", "bl_shared_upper", "bl_shared_upper_scratch", "a_tune",
                  "a_tune_free", "b_gaussian", "b_gmm", "c")
-ALIGNMENT_METHODS = ("coral", "mmd", "dann", "cdann", "supcon", "c_proxy")
+ALIGNMENT_METHODS = ("coral", "mmd", "dann", "cdann", "supcon", "c_proxy", "c_cdann")
 # The alignment terms each method trains with (their --lambda_<term> must be > 0).
 METHOD_TERMS = {"coral": (CORAL,), "mmd": (MMD,), "dann": (DANN,), "cdann": (CDANN,),
-                "supcon": (SUPCON,), "c_proxy": (PROXY,)}
+                "supcon": (SUPCON,), "c_proxy": (PROXY,), "c_cdann": (CDANN,)}
 METHOD_NAMES = tuple(METHODS)
 
 

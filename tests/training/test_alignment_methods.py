@@ -35,6 +35,10 @@ def test_each_alignment_method_is_c_with_its_term_in_place_of_the_prior():
   assert ours.stages[0] == c.stages[0] and ours.stages[1].priors == c.stages[1].priors
   (proxy,) = ours.stages[1].alignment
   assert (proxy.term, proxy.layer, proxy.weight, proxy.temperature) == ("proxy", "fc7", 2.0, 0.1)
+  ours = config_lib.TrainConfig(method="c_cdann", lambda_cdann=0.5).recipe()
+  assert ours.stages[0] == c.stages[0] and ours.stages[1].priors == c.stages[1].priors
+  (cdann,) = ours.stages[1].alignment
+  assert (cdann.term, cdann.layer, cdann.weight) == ("cdann", "fc7", 0.5)
 
 
 @pytest.mark.parametrize("overrides, flag", [
@@ -43,6 +47,7 @@ def test_each_alignment_method_is_c_with_its_term_in_place_of_the_prior():
     ({"method": "supcon", "supcon_temperature": 0.0}, "supcon_temperature"),
     ({"method": "c_proxy", "lambda_proxy": 0.0}, "lambda_proxy"),
     ({"method": "c_proxy", "proxy_temperature": -1.0}, "proxy_temperature"),
+    ({"method": "c_cdann", "lambda_cdann": 0.0}, "lambda_cdann"),
     ({"method": "coral", "alignment_layer": "fc8"}, "alignment_layer"),
 ])
 def test_bad_alignment_settings_name_the_flag(overrides, flag):
@@ -142,3 +147,12 @@ def test_one_and_two_replicas_train_the_same_weights(tiny_data_dir, tmp_path):
   assert one.keys() == two.keys()
   for name in one:
     np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.slow
+def test_ours_c_with_cdann_trains_prior_and_discriminator_in_one_stage(tiny_data_dir, tmp_path):
+  """The one stage that holds both a GMM prior and a discriminator trains end to end."""
+  _train(tiny_data_dir, tmp_path / "run", tmp_path / "cache", "--method=c_cdann",
+         "--batch_size=4", "--gmm_components=3", "--prior_samples=96", "--gmm_max_iter=20")
+  weights = _weights(tmp_path / "run" / "final.weights.h5")
+  assert weights and all(np.isfinite(w).all() for w in weights.values())
