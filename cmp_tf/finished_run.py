@@ -93,6 +93,33 @@ def training_summary(state):
   return out
 
 
+def recipe_settings(state):
+  """What a run trained with beyond its recipe's shape, from run.json's recipe: the learning
+  rate of each stage (once when all agree), every prior's kind and weight, every alignment
+  term's weight (and temperature, where the term has one) — e.g. "lr 0.003; GMM prior 0.0001
+  (pool5, fc6, fc7); cdann 1 (fc7)"; "-" without a recipe."""
+  from cmp_tf.domain_alignment import names
+
+  stages = (state.get("recipe") or {}).get("stages") or []
+  if not stages:
+    return "-"
+  rates = [f"{st['learning_rate']:g}" for st in stages]
+  parts = ["lr " + (rates[0] if len(set(rates)) == 1 else " / ".join(rates))]
+  for st in stages:
+    by_prior = {}
+    for prior in st.get("priors") or []:
+      by_prior.setdefault((prior["kind"], prior["weight"]), []).append(prior["layer"])
+    for (kind, weight), layers in by_prior.items():
+      parts.append(f"{kind.upper() if kind == 'gmm' else kind.capitalize()} prior {weight:g} "
+                   f"({', '.join(layers)})")
+    for use in st.get("alignment") or []:
+      text = f"{use['term']} {use['weight']:g}"
+      if use["term"] in names.TEMPERATURE_TERMS:
+        text += f", temperature {use['temperature']:g}"
+      parts.append(f"{text} ({use['layer']})")
+  return "; ".join(parts)
+
+
 def _stored_weight_shapes(h5_file):
   """{layer name: [shape of each of its weights]} of a Keras 3 .weights.h5, read with
   h5py's own walk: Keras writes each layer's weights into a "vars" group whose "name"

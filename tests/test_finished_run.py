@@ -71,3 +71,18 @@ def test_layers_without_weights_may_differ(tmp_path):
   loaded = finished_run.build_and_load(dataclasses.replace(SPEC, dropout=0.0), path)
   for a, b in zip(saved.get_layer("nat_fc6").weights, loaded.get_layer("nat_fc6").weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_recipe_settings_name_the_rate_and_every_regulariser_s_weight():
+  stage = {"learning_rate": 0.003, "priors": [], "alignment": []}
+  free = {**stage, "priors": [{"kind": "gmm", "layer": layer, "weight": 1e-4}
+                              for layer in ("pool5", "fc6", "fc7")],
+          "alignment": [{"term": "cdann", "layer": "fc7", "weight": 1.0, "temperature": 0.1},
+                        {"term": "proxy", "layer": "fc7", "weight": 10.0, "temperature": 0.1}]}
+  state = {"recipe": {"stages": [stage, free]}}
+  assert finished_run.recipe_settings(state) == (
+      "lr 0.003; GMM prior 0.0001 (pool5, fc6, fc7); cdann 1 (fc7); "
+      "proxy 10, temperature 0.1 (fc7)")
+  two_rates = {"recipe": {"stages": [stage, {**stage, "learning_rate": 0.01}]}}
+  assert finished_run.recipe_settings(two_rates) == "lr 0.003 / 0.01"
+  assert finished_run.recipe_settings({}) == "-"

@@ -239,9 +239,10 @@ def protocol_markdown(entries, rows):
   Table 1's mean mAP (normal runs) and the upper layers' drift from the source network."""
   table1 = rows.get("table1", {})
   lines = ["**Training under the protocol, drift beside Table 1**", "",
-           "| Row | Setting | Steps per stage (stop, best step) | Dev accuracy | "
-           "Table 1 mean mAP | drift fc6 | drift fc7 | drift classifier | Training s |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+           "| Row | Setting | Learning rate, regularisers | Steps per stage (stop, best step) | "
+           "Dev accuracy | Table 1 mean mAP | drift fc6 | drift fc7 | drift classifier | "
+           "Training s |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
   for e in entries:
     training = e.get("training")
     if not training:
@@ -255,11 +256,14 @@ def protocol_markdown(entries, rows):
         mean = _mean_of(table1.get(e.get("table_row", e["row"]), {}), rows_lib.RETRIEVAL_PAIRS)
     pct = lambda v: _fmt(None if v is None else 100 * v)  # noqa: E731
     lines.append(
-        f"| {e['row']} | {e['setting']} | {_stages_cell(training)} | "
+        f"| {e['row']} | {e['setting']} | {e.get('settings', '-')} | {_stages_cell(training)} | "
         f"{_fmt(last.get('dev_mean'), 3)} | {pct(mean)} | {pct(drift.get('fc6'))} | "
         f"{pct(drift.get('fc7'))} | {pct(drift.get('classifier'))} | "
         f"{_fmt(e.get('train_s'), 0)} |")
-  lines += ["", "Dev accuracy: mean over the stage's modalities on the dev split (carved out "
+  lines += ["", "Learning rate, regularisers: what the run's recipe trained with (the "
+            "learning-rate rule's rate, configs/base.flags; each prior's and alignment term's "
+            "weight from the grid, docs/reproduction/grid.md). Dev accuracy: mean over the "
+            "stage's modalities on the dev split (carved out "
             "of training; model selection reads it, never the validation split the tables "
             "report). Drift: ||W - W0|| / ||W0|| of the final weights against the source "
             "network (percent; against the stage's start for a run from scratch), averaged "

@@ -305,6 +305,7 @@ def _take_record(record, plan, entry, label, normal, zero, diagnostics_rows, ana
   entry["train_s"], entry["reused_s"] = finished_run.train_seconds(state)
   entry.update(train=records.trained_on(record), evaluate="record",
                training=finished_run.training_summary(state),
+               settings=finished_run.recipe_settings(state),
                evaluate_s=record["results"]["wall_time_s"]["total"])
   results = record["results"]
   if plan.extra_flags:
@@ -447,6 +448,7 @@ def reproduce(out_dir, *, methods=recipes.METHOD_NAMES, zero_shot=True, data_dir
       entry["train"] = "trained"
     entry["train_s"], entry["reused_s"] = finished_run.train_seconds(state)
     entry["training"] = finished_run.training_summary(state)
+    entry["settings"] = finished_run.recipe_settings(state)
     runs[plan.name] = state
     if progress:
       print(f"== evaluating {plan.name}", flush=True)

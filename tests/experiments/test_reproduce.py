@@ -206,8 +206,10 @@ def test_reproduce_trains_evaluates_and_resumes(tiny_data_dir, tmp_path):
   assert "Wall time of every row" in markdown
   assert "Training under the protocol, drift beside Table 1" in markdown
   protocol_rows = [line for line in markdown.splitlines()
-                   if line.startswith("| BL-Individual (+ Subsp. Align. + PlacesNet Finetune) | normal | 4 (")]
+                   if line.startswith("| BL-Individual (+ Subsp. Align. + PlacesNet Finetune) | "
+                                      "normal | lr ")]
   assert protocol_rows and " | - | " not in protocol_rows[0]  # its Table 1 mean is found
+  assert " | 4 (" in protocol_rows[0]  # its steps
   training = {e["run"]: e["training"] for e in first["runs"] if "training" in e}
   assert training["a_tune"][0]["steps"] == 4 and training["a_tune"][0]["best_step"] in (2, 4)
   assert training["a_tune"][0]["drift"]["from_source"]["fc7"] == 0.0  # A's upper is frozen
