@@ -182,7 +182,8 @@ def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=Non
                      + ", ".join(HYPERPARAMETERS))
   planned = [(m, v) for m in methods for v in grid_values(m)[1]]
   names = [run_dir_name(m, v) for m, v in planned]
-  scores, runs = _earlier(out_dir, methods)
+  scores, runs = lr_sweep.earlier_results(os.path.join(out_dir, GRID_JSON), methods,
+                                          HYPERPARAMETERS)
   scores.update({m: {} for m in methods})
   methods = [m for m in HYPERPARAMETERS if m in scores]
   trained_s = []
@@ -217,18 +218,6 @@ def grid(out_dir, *, methods, data_dir=None, train_flagfiles=(), records_dir=Non
                  "training": finished_run.training_summary(state) if state else None})
     _write(out_dir, methods, scores, runs, started)
   return _write(out_dir, methods, scores, runs, started)
-
-
-def _earlier(out_dir, methods):
-  """({method: {value: score}}, runs) that an earlier invocation wrote to out_dir for
-  methods other than `methods`, so that grid.md holds every method gridded there."""
-  path = os.path.join(out_dir, GRID_JSON)
-  if not os.path.isfile(path):
-    return {}, []
-  earlier = fileio.read_json(path)
-  kept = [m for m in earlier.get("methods", []) if m in HYPERPARAMETERS and m not in methods]
-  scores = {m: {float(v): s for v, s in earlier["scores"][m].items()} for m in kept}
-  return scores, [r for r in earlier.get("runs", []) if r["method"] in kept]
 
 
 def _write(out_dir, methods, scores, runs, started):

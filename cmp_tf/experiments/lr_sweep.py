@@ -60,6 +60,18 @@ def choose(scores, tie_within=TIE_WITHIN):
   return chosen
 
 
+def earlier_results(json_path, methods, known):
+  """({method: {value: score}}, runs) that an earlier invocation wrote to `json_path` (a
+  sweep's or a grid's JSON) for the methods of `known` other than `methods`, so that the
+  report of a directory holds every method run there, not only the last invocation's."""
+  if not os.path.isfile(json_path):
+    return {}, []
+  earlier = fileio.read_json(json_path)
+  kept = [m for m in earlier.get("methods", []) if m in known and m not in methods]
+  scores = {m: {float(v): s for v, s in earlier["scores"][m].items()} for m in kept}
+  return scores, [r for r in earlier.get("runs", []) if r["method"] in kept]
+
+
 def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfiles=(),
           records_dir=None, donors=(), progress=True):
   """Trains every (method, rate) not finished yet, rate by rate; writes the report.
@@ -74,9 +86,10 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
   rates = [float(r) for r in rates]
   if not rates or any(not r > 0 for r in rates):
     raise ValueError(f"--learning_rates: expected positive rates, got {rates}")
-  scores = {m: {} for m in methods}
-  runs, trained_s = [], []
   planned = [run_dir_name(method, rate) for rate in rates for method in methods]
+  scores, runs = earlier_results(os.path.join(out_dir, SWEEP_JSON), methods, recipes.METHODS)
+  scores.update({m: {} for m in methods})
+  trained_s = []
   for rate in rates:
     for method in methods:
       name = run_dir_name(method, rate)
@@ -105,8 +118,10 @@ def sweep(out_dir, *, methods, rates=DEFAULT_RATES, data_dir=None, train_flagfil
                    "score": scores[method][rate],
                    "training": finished_run.training_summary(state) if state else None,
                    "train_s": finished_run.train_seconds(state)[0] if state else None})
-      _write(out_dir, methods, rates, scores, runs, started)
-  return _write(out_dir, methods, rates, scores, runs, started)
+      _write(out_dir, [m for m in recipes.METHODS if m in scores], rates, scores, runs,
+             started)
+  return _write(out_dir, [m for m in recipes.METHODS if m in scores], rates, scores, runs,
+                started)
 
 
 def _failure_of(state, rc=None):

@@ -358,6 +358,19 @@ def test_sweep_trains_every_rate_and_writes_its_report(tiny_data_dir, tmp_path):
   assert elsewhere["scores"] == result["scores"]
 
 
+def test_a_sweep_s_report_keeps_the_methods_an_earlier_invocation_swept(tmp_path):
+  from cmp_tf.experiments import lr_sweep
+  path = tmp_path / lr_sweep.SWEEP_JSON
+  run = {"method": "a_tune", "rate": 0.003, "status": "kept", "training": None}
+  path.write_text(json.dumps({
+      "methods": ["a_tune", "gone"], "scores": {"a_tune": {"0.003": 0.6}, "gone": {}},
+      "runs": [run, {**run, "method": "gone"}]}))
+  assert lr_sweep.earlier_results(path, ["c"], recipes.METHODS) == (
+      {"a_tune": {0.003: 0.6}}, [run])  # a method no longer known is dropped
+  assert lr_sweep.earlier_results(path, ["a_tune"], recipes.METHODS) == ({}, [])
+  assert lr_sweep.earlier_results(tmp_path / "none.json", ["c"], recipes.METHODS) == ({}, [])
+
+
 def test_a_diverged_sweep_run_is_kept_and_shown_as_such(tmp_path):
   from cmp_tf.experiments import lr_sweep
   run_dir = tmp_path / "runs" / "a_tune_lr0.01"
@@ -435,10 +448,14 @@ def test_the_grid_scores_every_value_on_the_dev_split_and_continues_from_records
   assert [r["status"].split(",")[0] for r in again["runs"]] == ["record"] * 2
   assert again["scores"] == result["scores"]
   # A later invocation for another method keeps this one's scores; for it, its own.
-  earlier_scores, earlier_runs = hparam_grid._earlier(tmp_path / "grid", ["mmd"])
+  from cmp_tf.experiments import lr_sweep
+  grid_json = tmp_path / "grid" / hparam_grid.GRID_JSON
+  earlier = lambda methods: lr_sweep.earlier_results(  # noqa: E731
+      grid_json, methods, hparam_grid.HYPERPARAMETERS)
+  earlier_scores, earlier_runs = earlier(["mmd"])
   assert earlier_scores == {"coral": {1.0: scores["1"], 10.0: scores["10"]}}
   assert [r["value"] for r in earlier_runs] == [1.0, 10.0]
-  assert hparam_grid._earlier(tmp_path / "grid", ["coral"]) == ({}, [])
+  assert earlier(["coral"]) == ({}, [])
   # Per-query scores average to the score (every tiny dev modality has as many examples).
   queries = hparam_grid.dev_query_scores(tmp_path / "grid" / "runs" / "coral_lambda10")
   np.testing.assert_allclose(np.mean(queries), scores["10"], atol=2e-6)
