@@ -9,7 +9,7 @@ score at a rate is the mean, over its modalities, of the final stage's best dev 
 a run that diverges or fails scores nothing. The rule applied to every method alike: each
 method gets the smallest rate whose score is within `TIE_WITHIN` of its best score (scores
 closer than the dev split's noise are ties). DIR/sweep.md and DIR/sweep.json hold every score
-and the choice.
+and the choice, of this invocation's methods and of those an earlier one swept there.
 """
 
 import os
