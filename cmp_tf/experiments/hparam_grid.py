@@ -7,8 +7,9 @@ three layers' lambdas moved together), lambda of CORAL, MMD, DANN and CDANN, the
 of the contrastive term — is trained at three values a factor of 10 apart around its
 reference value (the setting's default in `TrainConfig`: the value its source paper uses, or
 for the priors the value chosen before the grid), at the method's own learning rate (its
-flagfile's: the learning-rate rule's), under the convergence rule, as `python -m cmp_tf.train --flagfile=configs/<m>.flags
---<flag>=<value> --run_dir=DIR/runs/<m>_<name><value>`. Score: the **dev** split's
+flagfile's: the learning-rate rule's), under the convergence rule, as `python -m
+cmp_tf.train --flagfile=configs/<m>.flags --<flag>=<value> --run_dir=DIR/runs/<m>_<name>
+<value>`. Score: the **dev** split's
 cross-modal mAP (fc7, all ordered pairs of distinct modalities, every dev example a query),
 never the validation split's. Each method keeps its reference value unless another value
 scores more than `TIE_WITHIN` above it, and then takes its best; a run that diverges or
